@@ -1,0 +1,65 @@
+"""Atomic file-system writes: outputs appear whole or not at all, and old ones survive failures."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write `document` as indented JSON to `path` atomically."""
+    write_bytes_atomic(path, (json.dumps(document, indent=2) + "\n").encode())
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A fresh, unused path beside `path` for building an output before renaming it in."""
+    return path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+
+
+def swap_into_place(tmp: Path, path: Path) -> None:
+    """Rename `tmp` to `path`; an existing `path` is moved aside first and deleted after."""
+    if not path.exists():
+        os.rename(tmp, path)
+        return
+    old = path.with_name(f".{path.name}.old-{secrets.token_hex(4)}")
+    os.rename(path, old)
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        os.rename(old, path)
+        raise
+    remove_quietly(old)
+
+
+def remove_quietly(path: Path) -> None:
+    """Delete a file or directory tree; a failure is only logged (the new output is in place)."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    except OSError as exc:
+        log.warning("could not remove the replaced output %s: %s", path, exc)

@@ -1,0 +1,203 @@
+"""The Zarr (v3) store of MNIST that every job reads: layout, splits, atomic builds.
+
+Layout of a store directory::
+
+    zarr.json        root group; attributes below
+    train/images     uint8 (n_train, 784), chunks (chunk_rows, 784)
+    train/labels     uint8 (n_train,),     chunks (chunk_rows,)
+    test/images      uint8 (n_test, 784),  chunks (chunk_rows, 784)
+    test/labels      uint8 (n_test,),      chunks (chunk_rows,)
+
+Image rows are flattened 28x28 digits (row-major; `reshape(-1, 28, 28)` for display), chunked
+along the sample axis only and compressed with Blosc zstd + bitshuffle. Root attributes:
+`format`, `source`, `checksums`, `split` ({"name", "test_size", "random_state"}, only "name"
+for canonical), `n_train`, `n_test`, `chunk_rows`, `code_version`. A store's provenance is
+(`format`, `checksums`, `split`, `chunk_rows`): a rebuild with the same provenance is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from sklearn.model_selection import train_test_split
+from zarr.codecs import BloscCodec, BloscShuffle
+
+import mnist_dist
+from mnist_dist.atomic import swap_into_place, temporary_sibling
+from mnist_dist.data.sources import N_PIXELS, RawMnist
+from mnist_dist.errors import StoreExistsError, StoreNotFoundError
+
+log = logging.getLogger(__name__)
+
+STORE_FORMAT = "mnist-dist-store/1"
+SPLITS = ("seed", "canonical")
+SEED_TEST_SIZE = 0.2
+SEED_RANDOM_STATE = 42
+DEFAULT_CHUNK_ROWS = 2000
+ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")
+PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
+PREPARE_HINT = "run `python -m jobs.prepare`"
+
+
+def split_spec(split: str) -> dict[str, Any]:
+    """The `split` attribute recorded for split name `split` (one of `SPLITS`)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r} instead")
+    if split == "canonical":
+        return {"name": "canonical"}
+    return {"name": "seed", "test_size": SEED_TEST_SIZE, "random_state": SEED_RANDOM_STATE}
+
+
+def split_arrays(
+    raw: RawMnist, split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) for `split`; images (n, 784), labels (n,).
+
+    `seed` reshuffles train+test (in that order) with `train_test_split(test_size=0.2,
+    random_state=42)`; `canonical` keeps the published 60,000/10,000 split.
+    """
+    spec = split_spec(split)
+    if spec["name"] == "canonical":
+        return raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    x = np.concatenate([raw.x_train, raw.x_test])
+    y = np.concatenate([raw.y_train, raw.y_test])
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=spec["test_size"], random_state=spec["random_state"]
+    )
+    return x_train, y_train, x_test, y_test
+
+
+def store_provenance(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a store's attributes that decides whether it can be reused."""
+    return {key: attrs.get(key) for key in PROVENANCE_KEYS}
+
+
+def requested_provenance(raw: RawMnist, split: str, chunk_rows: int) -> dict[str, Any]:
+    """Provenance a store built from `raw` with `split` and `chunk_rows` would have."""
+    attrs = {"format": STORE_FORMAT, "checksums": dict(raw.checksums),
+             "split": split_spec(split), "chunk_rows": chunk_rows}
+    # Round-trip through JSON so it compares equal to attributes read back from zarr.json.
+    return store_provenance(json.loads(json.dumps(attrs)))
+
+
+def build_store(
+    raw: RawMnist,
+    path: Path,
+    split: str = "seed",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    force: bool = False,
+) -> Path:
+    """Write `raw` as a store at `path` atomically; reuse one with the same provenance.
+
+    Raises StoreExistsError when `path` holds something else, unless `force`.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer; got {chunk_rows} instead")
+    wanted = requested_provenance(raw, split, chunk_rows)
+    if path.exists() and not force:
+        check_reusable(path, wanted)
+        log.info("reusing store %s (same provenance)", path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        write_store(raw, tmp, split, chunk_rows)
+        swap_into_place(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote store %s (split %s, %d-row chunks)", path, split, chunk_rows)
+    return path
+
+
+def check_reusable(path: Path, wanted: dict[str, Any]) -> None:
+    """Raise StoreExistsError unless the store at `path` has provenance `wanted`."""
+    found = existing_provenance(path)
+    if found is None:
+        raise StoreExistsError(
+            f"{path} exists and is not a mnist-dist store; pass --force to overwrite it"
+        )
+    if found != wanted:
+        diff = ", ".join(
+            f"{key}: {found[key]!r} != requested {wanted[key]!r}"
+            for key in PROVENANCE_KEYS if found[key] != wanted[key]
+        )
+        raise StoreExistsError(
+            f"store {path} exists with different provenance ({diff}); pass --force to rebuild"
+        )
+
+
+def existing_provenance(path: Path) -> dict[str, Any] | None:
+    """Provenance of the store at `path`, or None when it is not a mnist-dist store."""
+    try:
+        return store_provenance(open_store(path).attrs)
+    except StoreNotFoundError:
+        return None
+
+
+def write_store(raw: RawMnist, path: Path, split: str, chunk_rows: int) -> None:
+    """Write the four arrays then the root attributes (last, so they mark a complete store)."""
+    x_train, y_train, x_test, y_test = split_arrays(raw, split)
+    group = zarr.open_group(str(path), mode="w")
+    for part, images, labels in (("train", x_train, y_train), ("test", x_test, y_test)):
+        write_array(group, f"{part}/images", images, (chunk_rows, N_PIXELS))
+        write_array(group, f"{part}/labels", labels, (chunk_rows,))
+    group.attrs.update({
+        "format": STORE_FORMAT,
+        "source": raw.source,
+        "checksums": dict(raw.checksums),
+        "split": split_spec(split),
+        "n_train": len(x_train),
+        "n_test": len(x_test),
+        "chunk_rows": chunk_rows,
+        "code_version": mnist_dist.__version__,
+    })
+
+
+def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
+    """Create uint8 array `name` in `group` with row `chunks` and fill it with `data`."""
+    compressor = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
+    array = group.create_array(
+        name, shape=data.shape, chunks=chunks, dtype="uint8", compressors=compressor
+    )
+    array[...] = data
+
+
+def open_store(path: Path) -> zarr.Group:
+    """Open the store at `path` read-only; StoreNotFoundError if it is missing or incomplete."""
+    group = open_root(path)
+    for name in ARRAY_NAMES:
+        if name not in group:
+            raise StoreNotFoundError(
+                f"store {path} lacks array {name}; {PREPARE_HINT} --store {path} --force"
+            )
+    return group
+
+
+def open_root(path: Path) -> zarr.Group:
+    """The root group of a mnist-dist store at `path`, read-only."""
+    if not path.is_dir():
+        raise StoreNotFoundError(f"store {path} not found; {PREPARE_HINT} --store {path}")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as exc:
+        raise StoreNotFoundError(
+            f"store {path} not found ({exc}); {PREPARE_HINT} --store {path}"
+        ) from exc
+    if group.attrs.get("format") != STORE_FORMAT:
+        raise StoreNotFoundError(
+            f"store {path} not found: it is not a {STORE_FORMAT} store; "
+            f"{PREPARE_HINT} --store {path} --force"
+        )
+    return group
+
+
+def store_info(path: Path) -> dict[str, Any]:
+    """Root attributes of the store at `path` (see the module docstring)."""
+    return dict(open_root(path).attrs)

@@ -1,0 +1,66 @@
+"""Exception hierarchy of mnist-dist; each extends the builtin it refines.
+
+Jobs map these to exit codes (see `EXIT_CODES`) and print the message as one line.
+"""
+
+from __future__ import annotations
+
+
+class MnistDistError(Exception):
+    """Base class of every error mnist-dist raises on purpose."""
+
+
+class DataError(MnistDistError, ValueError):
+    """Input data is malformed: the message names the file/chunk/field and what is wrong."""
+
+
+class ChecksumError(DataError):
+    """A data file's SHA-256 does not match the expected value."""
+
+
+class StoreNotFoundError(MnistDistError, FileNotFoundError):
+    """The Zarr store (or one of its arrays) does not exist."""
+
+
+class StoreExistsError(MnistDistError, FileExistsError):
+    """An output already exists and would be overwritten."""
+
+
+class ModelNotFoundError(MnistDistError, FileNotFoundError):
+    """A model directory, manifest or artifact is missing."""
+
+
+class ArtifactChecksumError(MnistDistError, ValueError):
+    """A model artifact's SHA-256 does not match its manifest."""
+
+
+class ModelValidationError(MnistDistError, ValueError):
+    """A trained/exported model failed a correctness check (e.g. ONNX vs Keras)."""
+
+
+class ClusterError(MnistDistError, ConnectionError):
+    """The Dask cluster cannot be reached or cannot run the job."""
+
+
+class DiskSpaceError(MnistDistError, OSError):
+    """The target disk lacks the space for the requested output."""
+
+
+EXIT_CODES: dict[type[MnistDistError], int] = {
+    DataError: 3,
+    StoreNotFoundError: 4,
+    StoreExistsError: 5,
+    ModelNotFoundError: 6,
+    ArtifactChecksumError: 7,
+    ModelValidationError: 8,
+    ClusterError: 9,
+    DiskSpaceError: 10,
+}
+
+
+def exit_code_for(error: MnistDistError) -> int:
+    """Exit code for an mnist-dist error: the most specific match, else 2."""
+    for cls in type(error).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return 2

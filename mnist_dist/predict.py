@@ -1,0 +1,31 @@
+"""Per-partition functions of the scoring graph: pure NumPy in, NumPy out, no Dask.
+
+Tasks carry only a `ModelRef` (a path and checksums); the predictors come from the
+per-process cache, so each worker loads each model once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnist_dist.metrics import confusion_matrix
+from mnist_dist.models.artifacts import ModelRef, load_predictors
+
+MODEL_NAMES = ("knn", "mlp")
+
+
+def predict_partition(
+    images: np.ndarray, model: str, ref: ModelRef, ort_threads: int = 1
+) -> np.ndarray:
+    """Predicted digits, uint8 (n,), of one partition of raw pixels uint8 (n, 784)."""
+    predictors = load_predictors(ref, ort_threads)
+    if model == "knn":
+        return predictors.knn.predict(images)
+    if model == "mlp":
+        return predictors.mlp.predict(images)
+    raise ValueError(f"model must be one of {MODEL_NAMES}; got {model!r} instead")
+
+
+def partition_confusion(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """Confusion counts of one partition, shaped (1, 10, 10) so partitions stack along axis 0."""
+    return confusion_matrix(labels, predictions)[None]

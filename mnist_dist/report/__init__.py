@@ -1,0 +1,1 @@
+"""Reports of a scoring run: the report.json document and its renderings."""

@@ -1,0 +1,101 @@
+"""The `report.json` document of a scoring run: build it, write it atomically, summarise it.
+
+Field reference: README.md, section "report.json".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import mnist_dist
+from mnist_dist.atomic import write_json_atomic
+from mnist_dist.metrics import accuracy, per_class_accuracy
+from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.scoring import ScoreResult
+
+SCHEMA = "mnist-dist-report/1"
+REPORT_NAME = "report.json"
+
+
+def model_section(
+    name: str, result: ScoreResult, threads: int, manifest: dict[str, Any]
+) -> dict[str, Any]:
+    """Accuracy, per-class accuracy, confusion and speed of one model in this run."""
+    confusion = result.confusion[name]
+    task_seconds = result.task_seconds[name]
+    # The cluster's time for this model alone: its summed task time spread over all threads.
+    seconds = task_seconds / max(1, threads)
+    trained = manifest["models"][name]
+    return {
+        "accuracy": accuracy(confusion),
+        "per_class_accuracy": per_class_accuracy(confusion),
+        "confusion": confusion.astype(np.int64).tolist(),
+        "n_images": int(confusion.sum()),
+        "task_seconds": task_seconds,
+        "seconds": seconds,
+        "images_per_second": result.n_images / seconds if seconds > 0 else None,
+        "train_seconds": trained["train_seconds"],
+        "test_accuracy_at_training": trained["test_accuracy"],
+        "artifacts": {
+            artifact: manifest["artifacts"][artifact] for artifact in trained["artifacts"]
+        },
+    }
+
+
+def build_report(
+    result: ScoreResult,
+    dataset: dict[str, Any],
+    cluster: dict[str, Any],
+    manifest: dict[str, Any],
+    throughput: list[dict[str, Any]],
+    outputs: dict[str, str],
+) -> dict[str, Any]:
+    """The whole report.json document of one run."""
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "code_version": mnist_dist.__version__,
+        "dataset": {**dataset, "n_images": result.n_images, "partitions": result.partitions},
+        "cluster": cluster,
+        "models": {
+            name: model_section(name, result, cluster["threads"], manifest) for name in MODEL_NAMES
+        },
+        "timing": {
+            "wall_seconds": result.wall_seconds,
+            "images_per_second": result.n_images / result.wall_seconds,
+        },
+        "throughput": throughput,
+        "outputs": outputs,
+        "versions": manifest.get("versions", {}),
+    }
+
+
+def write_report(report: dict[str, Any], out: Path) -> Path:
+    """Write `out/report.json` atomically; returns its path."""
+    path = out / REPORT_NAME
+    write_json_atomic(path, report)
+    return path
+
+
+def summary_text(report: dict[str, Any]) -> str:
+    """A short human summary: overall and per-digit accuracy of both models, and speed."""
+    dataset, timing = report["dataset"], report["timing"]
+    lines = [
+        (
+            f"scored {dataset['n_images']:,} images of {dataset['store']} ({dataset['split']}) "
+            f"in {timing['wall_seconds']:.1f} s ({timing['images_per_second']:,.0f} images/s, "
+            f"{report['cluster']['workers']} workers x {report['cluster']['threads']} threads)"
+        ),
+        "digit      " + " ".join(f"{d:>5}" for d in range(10)) + "   overall",
+    ]
+    for name in MODEL_NAMES:
+        model = report["models"][name]
+        cells = " ".join(
+            "    -" if a is None else f"{100 * a:5.1f}" for a in model["per_class_accuracy"]
+        )
+        lines.append(f"{name.upper():<10} {cells}   {100 * model['accuracy']:.2f}%")
+    return "\n".join(lines)

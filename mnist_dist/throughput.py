@@ -1,0 +1,65 @@
+"""Throughput vs batch size of each predictor, measured inside one worker process."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from mnist_dist.models.artifacts import ModelRef, load_predictors
+
+BATCH_SIZES = (1, 10, 100, 1000, 10000)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Which batch sizes to time and for how long: at least `min_repeats`, up to `min_seconds`."""
+
+    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    min_repeats: int = 1
+    max_repeats: int = 50
+    min_seconds: float = 1.0
+
+
+def sample_images(store: str, split: str, n: int) -> np.ndarray:
+    """The first `n` images of a split, repeated cyclically when the split is smaller."""
+    images = zarr.open_group(store, mode="r")[f"{split}/images"]
+    head = np.asarray(images[: min(n, images.shape[0])])
+    return np.resize(head, (n, head.shape[1])) if len(head) < n else head
+
+
+def time_batches(predict: Any, images: np.ndarray, batch: int, spec: SweepSpec) -> list[float]:
+    """Seconds of each repeated call of `predict` on a batch of `batch` images."""
+    predict(images[:batch])  # warm-up: lazy initialisation and allocator growth
+    times: list[float] = []
+    while len(times) < spec.max_repeats:
+        offset = (len(times) * batch) % max(1, len(images) - batch + 1)
+        start = time.perf_counter()
+        predict(images[offset : offset + batch])
+        times.append(time.perf_counter() - start)
+        if len(times) >= spec.min_repeats and sum(times) >= spec.min_seconds:
+            break
+    return times
+
+
+def batch_sweep(
+    ref: ModelRef, store: str, split: str, spec: SweepSpec, ort_threads: int = 1
+) -> list[dict[str, Any]]:
+    """For each model and batch size: median seconds per batch and images/s. Runs on a worker."""
+    predictors = load_predictors(ref, ort_threads)
+    images = sample_images(store, split, max(spec.batch_sizes))
+    rows = []
+    for name, predict in (("knn", predictors.knn.predict), ("mlp", predictors.mlp.predict)):
+        for batch in spec.batch_sizes:
+            times = time_batches(predict, images, batch, spec)
+            median = statistics.median(times)
+            rows.append({
+                "model": name, "batch_size": batch, "seconds_per_batch": median,
+                "images_per_second": batch / median, "ms_per_image": 1e3 * median / batch,
+                "repeats": len(times),
+            })
+    return rows

@@ -1,0 +1,161 @@
+"""Training: fit the scaler on the store's training split, build the KNN, train and export the MLP.
+
+Writes a model directory (see `models/artifacts.py`) atomically: everything goes into a temporary
+sibling directory which is renamed into place once the manifest is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+
+import mnist_dist
+from mnist_dist.atomic import swap_into_place, temporary_sibling
+from mnist_dist.data.store import open_store, store_info, store_provenance
+from mnist_dist.errors import StoreExistsError
+from mnist_dist.models.artifacts import ModelRef, read_manifest, write_manifest
+from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
+from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
+from mnist_dist.models.scaler import Scaler
+
+log = logging.getLogger(__name__)
+
+VERSIONED_PACKAGES = (
+    "numpy", "scikit-learn", "dask", "distributed", "dask-ml", "zarr", "onnxruntime",
+    "onnx", "tf2onnx", "tensorflow-cpu", "tensorflow", "keras",
+)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Train both models on `store`'s training split into the directory `models`.
+
+    `train_limit` (optional) trains on the first rows only: for quick runs and tests.
+    """
+
+    store: Path
+    models: Path
+    epochs: int = 10
+    seed: int = 42
+    train_limit: int | None = None
+    force: bool = False
+
+
+def fit_scaler(store: Path, rows: int | None = None) -> Scaler:
+    """StandardScaler (dask-ml) fitted on the training images read lazily from the store."""
+    from dask_ml.preprocessing import StandardScaler
+
+    images = da.from_zarr(str(store), component="train/images")
+    if rows is not None:
+        images = images[:rows]
+    fitted = StandardScaler().fit(images.astype(np.float64))
+    return Scaler.from_moments(np.asarray(fitted.mean_), np.asarray(fitted.var_))
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that produce or run the models."""
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def models_exist(directory: Path) -> bool:
+    """True when `directory` holds a complete, verified model set."""
+    try:
+        ModelRef.from_directory(directory)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def train_models(spec: TrainSpec) -> dict[str, Any]:
+    """Train, export, verify and checksum both models; returns the manifest."""
+    if spec.models.exists() and not spec.force:
+        raise StoreExistsError(f"{spec.models} already exists; pass --force to retrain")
+    group = open_store(spec.store)
+    rows = slice(0, spec.train_limit)
+    x_train, y_train = group["train/images"][rows], group["train/labels"][rows]
+    x_test, y_test = group["test/images"][:], group["test/labels"][:]
+    spec.models.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(spec.models)
+    tmp.mkdir()
+    try:
+        scaler = fit_scaler(spec.store, spec.train_limit)
+        knn = train_knn(x_train, y_train, scaler, x_test, y_test, tmp)
+        mlp = train_and_export_mlp(x_train, y_train, scaler, x_test, y_test, tmp, spec)
+        manifest = write_manifest(tmp, {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "code_version": mnist_dist.__version__,
+            "store": {"path": str(spec.store), **store_provenance(store_info(spec.store))},
+            "n_train": len(x_train),
+            "n_test": len(x_test),
+            "models": {"knn": knn, "mlp": mlp},
+            "versions": library_versions(),
+        })
+        swap_into_place(tmp, spec.models)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("wrote models to %s", spec.models)
+    return manifest
+
+
+def train_knn(
+    x_train: np.ndarray, y_train: np.ndarray, scaler: Scaler,
+    x_test: np.ndarray, y_test: np.ndarray, directory: Path,
+) -> dict[str, Any]:
+    """Fit (store) the KNN, save it, and measure its test accuracy with the fast backend."""
+    start = time.perf_counter()
+    model = KnnModel(x_train, y_train, scaler, n_neighbors=3)
+    save_knn(model, directory)
+    seconds = time.perf_counter() - start
+    log.info("KNN saved (%d reference rows); scoring the test split", len(x_train))
+    accuracy = float((GemmKnn(model).predict(x_test) == y_test).mean())
+    log.info("KNN test accuracy %.4f", accuracy)
+    return {
+        "train_seconds": seconds, "test_accuracy": accuracy,
+        "params": {"n_neighbors": 3, "weights": "uniform", "metric": "euclidean"},
+        "artifacts": ["knn.npz", "knn.json"],
+    }
+
+
+def train_and_export_mlp(
+    x_train: np.ndarray, y_train: np.ndarray, scaler: Scaler,
+    x_test: np.ndarray, y_test: np.ndarray, directory: Path, spec: TrainSpec,
+) -> dict[str, Any]:
+    """Train the Keras MLP, export it to ONNX, verify ONNX vs Keras on the whole test split."""
+    from mnist_dist.models.mlp_train import MlpSettings, export_onnx, train_mlp, verify_onnx
+
+    settings = MlpSettings(epochs=spec.epochs, seed=spec.seed)
+    start = time.perf_counter()
+    model = train_mlp(x_train, y_train, scaler, settings)
+    seconds = time.perf_counter() - start
+    onnx_path = directory / "mlp.onnx"
+    export_onnx(model, scaler, onnx_path)
+    max_diff = verify_onnx(model, scaler, onnx_path, x_test)
+    accuracy = float((OnnxMlp.load(onnx_path).predict(x_test) == y_test).mean())
+    log.info("MLP test accuracy %.4f (ONNX vs Keras max |dp| %.2e)", accuracy, max_diff)
+    params = {**asdict(settings), "input": INPUT_NAME, "output": OUTPUT_NAME}
+    (directory / "mlp.json").write_text(json.dumps(params, indent=2) + "\n")
+    return {
+        "train_seconds": seconds, "test_accuracy": accuracy, "onnx_max_abs_diff": max_diff,
+        "params": params, "artifacts": ["mlp.onnx", "mlp.json"],
+    }
+
+
+def manifest_summary(directory: Path) -> dict[str, Any]:
+    """The manifest's per-model facts (training time, test accuracy), for reports."""
+    return read_manifest(directory)["models"]
