@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
+from mnist_dist.cli import positive_int, run_job, setup_logging
 from mnist_dist.data.sources import download, load_source
-from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, SPLITS, build_store, store_info
-from mnist_dist.errors import MnistDistError, exit_code_for
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value} instead")
-    return value
+from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, DEFAULT_STORE, SPLITS, build_store, store_info
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,7 +19,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     origin.add_argument("--download", type=Path, metavar="DIR",
                         help="download the IDX files into DIR, then use them")
     parser.add_argument("--split", choices=SPLITS, default="seed")
-    parser.add_argument("--store", type=Path, default=Path("data/mnist.zarr"))
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
     parser.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--force", action="store_true", help="rebuild an existing store")
     return parser.parse_args(argv)
@@ -38,19 +28,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        source = download(args.download) if args.download else args.source
-        raw = load_source(source)
-        path = build_store(raw, args.store, args.split, args.chunk_rows, args.force)
-        info = store_info(path)
-    except MnistDistError as err:
-        print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)
-        return exit_code_for(err)
+    setup_logging()
+    return run_job(lambda: prepare(args))
+
+
+def prepare(args: argparse.Namespace) -> int:
+    """Load the source and build the store."""
+    source = download(args.download) if args.download else args.source
+    raw = load_source(source)
+    path = build_store(raw, args.store, args.split, args.chunk_rows, args.force)
+    info = store_info(path)
     print(f"store {path}: n_train={info['n_train']} n_test={info['n_test']} "
           f"split={info['split']['name']}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

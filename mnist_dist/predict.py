@@ -29,3 +29,14 @@ def predict_partition(
 def partition_confusion(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """Confusion counts of one partition, shaped (1, 10, 10) so partitions stack along axis 0."""
     return confusion_matrix(labels, predictions)[None]
+
+
+def partition_misclassified(
+    labels: np.ndarray, predictions: np.ndarray, offset: int, limit: int
+) -> np.ndarray:
+    """Up to `limit` misclassified rows of a partition as (1, limit, 3) int64 rows
+    (global index, true digit, predicted digit), padded with -1."""
+    out = np.full((1, limit, 3), -1, dtype=np.int64)
+    wrong = np.flatnonzero(labels != predictions)[:limit]
+    out[0, : len(wrong)] = np.stack([wrong + offset, labels[wrong], predictions[wrong]], axis=1)
+    return out

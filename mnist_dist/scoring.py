@@ -25,7 +25,12 @@ from distributed import Client, get_task_stream, progress
 from mnist_dist.atomic import temporary_sibling
 from mnist_dist.errors import DataError, StoreExistsError
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.predict import MODEL_NAMES, partition_confusion, predict_partition
+from mnist_dist.predict import (
+    MODEL_NAMES,
+    partition_confusion,
+    partition_misclassified,
+    predict_partition,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ class ScoreJob:
     split: str = "test"
     partition_rows: int = 2000
     ort_threads: int = 1
+    sample_misclassified: int = 12
 
     def __post_init__(self) -> None:
         if self.partition_rows < 1:
@@ -59,6 +65,7 @@ class ScoreResult:
     confusion: dict[str, np.ndarray]
     wall_seconds: float
     task_seconds: dict[str, float]
+    misclassified: dict[str, np.ndarray]
 
 
 def open_split(job: ScoreJob) -> tuple[da.Array, da.Array]:
@@ -103,6 +110,21 @@ def confusion_array(labels: da.Array, predictions: da.Array) -> da.Array:
     return per_partition.sum(axis=0)
 
 
+def misclassified_array(labels: da.Array, predictions: da.Array, limit: int) -> da.Array:
+    """Lazy (partitions, limit, 3) sample of misclassified rows: index, true, predicted."""
+    offsets = np.cumsum((0, *labels.chunks[0][:-1]))
+    n_parts = len(offsets)
+
+    def sample(lab: np.ndarray, pred: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        index = block_info[0]["chunk-location"][0] if block_info else 0
+        return partition_misclassified(lab, pred, int(offsets[index]), limit)
+
+    return da.map_blocks(
+        sample, labels, predictions, new_axis=[1, 2],
+        chunks=((1,) * n_parts, (limit,), (3,)), dtype=np.int64, token="misclassified",
+    )
+
+
 def create_prediction_store(path: Path, n_images: int, partition_rows: int) -> dict[str, zarr.Array]:
     """Empty uint8 (N,) arrays, one per model, chunked exactly like the Dask partitions."""
     group = zarr.open_group(str(path), mode="w")
@@ -130,9 +152,13 @@ def score(client: Client, job: ScoreJob, show_progress: bool = True) -> ScoreRes
             lock=False, compute=False,
         )
         confusions = [confusion_array(labels, predictions[n]) for n in MODEL_NAMES]
+        samples = [
+            misclassified_array(labels, predictions[n], job.sample_misclassified)
+            for n in MODEL_NAMES
+        ]
         start = time.perf_counter()
         with get_task_stream(client) as stream:
-            futures = client.compute([stored, *confusions])
+            futures = client.compute([stored, *confusions, *samples])
             if show_progress:
                 progress(futures)
             results = client.gather(futures)
@@ -144,10 +170,20 @@ def score(client: Client, job: ScoreJob, show_progress: bool = True) -> ScoreRes
     return ScoreResult(
         n_images=int(images.shape[0]),
         partitions=len(images.chunks[0]),
-        confusion={n: np.asarray(c) for n, c in zip(MODEL_NAMES, results[1:])},
+        confusion={n: np.asarray(c) for n, c in zip(MODEL_NAMES, results[1:3])},
         wall_seconds=wall,
         task_seconds=task_seconds_by_model(stream.data),
+        misclassified={
+            n: first_rows(np.asarray(m), job.sample_misclassified)
+            for n, m in zip(MODEL_NAMES, results[3:])
+        },
     )
+
+
+def first_rows(samples: np.ndarray, limit: int) -> np.ndarray:
+    """The first `limit` real (index, true, predicted) rows of stacked partition samples."""
+    rows = samples.reshape(-1, 3)
+    return rows[rows[:, 0] >= 0][:limit]
 
 
 def task_seconds_by_model(records: list[dict[str, Any]]) -> dict[str, float]:

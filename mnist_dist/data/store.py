@@ -41,6 +41,7 @@ SPLITS = ("seed", "canonical")
 SEED_TEST_SIZE = 0.2
 SEED_RANDOM_STATE = 42
 DEFAULT_CHUNK_ROWS = 2000
+DEFAULT_STORE = Path("data/mnist.zarr")
 ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")
 PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
 PREPARE_HINT = "run `python -m jobs.prepare`"

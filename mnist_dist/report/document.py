@@ -5,6 +5,7 @@ Field reference: README.md, section "report.json".
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,18 @@ SCHEMA = "mnist-dist-report/1"
 REPORT_NAME = "report.json"
 
 
+def misclassified_examples(rows: np.ndarray, pixels: np.ndarray) -> list[dict[str, Any]]:
+    """Gallery entries: index, true and predicted digit, and the 784 pixels as base64."""
+    return [
+        {"index": int(i), "true": int(t), "predicted": int(p),
+         "pixels_b64": base64.b64encode(pixels[k].tobytes()).decode("ascii")}
+        for k, (i, t, p) in enumerate(rows)
+    ]
+
+
 def model_section(
-    name: str, result: ScoreResult, threads: int, manifest: dict[str, Any]
+    name: str, result: ScoreResult, threads: int, manifest: dict[str, Any],
+    gallery_pixels: np.ndarray,
 ) -> dict[str, Any]:
     """Accuracy, per-class accuracy, confusion and speed of one model in this run."""
     confusion = result.confusion[name]
@@ -43,6 +54,7 @@ def model_section(
         "artifacts": {
             artifact: manifest["artifacts"][artifact] for artifact in trained["artifacts"]
         },
+        "misclassified": misclassified_examples(result.misclassified[name], gallery_pixels),
     }
 
 
@@ -53,8 +65,9 @@ def build_report(
     manifest: dict[str, Any],
     throughput: list[dict[str, Any]],
     outputs: dict[str, str],
+    gallery: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    """The whole report.json document of one run."""
+    """The whole report.json document of one run; `gallery` holds the misclassified pixels."""
     return {
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -62,7 +75,8 @@ def build_report(
         "dataset": {**dataset, "n_images": result.n_images, "partitions": result.partitions},
         "cluster": cluster,
         "models": {
-            name: model_section(name, result, cluster["threads"], manifest) for name in MODEL_NAMES
+            name: model_section(name, result, cluster["threads"], manifest, gallery[name])
+            for name in MODEL_NAMES
         },
         "timing": {
             "wall_seconds": result.wall_seconds,
@@ -88,7 +102,7 @@ def summary_text(report: dict[str, Any]) -> str:
         (
             f"scored {dataset['n_images']:,} images of {dataset['store']} ({dataset['split']}) "
             f"in {timing['wall_seconds']:.1f} s ({timing['images_per_second']:,.0f} images/s, "
-            f"{report['cluster']['workers']} workers x {report['cluster']['threads']} threads)"
+            f"{report['cluster']['workers']} workers, {report['cluster']['threads']} threads)"
         ),
         "digit      " + " ".join(f"{d:>5}" for d in range(10)) + "   overall",
     ]

@@ -1,0 +1,159 @@
+"""The main job end to end: make sure store and models exist, score on Dask, write report.json."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import zarr
+from distributed import Client, performance_report
+
+from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
+from mnist_dist.data.sources import load_vendored
+from mnist_dist.data.store import DEFAULT_STORE, build_store, open_store, store_info
+from mnist_dist.errors import MnistDistError, StoreExistsError, StoreNotFoundError
+from mnist_dist.models.artifacts import ModelRef, read_manifest
+from mnist_dist.report.document import REPORT_NAME, build_report, write_report
+from mnist_dist.scoring import ScoreJob, ScoreResult, score
+from mnist_dist.throughput import BATCH_SIZES, SweepSpec, batch_sweep
+from mnist_dist.training import TrainSpec, models_exist, train_models
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODELS = Path("models")
+DEFAULT_PARTITION_ROWS = 2000
+
+
+def default_out() -> Path:
+    """A new run folder per invocation, so finished runs are never overwritten."""
+    return Path("runs") / datetime.now().strftime("score-%Y%m%d-%H%M%S")
+
+
+@dataclass(frozen=True)
+class ScoreRunSpec:
+    """Everything `python -m jobs.score` needs; defaults are what a laptop user gets."""
+
+    store: Path = DEFAULT_STORE
+    models: Path = DEFAULT_MODELS
+    out: Path = field(default_factory=default_out)
+    split: str = "test"
+    partition_rows: int = DEFAULT_PARTITION_ROWS
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    train_epochs: int = 10
+    show_progress: bool = True
+    performance_report: bool = False
+
+
+def ensure_store(store: Path) -> None:
+    """Build the store from the vendored MNIST when it does not exist yet."""
+    try:
+        open_store(store)
+    except StoreNotFoundError:
+        if store.exists():
+            raise
+        log.info("store %s not found: building it from the vendored MNIST", store)
+        build_store(load_vendored(), store)
+
+
+def ensure_models(models: Path, store: Path, epochs: int) -> None:
+    """Train both models when `models` holds no complete, verified model set."""
+    if models_exist(models):
+        return
+    if models.exists():
+        ModelRef.from_directory(models)  # raises the precise error (checksum, missing file)
+    log.info("models %s not found: training them on %s (takes a minute or two)", models, store)
+    try:
+        train_models(TrainSpec(store=store, models=models, epochs=epochs))
+    except ImportError as exc:
+        raise MnistDistError(
+            f"models {models} not found and training needs TensorFlow ({exc}); "
+            "install the `train` extra (pip install -e '.[train]') or run jobs.train elsewhere"
+        ) from exc
+
+
+def prepare_out(out: Path) -> None:
+    """Create the run folder; refuse one that already holds a finished report."""
+    if (out / REPORT_NAME).exists():
+        raise StoreExistsError(f"{out / REPORT_NAME} exists; choose a new --out for this run")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
+    """Run the main job; returns the report document (also written to `out/report.json`)."""
+    ensure_store(spec.store)
+    ensure_models(spec.models, spec.store, spec.train_epochs)
+    ref = ModelRef.from_directory(spec.models)
+    manifest = read_manifest(spec.models)
+    prepare_out(spec.out)
+    store = str(spec.store.resolve())
+    with connect(spec.cluster) as client:
+        ort_threads = ort_threads_for(client)
+        job = ScoreJob(
+            store=store, predictions=spec.out.resolve() / "predictions.zarr", models=ref,
+            split=spec.split, partition_rows=spec.partition_rows, ort_threads=ort_threads,
+        )
+        started = time.perf_counter()
+        with optional_performance_report(spec):
+            result = score(client, job, spec.show_progress)
+        log.info("scored %d images in %.1f s; measuring throughput vs batch size",
+                 result.n_images, time.perf_counter() - started)
+        throughput = measure_on_one_worker(client, ref, store, spec, ort_threads)
+        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
+                   "worker_rss_bytes": worker_memory(client)}
+    dataset = {
+        "store": store, "split": spec.split, "partition_rows": spec.partition_rows,
+        "store_split": store_info(spec.store)["split"],
+    }
+    outputs = {"predictions": str(job.predictions), "models": str(spec.models.resolve())}
+    if spec.performance_report:
+        outputs["performance_report"] = str((spec.out / "dask-performance.html").resolve())
+    gallery = gallery_pixels(spec.store, spec.split, result)
+    report = build_report(result, dataset, cluster, manifest, throughput, outputs, gallery)
+    write_report(report, spec.out)
+    return report
+
+
+def gallery_pixels(store: Path, split: str, result: ScoreResult) -> dict[str, np.ndarray]:
+    """Pixels (k, 784) of each model's sampled misclassified digits: a few rows, not the data."""
+    images = zarr.open_group(str(store), mode="r")[f"{split}/images"]
+    return {
+        name: np.asarray(images.get_orthogonal_selection((rows[:, 0], slice(None))))
+        if len(rows) else np.empty((0, 784), np.uint8)
+        for name, rows in result.misclassified.items()
+    }
+
+
+def optional_performance_report(spec: ScoreRunSpec) -> contextlib.AbstractContextManager[Any]:
+    """Dask's performance report around the scoring graph, when asked for."""
+    if spec.performance_report:
+        return performance_report(filename=str(spec.out / "dask-performance.html"))
+    return contextlib.nullcontext()
+
+
+def worker_memory(client: Client) -> dict[str, int]:
+    """Resident memory of each worker process after the run (models loaded), in bytes."""
+    return client.run(lambda: psutil.Process().memory_info().rss)
+
+
+def measure_on_one_worker(
+    client: Client, ref: ModelRef, store: str, spec: ScoreRunSpec, ort_threads: int
+) -> list[dict[str, Any]]:
+    """The batch-size sweep, run inside one worker so it sees what the tasks see."""
+    if not spec.sweep.batch_sizes:
+        return []
+    worker = min(client.scheduler_info(n_workers=-1)["workers"])
+    future = client.submit(
+        batch_sweep, ref, store, spec.split, spec.sweep, ort_threads, workers=[worker], pure=False
+    )
+    return future.result()
+
+
+__all__ = ["BATCH_SIZES", "ScoreRunSpec", "run_score"]
