@@ -6,6 +6,7 @@ Builds the store and trains the models first when they are missing.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mnist_dist.cli import int_list, positive_int, run_job, setup_logging
@@ -26,6 +27,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--partition-rows", type=positive_int, default=DEFAULT_PARTITION_ROWS)
     parser.add_argument("--scheduler", help="address of a running Dask scheduler "
                         "(default: start a LocalCluster sized to this machine)")
+    parser.add_argument("--connect-timeout", type=float, default=30.0,
+                        help="seconds to wait for the scheduler (default: 30)")
+    parser.add_argument("--dashboard-address", default="127.0.0.1:0",
+                        help="LocalCluster dashboard bind address (default: 127.0.0.1, any port)")
     parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
     parser.add_argument("--threads-per-worker", type=positive_int, default=1)
     parser.add_argument("--batch-sizes", type=int_list, default=BATCH_SIZES,
@@ -36,7 +41,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="MLP epochs if the models must be trained first")
     parser.add_argument("--performance-report", action="store_true",
                         help="save Dask's performance report as OUT/dask-performance.html")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="show the progress bar (default: when stdout is a terminal)")
     return parser.parse_args(argv)
 
 
@@ -53,9 +59,12 @@ def score(args: argparse.Namespace) -> int:
         store=args.store, models=args.models, split=args.split,
         partition_rows=args.partition_rows,
         cluster=ClusterSpec(scheduler=args.scheduler, n_workers=args.workers,
-                            threads_per_worker=args.threads_per_worker),
+                            threads_per_worker=args.threads_per_worker,
+                            connect_timeout=args.connect_timeout,
+                            dashboard_address=args.dashboard_address),
         sweep=SweepSpec(batch_sizes=args.batch_sizes, min_seconds=args.sweep_seconds),
-        train_epochs=args.epochs, show_progress=not args.no_progress,
+        train_epochs=args.epochs,
+        show_progress=sys.stdout.isatty() if args.progress is None else args.progress,
         performance_report=args.performance_report,
         **({"out": args.out} if args.out else {}),
     )

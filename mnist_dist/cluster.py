@@ -27,7 +27,7 @@ class ClusterSpec:
     n_workers: int | None = None
     threads_per_worker: int = 1
     connect_timeout: float = 30.0
-    dashboard: bool = False
+    dashboard_address: str = "127.0.0.1:0"
 
     def __post_init__(self) -> None:
         if self.n_workers is not None and self.n_workers < 1:
@@ -48,7 +48,7 @@ def local_cluster(spec: ClusterSpec) -> LocalCluster:
         threads_per_worker=spec.threads_per_worker,
         processes=True,
         host="127.0.0.1",
-        dashboard_address="127.0.0.1:0" if spec.dashboard else None,
+        dashboard_address=spec.dashboard_address,
         silence_logs=logging.WARNING,
     )
 
@@ -58,6 +58,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
     """A client on the requested cluster; a local one is started and torn down here."""
     if spec.scheduler is None:
         with local_cluster(spec) as cluster, Client(cluster) as client:
+            log.info("Dask dashboard: %s", client.dashboard_link)
             yield client
         return
     try:

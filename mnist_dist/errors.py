@@ -46,6 +46,14 @@ class DiskSpaceError(MnistDistError, OSError):
     """The target disk lacks the space for the requested output."""
 
 
+class ReportError(MnistDistError, ValueError):
+    """A run's report.json is missing, unreadable or not a valid mnist-dist report."""
+
+
+class ImageInputError(MnistDistError, ValueError):
+    """An image file cannot be scored: unreadable, corrupt, blank, animated or too large."""
+
+
 EXIT_CODES: dict[type[MnistDistError], int] = {
     DataError: 3,
     StoreNotFoundError: 4,
@@ -55,6 +63,8 @@ EXIT_CODES: dict[type[MnistDistError], int] = {
     ModelValidationError: 8,
     ClusterError: 9,
     DiskSpaceError: 10,
+    ReportError: 11,
+    ImageInputError: 12,
 }
 
 

@@ -55,9 +55,21 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelNotFoundError(f"{path}: manifest is not valid JSON ({exc})") from exc
-    if manifest.get("format") != MANIFEST_FORMAT:
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found != MANIFEST_FORMAT:
         raise ModelNotFoundError(
-            f"{path}: format must be {MANIFEST_FORMAT!r}; got {manifest.get('format')!r} instead"
+            f"{path}: format must be {MANIFEST_FORMAT!r}; got {found!r} instead"
+        )
+    # A truncated or hand-edited manifest must fail here, not as a KeyError in ModelRef.
+    listed = manifest.get("artifacts")
+    missing = [
+        name for name in ARTIFACTS
+        if not isinstance(listed, dict) or not isinstance(listed.get(name), dict)
+        or not isinstance(listed[name].get("sha256"), str)
+    ]
+    if missing:
+        raise ModelNotFoundError(
+            f"{path}: manifest lists no SHA-256 for {', '.join(missing)}; run `python -m jobs.train`"
         )
     return manifest
 

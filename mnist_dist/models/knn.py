@@ -104,9 +104,11 @@ class GemmKnn:
     def __init__(self, model: KnnModel, block_rows: int = 256, shortlist: int = 16) -> None:
         self.model = model
         self.block_rows = block_rows
-        self.shortlist = min(shortlist, len(model.reference) - 1)
         n_ref = len(model.reference)
-        n_padded = -(-n_ref // SELECT_GROUP) * SELECT_GROUP
+        # The shortlist must hold all k neighbours; with every row in it the search is exhaustive.
+        self.shortlist = min(max(shortlist, model.n_neighbors), n_ref)
+        # At least one padding column, so the (m + 1)-th score exists even when m = n_ref.
+        n_padded = -(-(n_ref + 1) // SELECT_GROUP) * SELECT_GROUP
         # −2y in float32, padded to whole selection groups with rows that can never be chosen.
         self.reference_neg2 = np.zeros((n_padded, 784), dtype=np.float32)
         self.shifted_norms = np.full(n_padded, np.inf, dtype=np.float32)

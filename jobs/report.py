@@ -1,0 +1,38 @@
+"""Re-render a run's report: `python -m jobs.report RUN` writes RUN/report.html and RUN/report.md.
+
+Reads only RUN/report.json (RUN may also be the JSON file itself): no cluster, no models.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mnist_dist.cli import run_job, setup_logging
+from mnist_dist.report.render import render_run
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.report`."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.report", description=__doc__)
+    parser.add_argument("run", type=Path, metavar="RUN",
+                        help="run folder holding report.json (or the report.json path)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job; returns the process exit code."""
+    args = parse_args(argv)
+    setup_logging()
+    return run_job(lambda: report(args))
+
+
+def report(args: argparse.Namespace) -> int:
+    """Render the run's HTML and Markdown and print their paths."""
+    for path in render_run(args.run):
+        print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

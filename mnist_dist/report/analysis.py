@@ -1,0 +1,159 @@
+"""The study's analysis on a report.json: differences, confused pairs, crossover, footprint.
+
+Pure functions on dicts and small NumPy arrays (10x10 confusion, a few throughput rows):
+nothing here grows with the number of images scored.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mnist_dist.predict import MODEL_NAMES
+
+LABELS = {"knn": "KNN", "mlp": "MLP"}
+
+
+@dataclass(frozen=True)
+class StudyFigures:
+    """The study's published figures (measured on a different machine)."""
+
+    knn_accuracy: float = 0.9465
+    knn_per_class: tuple[float, ...] = (
+        0.981, 0.992, 0.941, 0.950, 0.936, 0.941, 0.972, 0.927, 0.899, 0.920,
+    )
+    mlp_accuracy_range: tuple[float, float] = (0.971, 0.974)
+    ms_per_image: tuple[tuple[str, float], ...] = (("knn", 0.86), ("mlp", 0.05))
+    batch_size: int = 1000
+
+
+STUDY = StudyFigures()
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """`count` test digits of class `true` predicted as `predicted`; `share` of that class."""
+
+    true: int
+    predicted: int
+    count: int
+    share: float
+
+
+@dataclass(frozen=True)
+class Series:
+    """One model's throughput sweep, sorted by batch size (all tuples have the same length)."""
+
+    batch_sizes: tuple[int, ...]
+    images_per_second: tuple[float, ...]
+    ms_per_image: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where the MLP overtakes KNN in images/s: the first measured batch size and an estimate.
+
+    `batch_size` is None when there is no crossover; `summary` says why in one sentence.
+    """
+
+    batch_size: int | None
+    estimate: float | None
+    summary: str
+
+
+def as_confusion(report: dict[str, Any], model: str) -> np.ndarray:
+    """The (10, 10) int64 confusion counts of `model`; rows true digit, columns predicted."""
+    return np.asarray(report["models"][model]["confusion"], dtype=np.int64)
+
+
+def row_percentages(confusion: np.ndarray) -> np.ndarray:
+    """(10, 10) float: each row as a percentage of its true-digit total (0 for empty rows)."""
+    totals = confusion.sum(axis=1, keepdims=True)
+    return np.divide(100.0 * confusion, totals, out=np.zeros(confusion.shape), where=totals > 0)
+
+
+def differences(first: list[float | None], second: list[float | None]) -> list[float | None]:
+    """`second - first` per digit (None where either is missing)."""
+    return [None if a is None or b is None else b - a for a, b in zip(first, second)]
+
+
+def confused_pairs(confusion: np.ndarray, top: int = 5) -> list[ConfusedPair]:
+    """The `top` largest off-diagonal cells, largest first (ties: by true then predicted)."""
+    shares = row_percentages(confusion) / 100.0
+    cells = [
+        (int(confusion[t, p]), t, p)
+        for t in range(confusion.shape[0]) for p in range(confusion.shape[1])
+        if t != p and confusion[t, p] > 0
+    ]
+    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
+    return [ConfusedPair(t, p, n, float(shares[t, p])) for n, t, p in cells[:top]]
+
+
+def throughput_series(throughput: list[dict[str, Any]], model: str) -> Series:
+    """The sweep rows of `model`, sorted by batch size."""
+    rows = sorted((r for r in throughput if r["model"] == model), key=lambda r: r["batch_size"])
+    return Series(
+        batch_sizes=tuple(int(r["batch_size"]) for r in rows),
+        images_per_second=tuple(float(r["images_per_second"]) for r in rows),
+        ms_per_image=tuple(float(r["ms_per_image"]) for r in rows),
+    )
+
+
+def crossover(knn: Series, mlp: Series) -> Crossover:
+    """The first batch size from which the MLP stays faster than KNN, with a log-log estimate."""
+    speeds = common_speeds(knn, mlp)
+    if not speeds:
+        return Crossover(None, None, "No batch size was measured for both models.")
+    ahead = [m > k for _, k, m in speeds]
+    if all(ahead):
+        return Crossover(None, None, "The MLP is faster than KNN at every measured batch size.")
+    if not ahead[-1]:
+        return Crossover(None, None, "The MLP does not overtake KNN at the measured batch sizes.")
+    first = max(i for i, faster in enumerate(ahead) if not faster) + 1
+    estimate = log_crossing(speeds[first - 1], speeds[first])
+    return Crossover(
+        speeds[first][0], estimate,
+        f"The MLP overtakes KNN between batch sizes {speeds[first - 1][0]:,} and "
+        f"{speeds[first][0]:,} (about {estimate:,.0f} by log-log interpolation).",
+    )
+
+
+def common_speeds(knn: Series, mlp: Series) -> list[tuple[int, float, float]]:
+    """(batch size, KNN images/s, MLP images/s) at the batch sizes both sweeps measured."""
+    mlp_speed = dict(zip(mlp.batch_sizes, mlp.images_per_second))
+    return [
+        (b, k, mlp_speed[b]) for b, k in zip(knn.batch_sizes, knn.images_per_second)
+        if b in mlp_speed
+    ]
+
+
+def log_crossing(before: tuple[int, float, float], after: tuple[int, float, float]) -> float:
+    """Batch size where log(MLP/KNN speed) crosses zero, linear in log(batch size)."""
+    gap_before = math.log(before[2] / before[1])
+    gap_after = math.log(after[2] / after[1])
+    fraction = gap_before / (gap_before - gap_after)
+    return math.exp(math.log(before[0]) + fraction * (math.log(after[0]) - math.log(before[0])))
+
+
+def at_batch(series: Series, batch_size: int) -> float | None:
+    """ms/image of `series` at `batch_size`, None when it was not measured."""
+    lookup = dict(zip(series.batch_sizes, series.ms_per_image))
+    return lookup.get(batch_size)
+
+
+def model_bytes(model: dict[str, Any]) -> int:
+    """Total size on disk of a model's artifacts, bytes."""
+    return sum(int(a["bytes"]) for a in model.get("artifacts", {}).values())
+
+
+def worker_rss(cluster: dict[str, Any]) -> list[tuple[str, int]]:
+    """(worker address, resident bytes), sorted by address."""
+    return sorted((str(k), int(v)) for k, v in cluster.get("worker_rss_bytes", {}).items())
+
+
+def model_names(report: dict[str, Any]) -> tuple[str, ...]:
+    """The models of the report, in the canonical order."""
+    return tuple(name for name in MODEL_NAMES if name in report["models"])

@@ -1,0 +1,175 @@
+"""Report figures as PNG bytes (matplotlib, Agg): deterministic, no pyplot state, no network.
+
+Every figure is drawn from a few small arrays (10 digits, a 10x10 matrix, a handful of batch
+sizes), so drawing time does not depend on how many images were scored.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import matplotlib
+import matplotlib.image
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from mnist_dist.report.analysis import LABELS, Crossover, Series
+
+matplotlib.use("Agg")
+
+COLORS = {"knn": "#3b6fb6", "mlp": "#e07b39"}
+DIFF_COLORS = ("#c0392b", "#2e8b57")  # MLP behind, MLP ahead
+DPI = 110
+# PNG text chunks would carry the matplotlib version; the report must re-render byte-identical.
+PNG_METADATA = {"Software": None}
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": "#e3e6ea",
+    "grid.linewidth": 0.7,
+    "axes.axisbelow": True,
+    "axes.titleweight": "bold",
+    "legend.frameon": False,
+    "svg.hashsalt": "mnist-dist",
+}
+
+
+def data_uri(png: bytes) -> str:
+    """A `data:image/png;base64,…` URI for embedding `png` in HTML."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+@contextmanager
+def figure(width: float, height: float, **margins: float) -> Iterator[Figure]:
+    """A fresh Agg figure in the report style (no pyplot: nothing global to clean up).
+
+    Fixed `margins` (`subplots_adjust` fractions) rather than a layout engine: twice as fast.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width, height), dpi=DPI)
+        fig.subplots_adjust(**margins)
+        yield fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    """The figure as PNG bytes without version or time metadata."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata=PNG_METADATA, facecolor="white")
+    return buffer.getvalue()
+
+
+def accuracy_chart(per_class: dict[str, list[float | None]], diff: list[float | None]) -> bytes:
+    """Grouped bars of per-digit accuracy (%) per model, and MLP − KNN (points) below."""
+    digits = np.arange(10)
+    with figure(7.2, 4.4, left=0.1, right=0.98, top=0.93, bottom=0.11, hspace=0.1) as fig:
+        top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1.3))
+        width = 0.8 / len(per_class)
+        for i, (name, values) in enumerate(per_class.items()):
+            heights = [np.nan if v is None else 100 * v for v in values]
+            top.bar(digits + (i - (len(per_class) - 1) / 2) * width, heights, width,
+                    label=LABELS.get(name, name), color=COLORS.get(name))
+        known = [100 * v for vs in per_class.values() for v in vs if v is not None]
+        top.set_ylim(max(0.0, min(known, default=0.0) - 3), 100.5)
+        top.set_ylabel("accuracy (%)")
+        top.set_title("Per-digit accuracy")
+        top.legend(ncols=2, loc="lower left")
+        draw_differences(bottom, diff)
+        fig_bytes = png_bytes(fig)
+    return fig_bytes
+
+
+def draw_differences(ax: Axes, diff: list[float | None]) -> None:
+    """Bars of MLP − KNN per digit in percentage points, green where the MLP is ahead."""
+    points = [0.0 if d is None else 100 * d for d in diff]
+    colors = [DIFF_COLORS[p >= 0] for p in points]
+    ax.bar(np.arange(10), points, 0.6, color=colors)
+    ax.axhline(0, color="#555", linewidth=0.8)
+    ax.set_ylabel("MLP − KNN\n(points)")
+    ax.set_xticks(np.arange(10))
+    ax.set_xlabel("digit")
+
+
+def confusion_chart(confusion: np.ndarray, percent: np.ndarray, title: str) -> bytes:
+    """Two heatmaps of a (10, 10) confusion matrix: counts (log colour) and row percentages."""
+    with figure(9.2, 4.5, left=0.05, right=0.98, top=0.86, bottom=0.1, wspace=0.2) as fig:
+        left, right = fig.subplots(1, 2)
+        heatmap(left, np.log10(1 + confusion), confusion.astype(str), "counts", "Blues")
+        labels = np.vectorize(lambda p: f"{p:.1f}" if p else "0")(percent)
+        heatmap(right, percent, labels, "% of true digit", "Oranges")
+        fig.suptitle(title, fontweight="bold")
+        fig_bytes = png_bytes(fig)
+    return fig_bytes
+
+
+def heatmap(ax: Axes, shade: np.ndarray, labels: np.ndarray, title: str, cmap: str) -> None:
+    """One annotated 10x10 heatmap: rows true digit, columns predicted digit."""
+    top = float(shade.max()) or 1.0
+    ax.imshow(shade, cmap=cmap, vmin=0, vmax=top)
+    for (row, col), text in np.ndenumerate(labels):
+        dark = shade[row, col] > 0.55 * top
+        ax.text(col, row, text, ha="center", va="center", fontsize=6.5,
+                color="white" if dark else "#222")
+    ax.set_title(title)
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.grid(False)
+
+
+def throughput_chart(series: dict[str, Series], cross: Crossover) -> bytes:
+    """Log-log images/s and ms/image against batch size, both models, crossover marked."""
+    with figure(9.2, 3.6, left=0.08, right=0.98, top=0.91, bottom=0.14, wspace=0.25) as fig:
+        speed, latency = fig.subplots(1, 2)
+        for name, s in series.items():
+            style = {"color": COLORS.get(name), "marker": "o", "label": LABELS.get(name, name)}
+            speed.plot(s.batch_sizes, s.images_per_second, **style)
+            latency.plot(s.batch_sizes, s.ms_per_image, **style)
+        for ax, label in ((speed, "images / s"), (latency, "ms / image")):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("batch size")
+            ax.set_ylabel(label)
+            if cross.estimate is not None:
+                ax.axvline(cross.estimate, color="#777", linestyle="--", linewidth=1,
+                           label=f"crossover ≈ {cross.estimate:,.0f}")
+        speed.set_title("Throughput")
+        latency.set_title("Time per image")
+        speed.legend()
+        fig_bytes = png_bytes(fig)
+    return fig_bytes
+
+
+def footprint_chart(train_seconds: dict[str, float], disk_bytes: dict[str, int]) -> bytes:
+    """Horizontal bars: training time (s) and model size on disk (MB) per model."""
+    names = list(train_seconds)
+    with figure(9.2, 1.7, left=0.06, right=0.98, top=0.8, bottom=0.16, wspace=0.15) as fig:
+        left, right = fig.subplots(1, 2)
+        colors = [COLORS.get(n) for n in names]
+        labels = [LABELS.get(n, n) for n in names]
+        left.barh(labels, [train_seconds[n] for n in names], color=colors)
+        left.set_title("Training time (s)")
+        right.barh(labels, [disk_bytes[n] / 1e6 for n in names], color=colors)
+        right.set_title("Size on disk (MB)")
+        for ax in (left, right):
+            ax.invert_yaxis()
+            ax.grid(axis="y", visible=False)
+        fig_bytes = png_bytes(fig)
+    return fig_bytes
+
+
+def digit_png(pixels: np.ndarray) -> bytes:
+    """A 28x28 grayscale PNG (ink dark on white) of one digit, uint8 pixels (784,)."""
+    image = io.BytesIO()
+    matplotlib.image.imsave(
+        image, pixels.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255, format="png",
+        metadata=PNG_METADATA,
+    )
+    return image.getvalue()

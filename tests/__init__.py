@@ -1,0 +1,1 @@
+"""Test package: lets test modules share `tests.helpers`."""

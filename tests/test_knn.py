@@ -1,0 +1,483 @@
+"""KNN: the GEMM backend equals the scikit-learn reference; ties, selection, fallback, files."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.neighbors import KNeighborsClassifier
+
+from mnist_dist.data.sources import RawMnist
+from mnist_dist.errors import DataError, ModelNotFoundError
+from mnist_dist.models import knn
+from mnist_dist.models.knn import (
+    KNN_ARRAYS,
+    KNN_PARAMS,
+    SELECT_GROUP,
+    GemmKnn,
+    KnnModel,
+    knn_from_bytes,
+    load_knn,
+    predict_sklearn,
+    save_knn,
+    select_smallest,
+    vote,
+)
+from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
+
+N_REFERENCE = 5000
+N_QUERIES = 1000
+N_FALLBACK_QUERIES = 60  # the forced fallback scans every reference row per query
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Real digits: reference rows with labels, and held-out queries."""
+
+    reference: np.ndarray
+    labels: np.ndarray
+    queries: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def subset(vendored: RawMnist) -> Subset:
+    return Subset(
+        vendored.x_train[:N_REFERENCE], vendored.y_train[:N_REFERENCE], vendored.x_test[:N_QUERIES]
+    )
+
+
+def make_model(subset: Subset, n_neighbors: int) -> KnnModel:
+    return KnnModel(subset.reference, subset.labels, fitted_scaler(subset.reference), n_neighbors)
+
+
+def sklearn_kneighbors(model: KnnModel, queries: np.ndarray) -> np.ndarray:
+    """scikit-learn's brute-force neighbours on the standardised float64 pixels."""
+    classifier = KNeighborsClassifier(model.n_neighbors, algorithm="brute")
+    classifier.fit(model.scaler.transform(model.reference, np.float64), model.labels)
+    return classifier.kneighbors(
+        model.scaler.transform(queries, np.float64), return_distance=False
+    )
+
+
+@pytest.fixture(scope="module")
+def model3(subset: Subset) -> KnnModel:
+    return make_model(subset, 3)
+
+
+@pytest.fixture(scope="module")
+def sklearn_neighbours3(model3: KnnModel, subset: Subset) -> np.ndarray:
+    return sklearn_kneighbors(model3, subset.queries)
+
+
+@pytest.fixture(scope="module")
+def sklearn_predictions3(model3: KnnModel, subset: Subset) -> np.ndarray:
+    return predict_sklearn(model3, subset.queries)
+
+
+# --- agreement with scikit-learn on real digits ------------------------------------------------
+
+
+# Block sizes that do not divide the batch; 7 on fewer queries to keep the test quick.
+@pytest.mark.parametrize(
+    ("block_rows", "n_queries"), [(7, 300), (100, N_QUERIES), (256, N_QUERIES), (2000, N_QUERIES)]
+)
+def test_kneighbors_equal_sklearn_for_any_block_size(
+    block_rows: int,
+    n_queries: int,
+    model3: KnnModel,
+    subset: Subset,
+    sklearn_neighbours3: np.ndarray,
+) -> None:
+    neighbours = GemmKnn(model3, block_rows=block_rows).kneighbors(subset.queries[:n_queries])
+    assert neighbours.shape == (n_queries, 3)
+    assert neighbours.dtype == np.int64
+    np.testing.assert_array_equal(neighbours, sklearn_neighbours3[:n_queries])
+
+
+@pytest.mark.parametrize("block_rows", [100, 256])
+def test_predictions_equal_sklearn_for_any_block_size(
+    block_rows: int, model3: KnnModel, subset: Subset, sklearn_predictions3: np.ndarray
+) -> None:
+    predictions = GemmKnn(model3, block_rows=block_rows).predict(subset.queries)
+    assert predictions.dtype == np.uint8
+    assert predictions.shape == (N_QUERIES,)
+    np.testing.assert_array_equal(predictions, sklearn_predictions3)
+
+
+def test_predictions_are_a_real_classifier(
+    model3: KnnModel, subset: Subset, vendored: RawMnist
+) -> None:
+    # Guards against agreeing with the reference on a degenerate answer (e.g. all one digit).
+    predictions = GemmKnn(model3).predict(subset.queries)
+    assert (predictions == vendored.y_test[:N_QUERIES]).mean() > 0.85
+    assert len(np.unique(predictions)) == 10
+
+
+@pytest.mark.parametrize("n_neighbors", [1, 5])
+def test_other_k_equal_sklearn(n_neighbors: int, subset: Subset) -> None:
+    model = make_model(subset, n_neighbors)
+    gemm = GemmKnn(model, block_rows=100)
+    queries = subset.queries[: N_QUERIES // 2]
+    np.testing.assert_array_equal(gemm.kneighbors(queries), sklearn_kneighbors(model, queries))
+    np.testing.assert_array_equal(gemm.predict(queries), predict_sklearn(model, queries))
+
+
+@pytest.mark.parametrize(("n_reference", "n_neighbors"), [(1, 1), (10, 10), (64, 64), (300, 20)])
+def test_k_up_to_every_reference_row(n_reference: int, n_neighbors: int) -> None:
+    # k above the shortlist (16), or k = n_reference, must still give the exact neighbours.
+    model = small_knn_model(n_reference, n_neighbors)
+    queries = small_knn_model(50, offset=n_reference).reference
+    neighbours = GemmKnn(model).kneighbors(queries)
+    assert neighbours.shape == (50, n_neighbors)
+    np.testing.assert_array_equal(neighbours, sklearn_kneighbors(model, queries))
+    np.testing.assert_array_equal(GemmKnn(model).predict(queries), predict_sklearn(model, queries))
+
+
+def test_images_28x28_equal_flat(model3: KnnModel, subset: Subset) -> None:
+    gemm = GemmKnn(model3)
+    queries = subset.queries[:50]
+    np.testing.assert_array_equal(
+        gemm.predict(queries.reshape(50, 28, 28)), gemm.predict(queries)
+    )
+
+
+# --- the fallback path -------------------------------------------------------------------------
+
+
+def test_forced_fallback_gives_identical_results(
+    model3: KnnModel,
+    subset: Subset,
+    sklearn_neighbours3: np.ndarray,
+    sklearn_predictions3: np.ndarray,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gemm = GemmKnn(model3, block_rows=32)
+    queries = subset.queries[:N_FALLBACK_QUERIES]
+    scans: list[int] = []
+    full_scan = GemmKnn._kneighbors_full
+
+    def counting_scan(self: GemmKnn, query: np.ndarray) -> np.ndarray:
+        scans.append(1)
+        return full_scan(self, query)
+
+    monkeypatch.setattr(GemmKnn, "_kneighbors_full", counting_scan)
+    # On real digits the bound proves every shortlist: no full scan.
+    np.testing.assert_array_equal(gemm.kneighbors(queries), sklearn_neighbours3[:N_FALLBACK_QUERIES])
+    assert scans == []
+    # A huge error bound proves nothing: every query takes the exact full scan.
+    monkeypatch.setattr(knn, "GEMM_ERROR_BOUND", 1e9)
+    neighbours = gemm.kneighbors(queries)
+    assert len(scans) == N_FALLBACK_QUERIES
+    np.testing.assert_array_equal(neighbours, sklearn_neighbours3[:N_FALLBACK_QUERIES])
+    np.testing.assert_array_equal(
+        vote(model3.labels[neighbours]), sklearn_predictions3[:N_FALLBACK_QUERIES]
+    )
+
+
+# --- crafted ties (identity scaler: standardised pixels are the raw ones, distances exact) -----
+
+
+def one_pixel_rows(values: dict[int, int], n_rows: int) -> np.ndarray:
+    """Rows that are 0 except pixel `row % 784` = value; the distance² to a blank query is value²."""
+    rows = np.zeros((n_rows, 784), dtype=np.uint8)
+    for row, value in values.items():
+        rows[row, row % 784] = value
+    return rows
+
+
+def filler_rows(n_rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Reference rows far from a blank query (every pixel >= 200), with varied labels."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(200, 256, size=(n_rows, 784), dtype=np.uint8)
+    return rows, (np.arange(n_rows) % 10).astype(np.uint8)
+
+
+def crafted_model(
+    near: dict[int, tuple[int, int]], n_rows: int, n_neighbors: int
+) -> KnnModel:
+    """Filler rows, except rows `near` = {index: (pixel value, label)} close to a blank query."""
+    rows, labels = filler_rows(n_rows)
+    rows[list(near)] = one_pixel_rows({i: value for i, (value, _) in near.items()}, n_rows)[
+        list(near)
+    ]
+    for index, (_, label) in near.items():
+        labels[index] = label
+    return KnnModel(rows, labels, identity_scaler(), n_neighbors)
+
+
+BLANK = np.zeros((1, 784), dtype=np.uint8)
+# Below and above SELECT_GROUP * (shortlist + 2) rows, so both selection paths are exercised.
+CRAFTED_SIZES = [40, SELECT_GROUP * 30]
+
+
+@pytest.mark.parametrize("n_rows", CRAFTED_SIZES)
+def test_equal_distance_goes_to_the_lower_reference_index(n_rows: int) -> None:
+    # Rows 3 and 1 + n_rows // 2 tie for the third place: the lower index wins, so digit 9 has
+    # two of three votes; the higher one would have given digit 5 two votes.
+    tied_high = 1 + n_rows // 2
+    near = {7: (10, 5), 2: (20, 9), 3: (30, 9), tied_high: (30, 5)}
+    model = crafted_model(near, n_rows, n_neighbors=3)
+    gemm = GemmKnn(model)
+    np.testing.assert_array_equal(gemm.kneighbors(BLANK), [[7, 2, 3]])
+    np.testing.assert_array_equal(gemm.predict(BLANK), [9])
+    np.testing.assert_array_equal(predict_sklearn(model, BLANK), [9])
+    np.testing.assert_array_equal(sklearn_kneighbors(model, BLANK), [[7, 2, 3]])
+
+
+@pytest.mark.parametrize("n_rows", CRAFTED_SIZES)
+def test_duplicate_rows_with_different_labels(n_rows: int) -> None:
+    rows, labels = filler_rows(n_rows)
+    duplicates = [5, n_rows // 2, n_rows - 1]
+    rows[duplicates] = rows[0]
+    labels[0] = 7
+    labels[duplicates] = [2, 1, 0]
+    for k, expected_neighbours, expected_digit in [
+        (1, [0], 7),  # the lower index, not the lower digit
+        (2, [0, 5], 2),  # one vote each for 7 and 2: the lower digit
+        (3, [0, 5, n_rows // 2], 1),
+    ]:
+        model = KnnModel(rows, labels, identity_scaler(), k)
+        query = rows[[0]]
+        np.testing.assert_array_equal(GemmKnn(model).kneighbors(query), [expected_neighbours])
+        np.testing.assert_array_equal(GemmKnn(model).predict(query), [expected_digit])
+        np.testing.assert_array_equal(predict_sklearn(model, query), [expected_digit])
+        # scikit-learn picks the same rows but leaves equal distances in no particular order.
+        assert set(sklearn_kneighbors(model, query)[0]) == set(expected_neighbours)
+
+
+def test_more_equal_rows_than_the_shortlist() -> None:
+    # 40 copies of one row spread over 2,000: the float32 shortlist cannot tell them apart, so
+    # only the fallback can return the lowest indices.
+    rows, labels = filler_rows(SELECT_GROUP * 30)
+    copies = np.sort(np.random.default_rng(1).choice(np.arange(1, len(rows)), 40, replace=False))
+    rows[copies] = rows[0]
+    labels[copies] = np.arange(40) % 10
+    model = KnnModel(rows, labels, identity_scaler(), 5)
+    query = rows[[0]]
+    expected = np.concatenate([[0], copies[:4]])
+    np.testing.assert_array_equal(GemmKnn(model).kneighbors(query), [expected])
+    np.testing.assert_array_equal(GemmKnn(model).predict(query), vote(labels[expected][None]))
+    np.testing.assert_array_equal(GemmKnn(model).predict(query), predict_sklearn(model, query))
+    assert set(sklearn_kneighbors(model, query)[0]) == set(expected)
+
+
+@pytest.mark.parametrize("n_rows", CRAFTED_SIZES)
+def test_three_way_vote_tie_goes_to_the_lowest_digit(n_rows: int) -> None:
+    # The nearest neighbour is an 8, but 8, 3 and 5 have one vote each: 3 wins.
+    model = crafted_model({4: (10, 8), 9: (20, 3), 1: (30, 5)}, n_rows, n_neighbors=3)
+    np.testing.assert_array_equal(GemmKnn(model).kneighbors(BLANK), [[4, 9, 1]])
+    np.testing.assert_array_equal(GemmKnn(model).predict(BLANK), [3])
+    np.testing.assert_array_equal(predict_sklearn(model, BLANK), [3])
+
+
+def test_two_two_vote_tie_goes_to_the_lower_digit() -> None:
+    model = crafted_model({0: (10, 8), 1: (11, 8), 2: (12, 3), 3: (13, 3)}, 40, n_neighbors=4)
+    np.testing.assert_array_equal(GemmKnn(model).predict(BLANK), [3])
+    np.testing.assert_array_equal(predict_sklearn(model, BLANK), [3])
+
+
+# --- vote ------------------------------------------------------------------------------------
+
+
+def reference_vote(row: np.ndarray) -> int:
+    counts = Counter(int(label) for label in row)
+    best = max(counts.values())
+    return min(label for label, count in counts.items() if count == best)
+
+
+def test_vote_semantics() -> None:
+    np.testing.assert_array_equal(
+        vote(np.array([[3, 3, 1], [9, 2, 5], [7, 7, 7], [6, 0, 0], [4, 2, 2]], dtype=np.uint8)),
+        [3, 2, 7, 0, 2],
+    )
+    single = np.array([[9], [0], [4]], dtype=np.uint8)
+    np.testing.assert_array_equal(vote(single), single[:, 0])
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 7])
+def test_vote_matches_a_plain_majority_with_low_digit_ties(k: int) -> None:
+    labels = np.random.default_rng(k).integers(0, 10, size=(500, k), dtype=np.uint8)
+    votes = vote(labels)
+    assert votes.dtype == np.uint8
+    assert votes.shape == (500,)
+    np.testing.assert_array_equal(votes, [reference_vote(row) for row in labels])
+
+
+def test_vote_of_no_rows() -> None:
+    votes = vote(np.empty((0, 3), dtype=np.uint8))
+    assert votes.shape == (0,)
+    assert votes.dtype == np.uint8
+
+
+# --- select_smallest ---------------------------------------------------------------------------
+
+
+def check_selection(scores: np.ndarray, m: int) -> None:
+    columns, bound = select_smallest(scores, m)
+    assert columns.shape == (len(scores), m)
+    assert bound.shape == (len(scores),)
+    expected = np.sort(scores, axis=1)
+    for row, selected in enumerate(columns):
+        assert len(set(selected.tolist())) == m, "selected columns must be distinct"
+        np.testing.assert_array_equal(np.sort(scores[row, selected]), expected[row, :m])
+        rest = np.delete(scores[row], selected)
+        assert bound[row] <= rest.min()
+        assert bound[row] >= scores[row, selected].max()
+
+
+# Grouped selection needs n_cols // SELECT_GROUP > m + 1 (and n_cols a multiple of the group).
+SELECTION_CASES = [
+    (17, 16), (100, 16), (SELECT_GROUP * 17, 16), (SELECT_GROUP * 18, 16),
+    (SELECT_GROUP * 40, 16), (SELECT_GROUP * 40, 3), (SELECT_GROUP * 5, 1), (65, 64),
+]
+
+
+@pytest.mark.parametrize(("n_cols", "m"), SELECTION_CASES)
+@pytest.mark.parametrize("distinct_values", [4, 50, None])
+def test_select_smallest_returns_a_set_of_m_smallest(
+    n_cols: int, m: int, distinct_values: int | None
+) -> None:
+    rng = np.random.default_rng(n_cols * 100 + m)
+    if distinct_values is None:
+        scores = rng.standard_normal((64, n_cols)).astype(np.float32)
+    else:  # many ties
+        scores = rng.integers(0, distinct_values, size=(64, n_cols)).astype(np.float32)
+    check_selection(scores, m)
+
+
+@pytest.mark.parametrize(("n_cols", "m"), SELECTION_CASES)
+def test_select_smallest_with_inf_padding(n_cols: int, m: int) -> None:
+    rng = np.random.default_rng(7)
+    scores = rng.integers(-3, 3, size=(32, n_cols)).astype(np.float32)
+    # Rows padded with +inf at the end (as GemmKnn pads), some so far that few finite values remain.
+    for row in range(len(scores)):
+        finite = int(rng.integers(m + 1, n_cols + 1)) if row % 2 else n_cols - 1
+        scores[row, finite:] = np.inf
+    check_selection(scores, m)
+
+
+def test_select_smallest_bound_can_be_inf() -> None:
+    scores = np.full((2, SELECT_GROUP * 20), np.inf, dtype=np.float32)
+    scores[:, [3, 700]] = [[1.0, 2.0], [2.0, 1.0]]
+    columns, bound = select_smallest(scores, 2)
+    assert [sorted(row) for row in columns.tolist()] == [[3, 700], [3, 700]]
+    assert np.isinf(bound).all()
+
+
+# --- input contract ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_gemm() -> GemmKnn:
+    return GemmKnn(small_knn_model(200))
+
+
+def test_empty_batch(small_gemm: GemmKnn) -> None:
+    empty = np.empty((0, 784), dtype=np.uint8)
+    predictions = small_gemm.predict(empty)
+    assert predictions.shape == (0,)
+    assert predictions.dtype == np.uint8
+    neighbours = small_gemm.kneighbors(empty)
+    assert neighbours.shape == (0, 3)
+    assert neighbours.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        np.zeros((2, 784), dtype=np.float32),
+        np.zeros((0, 784), dtype=np.int64),
+        np.zeros((2, 783), dtype=np.uint8),
+        np.zeros((784,), dtype=np.uint8),
+        np.zeros((2, 28, 27), dtype=np.uint8),
+    ],
+    ids=["float32", "empty-int64", "783-pixels", "1-d", "28x27"],
+)
+def test_bad_images_raise_data_error(small_gemm: GemmKnn, images: np.ndarray) -> None:
+    with pytest.raises(DataError, match=r"images must be uint8 of shape \(n, 784\); got"):
+        small_gemm.predict(images)
+    with pytest.raises(DataError, match=r"images must be uint8 of shape \(n, 784\); got"):
+        small_gemm.kneighbors(images)
+
+
+def test_sklearn_reference_checks_images_too() -> None:
+    with pytest.raises(DataError, match=r"images must be uint8 .* got float64"):
+        predict_sklearn(small_knn_model(50), np.zeros((2, 784)))
+
+
+# --- KnnModel validation ------------------------------------------------------------------------
+
+
+def test_knn_model_validation() -> None:
+    good = small_knn_model(20)
+    with pytest.raises(DataError, match=r"reference must be uint8 of shape \(n, 784\); got float64"):
+        KnnModel(good.reference.astype(np.float64), good.labels, good.scaler)
+    with pytest.raises(ValueError, match=r"labels must be uint8 of shape \(20,\); got int64 \(20,\)"):
+        KnnModel(good.reference, good.labels.astype(np.int64), good.scaler)
+    with pytest.raises(ValueError, match=r"labels must be uint8 of shape \(20,\); got uint8 \(19,\)"):
+        KnnModel(good.reference, good.labels[:19], good.scaler)
+    for n_neighbors in (0, -1, 21):
+        with pytest.raises(ValueError, match=rf"n_neighbors must be in \[1, 20\]; got {n_neighbors}"):
+            KnnModel(good.reference, good.labels, good.scaler, n_neighbors)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    model = small_knn_model(150, n_neighbors=5)
+    written = save_knn(model, tmp_path)
+    assert written == [tmp_path / KNN_ARRAYS, tmp_path / KNN_PARAMS]
+    loaded = load_knn(tmp_path)
+    assert loaded.n_neighbors == 5
+    for name in ("reference", "labels"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(model, name))
+        assert getattr(loaded, name).dtype == np.uint8
+    np.testing.assert_array_equal(loaded.scaler.mean, model.scaler.mean)
+    np.testing.assert_array_equal(loaded.scaler.scale, model.scaler.scale)
+    queries = small_knn_model(40, offset=150).reference
+    np.testing.assert_array_equal(GemmKnn(loaded).predict(queries), GemmKnn(model).predict(queries))
+
+    from_bytes = knn_from_bytes(
+        (tmp_path / KNN_ARRAYS).read_bytes(), (tmp_path / KNN_PARAMS).read_bytes()
+    )
+    np.testing.assert_array_equal(from_bytes.reference, model.reference)
+    assert from_bytes.n_neighbors == 5
+
+    params = json.loads((tmp_path / KNN_PARAMS).read_text())
+    assert params["n_neighbors"] == 5
+    assert params["n_reference"] == 150
+    assert params["metric"] == "euclidean"
+
+
+def test_npz_holds_no_object_arrays(tmp_path: Path) -> None:
+    save_knn(small_knn_model(30), tmp_path)
+    with np.load(tmp_path / KNN_ARRAYS, allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["labels", "mean", "reference", "scale"]
+        for name in npz.files:
+            assert npz[name].dtype != object
+
+
+def test_pickled_npz_is_refused(tmp_path: Path) -> None:
+    model = small_knn_model(30)
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, reference=model.reference, labels=model.labels.astype(object),
+        mean=model.scaler.mean, scale=model.scaler.scale,
+    )
+    params = json.dumps({"n_neighbors": 3}).encode()
+    with pytest.raises(ValueError, match="allow_pickle"):
+        knn_from_bytes(buffer.getvalue(), params)
+
+
+@pytest.mark.parametrize("missing", [KNN_ARRAYS, KNN_PARAMS])
+def test_load_knn_missing_file(tmp_path: Path, missing: str) -> None:
+    save_knn(small_knn_model(30), tmp_path)
+    (tmp_path / missing).unlink()
+    with pytest.raises(ModelNotFoundError, match=rf"{missing}: KNN model file not found"):
+        load_knn(tmp_path)

@@ -1,0 +1,93 @@
+"""The Dask scoring graph on a real LocalCluster: same answers as one process, models shipped once."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from distributed import Client, LocalCluster
+
+from mnist_dist.errors import StoreExistsError
+from mnist_dist.metrics import confusion_matrix
+from mnist_dist.models import artifacts
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.scoring import ScoreJob, score, score_in_process
+
+
+def make_job(store: Path, models: Path, out: Path, rows: int) -> ScoreJob:
+    return ScoreJob(
+        store=str(store), predictions=out / "predictions.zarr",
+        models=ModelRef.from_directory(models), partition_rows=rows,
+    )
+
+
+@pytest.mark.parametrize("rows", [7, 250, 333, 1000])
+def test_dask_matches_one_process_for_any_partition_size(
+    rows: int, small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
+) -> None:
+    job = make_job(small_store, small_models, tmp_path, rows)
+    result = score(local_client, job, show_progress=False)
+    expected = score_in_process(job)
+    labels = zarr.open_group(str(small_store), mode="r")["test/labels"][:]
+    written = zarr.open_group(str(job.predictions), mode="r")
+    assert result.n_images == len(labels) == 600
+    assert result.partitions == -(-600 // rows)
+    for name in MODEL_NAMES:
+        np.testing.assert_array_equal(written[name][:], expected[name])
+        np.testing.assert_array_equal(result.confusion[name], confusion_matrix(labels, expected[name]))
+        assert result.task_seconds[name] > 0
+
+
+def test_misclassified_sample_points_at_real_mistakes(
+    small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
+) -> None:
+    job = make_job(small_store, small_models, tmp_path, 100)
+    result = score(local_client, job, show_progress=False)
+    labels = zarr.open_group(str(small_store), mode="r")["test/labels"][:]
+    predictions = zarr.open_group(str(job.predictions), mode="r")
+    for name in MODEL_NAMES:
+        rows = result.misclassified[name]
+        wrong = np.flatnonzero(labels != predictions[name][:])
+        assert len(rows) == min(job.sample_misclassified, len(wrong))
+        for index, true, predicted in rows:
+            assert labels[index] == true != predicted == predictions[name][index]
+
+
+def test_models_load_once_per_worker_and_tasks_carry_only_a_reference(
+    small_store: Path, small_models: Path, tmp_path: Path
+) -> None:
+    ref = ModelRef.from_directory(small_models)
+    assert len(pickle.dumps(ref)) < 2_000  # what each task carries: a path and checksums
+    with LocalCluster(n_workers=2, threads_per_worker=2, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        for run in range(2):
+            job = make_job(small_store, small_models, tmp_path / str(run), 50)
+            score(client, job, show_progress=False)
+        loads = client.run(lambda: artifacts.load_count)
+    assert set(loads.values()) == {1}, loads
+
+
+def test_existing_predictions_are_never_overwritten(
+    small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
+) -> None:
+    job = make_job(small_store, small_models, tmp_path, 250)
+    job.predictions.mkdir(parents=True)
+    marker = job.predictions / "keep"
+    marker.write_text("x")
+    with pytest.raises(StoreExistsError, match="predictions already exist"):
+        score(local_client, job, show_progress=False)
+    assert marker.read_text() == "x"
+
+
+def test_failed_run_leaves_no_partial_predictions(
+    small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
+) -> None:
+    job = make_job(small_store, small_models, tmp_path, 250)
+    broken = ScoreJob(**{**job.__dict__, "split": "missing"})
+    with pytest.raises(ValueError, match="split 'missing' not found"):
+        score(local_client, broken, show_progress=False)
+    assert list(tmp_path.iterdir()) == []
