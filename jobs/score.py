@@ -1,6 +1,7 @@
 """Score the test digits with both models on Dask: `python -m jobs.score [--scheduler ADDRESS]`.
 
 Builds the store and trains the models first when they are missing.
+With `--images PATH...` it scores your own image files instead (see `mnist_dist.images`).
 """
 
 from __future__ import annotations
@@ -10,19 +11,29 @@ import sys
 from pathlib import Path
 
 from mnist_dist.cli import int_list, positive_int, run_job, setup_logging
-from mnist_dist.cluster import ClusterSpec
+from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.data.store import DEFAULT_STORE
+from mnist_dist.errors import ImageInputError, exit_code_for
+from mnist_dist.image_scoring import ImageScoreSpec, run_image_scoring
 from mnist_dist.pipeline import DEFAULT_MODELS, DEFAULT_PARTITION_ROWS, ScoreRunSpec, run_score
 from mnist_dist.report.document import summary_text
+from mnist_dist.report.images_render import text_table
 from mnist_dist.throughput import BATCH_SIZES, SweepSpec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line of `jobs.score`."""
     parser = argparse.ArgumentParser(prog="python -m jobs.score", description=__doc__)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
+    parser.add_argument("--store", default=str(DEFAULT_STORE),
+                        help="Zarr store: path or fsspec URL the workers can read")
+    parser.add_argument("--models", default=str(DEFAULT_MODELS),
+                        help="model directory: path or fsspec URL (sent to workers that "
+                        "cannot read it)")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/score-<time>)")
+    parser.add_argument("--predictions", default="",
+                        help="Zarr store the workers write (default: OUT/predictions.zarr)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run in --out: only missing partitions")
     parser.add_argument("--split", default="test", help="store group to score (default: test)")
     parser.add_argument("--partition-rows", type=positive_int, default=DEFAULT_PARTITION_ROWS)
     parser.add_argument("--scheduler", help="address of a running Dask scheduler "
@@ -31,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds to wait for the scheduler (default: 30)")
     parser.add_argument("--dashboard-address", default="127.0.0.1:0",
                         help="LocalCluster dashboard bind address (default: 127.0.0.1, any port)")
+    parser.add_argument("--tls-ca", help="CA certificate (PEM) for a tls:// scheduler")
+    parser.add_argument("--tls-cert", help="client certificate (PEM)")
+    parser.add_argument("--tls-key", help="client private key (PEM)")
     parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
     parser.add_argument("--threads-per-worker", type=positive_int, default=1)
     parser.add_argument("--batch-sizes", type=int_list, default=BATCH_SIZES,
@@ -43,25 +57,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="save Dask's performance report as OUT/dask-performance.html")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show the progress bar (default: when stdout is a terminal)")
-    return parser.parse_args(argv)
+    own = parser.add_argument_group("your own images (instead of the store's test split)")
+    own.add_argument("--images", type=Path, nargs="+", metavar="PATH",
+                     help="PNG/JPEG/BMP/TIFF files or folders to score")
+    labels = own.add_mutually_exclusive_group()
+    labels.add_argument("--labels", type=Path, metavar="CSV",
+                        help="true digits as a `file,digit` CSV: adds an accuracy report")
+    labels.add_argument("--labels-from-names", action="store_true",
+                        help="true digit = first character of the file name (7_anything.png)")
+    own.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+                     help="write each 28x28 digit the models see as DIR/<name>.png")
+    args = parser.parse_args(argv)
+    if (args.labels or args.labels_from_names or args.save_preprocessed) and not args.images:
+        parser.error("--labels, --labels-from-names and --save-preprocessed need --images")
+    tls = (args.tls_ca, args.tls_cert, args.tls_key)
+    if any(tls) and not all(tls):
+        parser.error("--tls-ca, --tls-cert and --tls-key go together")
+    if args.resume and not args.out:
+        parser.error("--resume needs the --out of the run to continue")
+    return args
+
+
+def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
+    """The cluster to run on, from the command line."""
+    return ClusterSpec(
+        scheduler=args.scheduler, n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker, connect_timeout=args.connect_timeout,
+        dashboard_address=args.dashboard_address,
+        tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: score(args))
+    return run_job(lambda: score_images(args) if args.images else score(args))
 
 
 def score(args: argparse.Namespace) -> int:
     """Build the run spec from the arguments, run it, print the summary."""
     spec = ScoreRunSpec(
         store=args.store, models=args.models, split=args.split,
-        partition_rows=args.partition_rows,
-        cluster=ClusterSpec(scheduler=args.scheduler, n_workers=args.workers,
-                            threads_per_worker=args.threads_per_worker,
-                            connect_timeout=args.connect_timeout,
-                            dashboard_address=args.dashboard_address),
+        predictions=args.predictions, resume=args.resume,
+        partition_rows=args.partition_rows, cluster=cluster_spec(args),
         sweep=SweepSpec(batch_sizes=args.batch_sizes, min_seconds=args.sweep_seconds),
         train_epochs=args.epochs,
         show_progress=sys.stdout.isatty() if args.progress is None else args.progress,
@@ -71,6 +110,26 @@ def score(args: argparse.Namespace) -> int:
     report = run_score(spec)
     print(summary_text(report))
     print(f"report: {spec.out / 'report.json'}")
+    return 0
+
+
+def score_images(args: argparse.Namespace) -> int:
+    """Score image files; print one row per file; exit code 12 when any file failed."""
+    spec = ImageScoreSpec(
+        images=tuple(args.images), models=Path(args.models), store=Path(args.store),
+        labels=args.labels, labels_from_names=args.labels_from_names,
+        save_preprocessed=args.save_preprocessed, cluster=cluster_spec(args),
+        train_epochs=args.epochs,
+        **({"out": args.out} if args.out else {}),
+    )
+    report = run_image_scoring(spec)
+    print(text_table(report))
+    print(f"report: {spec.out / 'report.json'}")
+    inputs = report["inputs"]
+    if inputs["n_failed"]:
+        print(f"error: {inputs['n_failed']} of {inputs['n_files']} image files could not be "
+              "scored; see the status column", file=sys.stderr)
+        return exit_code_for(ImageInputError())
     return 0
 
 

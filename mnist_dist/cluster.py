@@ -1,4 +1,8 @@
-"""Connecting to Dask: a LocalCluster sized to the machine, or an existing scheduler."""
+"""Connecting to Dask: a LocalCluster sized to the machine, or an existing scheduler (tcp/tls).
+
+Also the start-up checks a real cluster needs before any work is submitted: compatible library
+versions everywhere, and every worker able to read the store and (or else be sent) the models.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,47 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
+import zarr
 from distributed import Client, LocalCluster
+from distributed.security import Security
 
 from mnist_dist.errors import ClusterError
+from mnist_dist.models.artifacts import ModelRef, read_artifact
 
 log = logging.getLogger(__name__)
+
+# Packages whose versions must agree between the client and every worker.
+MATCHED_PACKAGES = ("mnist-dist", "numpy", "zarr", "onnxruntime", "scikit-learn")
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """User-provided TLS material (PEM): the CA that signs everyone, this client's cert and key."""
+
+    ca_file: str
+    cert: str
+    key: str
+
+    def security(self) -> Security:
+        """A Security requiring encryption with these files."""
+        for path in (self.ca_file, self.cert, self.key):
+            if not os.path.isfile(path):
+                raise ClusterError(f"{path}: TLS file not found")
+        return Security(
+            tls_ca_file=self.ca_file, tls_client_cert=self.cert, tls_client_key=self.key,
+            require_encryption=True,
+        )
 
 
 @dataclass(frozen=True)
 class ClusterSpec:
     """Where to run: `scheduler` address, or a LocalCluster of `n_workers` x `threads_per_worker`.
 
-    Local defaults: one single-threaded worker process per core, bound to 127.0.0.1.
+    Local defaults: one single-threaded worker process per core, bound to 127.0.0.1. `tls` (or
+    Dask's `distributed.comm.tls` config) secures the connection to a `tls://` scheduler.
     """
 
     scheduler: str | None = None
@@ -28,6 +59,7 @@ class ClusterSpec:
     threads_per_worker: int = 1
     connect_timeout: float = 30.0
     dashboard_address: str = "127.0.0.1:0"
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         if self.n_workers is not None and self.n_workers < 1:
@@ -61,16 +93,85 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             log.info("Dask dashboard: %s", client.dashboard_link)
             yield client
         return
+    security = spec.tls.security() if spec.tls else None
     try:
-        client = Client(spec.scheduler, timeout=spec.connect_timeout)
-    except (OSError, TimeoutError) as exc:
+        client = Client(spec.scheduler, timeout=spec.connect_timeout, security=security)
+    except (OSError, TimeoutError, TypeError, ValueError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ClusterError(
-            f"cannot reach Dask scheduler {spec.scheduler} within {spec.connect_timeout:g}s ({exc})"
+            f"cannot reach Dask scheduler {spec.scheduler} within {spec.connect_timeout:g}s "
+            f"({reason})"
         ) from exc
     with client:
         if not client.scheduler_info()["workers"]:
-            client.wait_for_workers(1, timeout=spec.connect_timeout)
+            try:
+                client.wait_for_workers(1, timeout=spec.connect_timeout)
+            except TimeoutError as exc:
+                raise ClusterError(
+                    f"Dask scheduler {spec.scheduler} has no workers "
+                    f"after {spec.connect_timeout:g}s"
+                ) from exc
         yield client
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of MATCHED_PACKAGES in this process (None when missing)."""
+    versions: dict[str, str | None] = {}
+    for package in MATCHED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def check_versions(client: Client) -> None:
+    """Fail early unless Dask's own and our key packages match on client and every worker."""
+    try:
+        client.get_versions(check=True)
+    except ValueError as exc:
+        summary = " ".join(str(exc).split())
+        raise ClusterError(f"library versions differ across the cluster: {summary}") from exc
+    ours = package_versions()
+    for worker, theirs in client.run(package_versions).items():
+        wrong = [f"{p} {theirs.get(p)} (client {ours[p]})" for p in ours if theirs.get(p) != ours[p]]
+        if wrong:
+            raise ClusterError(f"worker {worker} has different versions: {', '.join(wrong)}")
+
+
+def probe_store(store: str, split: str) -> str | None:
+    """On a worker: None if it can read the split's images and labels, else the reason."""
+    try:
+        group = zarr.open_group(store, mode="r")
+        group[f"{split}/images"][:1]
+        group[f"{split}/labels"][:1]
+    except Exception as exc:  # noqa: BLE001 - any failure is reported back as text
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def check_store_readable(client: Client, store: str, split: str) -> None:
+    """Fail early, naming the worker, when any worker cannot read the store."""
+    for worker, problem in client.run(probe_store, store, split).items():
+        if problem:
+            raise ClusterError(
+                f"worker {worker} cannot read store {store} (split {split!r}): {problem}"
+            )
+
+
+def probe_models(ref: ModelRef) -> str | None:
+    """On a worker: None if it can read and verify every model artifact, else the reason."""
+    try:
+        for name, _ in ref.checksums:
+            read_artifact(ref, name)
+    except Exception as exc:  # noqa: BLE001 - reported back as text
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def workers_without_models(client: Client, ref: ModelRef) -> dict[str, str]:
+    """Workers that cannot read the models at `ref.directory`, with the reason."""
+    return {w: p for w, p in client.run(probe_models, ref).items() if p}
 
 
 def ort_threads_for(client: Client) -> int:

@@ -13,16 +13,32 @@ from typing import Any
 import numpy as np
 import psutil
 import zarr
-from distributed import Client, performance_report
+from distributed import Client, Future, performance_report
 
-from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
+from mnist_dist.cluster import (
+    ClusterSpec,
+    check_store_readable,
+    check_versions,
+    cluster_facts,
+    connect,
+    ort_threads_for,
+    workers_without_models,
+)
 from mnist_dist.data.sources import load_vendored
-from mnist_dist.data.store import DEFAULT_STORE, build_store, open_store, store_info
+from mnist_dist.data.store import DEFAULT_STORE, build_store, open_store
 from mnist_dist.errors import MnistDistError, StoreExistsError, StoreNotFoundError
-from mnist_dist.models.artifacts import ModelRef, read_manifest
-from mnist_dist.report.document import REPORT_NAME, build_report, write_report
+from mnist_dist.models.artifacts import (
+    ModelPayload,
+    ModelRef,
+    is_url,
+    local_path,
+    read_manifest_at,
+)
+from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.report.document import build_report, write_report
+from mnist_dist.report.render import REPORT_NAME, render_report
 from mnist_dist.scoring import ScoreJob, ScoreResult, score
-from mnist_dist.throughput import BATCH_SIZES, SweepSpec, batch_sweep
+from mnist_dist.throughput import SweepSpec, batch_sweep
 from mnist_dist.training import TrainSpec, models_exist, train_models
 
 log = logging.getLogger(__name__)
@@ -38,18 +54,30 @@ def default_out() -> Path:
 
 @dataclass(frozen=True)
 class ScoreRunSpec:
-    """Everything `python -m jobs.score` needs; defaults are what a laptop user gets."""
+    """Everything `python -m jobs.score` needs; defaults are what a laptop user gets.
 
-    store: Path = DEFAULT_STORE
-    models: Path = DEFAULT_MODELS
+    `store` and `models` are local paths or fsspec URLs (`file://`, `s3://`, …) that the
+    workers read directly; `predictions` (default `OUT/predictions.zarr`) is where they write.
+    """
+
+    store: str = str(DEFAULT_STORE)
+    models: str = str(DEFAULT_MODELS)
     out: Path = field(default_factory=default_out)
+    predictions: str = ""
     split: str = "test"
     partition_rows: int = DEFAULT_PARTITION_ROWS
+    model_names: tuple[str, ...] = MODEL_NAMES
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     sweep: SweepSpec = field(default_factory=SweepSpec)
     train_epochs: int = 10
     show_progress: bool = True
     performance_report: bool = False
+    resume: bool = False
+
+
+def absolute(location: str) -> str:
+    """Local paths made absolute (workers may run elsewhere); URLs unchanged."""
+    return location if is_url(location) else str(Path(local_path(location)).resolve())
 
 
 def ensure_store(store: Path) -> None:
@@ -79,6 +107,16 @@ def ensure_models(models: Path, store: Path, epochs: int) -> None:
         ) from exc
 
 
+def ensure_inputs(spec: ScoreRunSpec) -> tuple[str, ModelRef]:
+    """Absolute store location and a verified model reference; local ones are built if missing."""
+    store, models = absolute(spec.store), absolute(spec.models)
+    if not is_url(store):
+        ensure_store(Path(store))
+        if not is_url(models):
+            ensure_models(Path(models), Path(store), spec.train_epochs)
+    return store, ModelRef.from_location(models)
+
+
 def prepare_out(out: Path) -> None:
     """Create the run folder; refuse one that already holds a finished report."""
     if (out / REPORT_NAME).exists():
@@ -86,44 +124,58 @@ def prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def ship_models_if_needed(client: Client, ref: ModelRef) -> Future | None:
+    """Broadcast the models once to every worker when some cannot read them themselves."""
+    missing = workers_without_models(client, ref)
+    if not missing:
+        return None
+    worker, reason = next(iter(missing.items()))
+    log.info("%d worker(s) cannot read the models at %s (%s: %s); sending them to every "
+             "worker once", len(missing), ref.directory, worker, reason)
+    return client.scatter(ModelPayload.read(ref), broadcast=True, hash=True)
+
+
 def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
     """Run the main job; returns the report document (also written to `out/report.json`)."""
-    ensure_store(spec.store)
-    ensure_models(spec.models, spec.store, spec.train_epochs)
-    ref = ModelRef.from_directory(spec.models)
-    manifest = read_manifest(spec.models)
+    store, ref = ensure_inputs(spec)
+    manifest = read_manifest_at(ref.directory)
     prepare_out(spec.out)
-    store = str(spec.store.resolve())
     with connect(spec.cluster) as client:
+        check_versions(client)
+        check_store_readable(client, store, spec.split)
+        payload = ship_models_if_needed(client, ref)
         ort_threads = ort_threads_for(client)
         job = ScoreJob(
-            store=store, predictions=spec.out.resolve() / "predictions.zarr", models=ref,
+            store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
             split=spec.split, partition_rows=spec.partition_rows, ort_threads=ort_threads,
+            model_names=spec.model_names, resume=spec.resume,
         )
         started = time.perf_counter()
         with optional_performance_report(spec):
-            result = score(client, job, spec.show_progress)
+            result = score(client, job, spec.show_progress, payload)
         log.info("scored %d images in %.1f s; measuring throughput vs batch size",
                  result.n_images, time.perf_counter() - started)
-        throughput = measure_on_one_worker(client, ref, store, spec, ort_threads)
+        throughput = measure_on_one_worker(client, ref, store, spec, ort_threads, payload)
         cluster = {**cluster_facts(client), "ort_threads": ort_threads,
+                   "models_shipped": payload is not None,
                    "worker_rss_bytes": worker_memory(client)}
     dataset = {
         "store": store, "split": spec.split, "partition_rows": spec.partition_rows,
-        "store_split": store_info(spec.store)["split"],
+        "store_split": zarr.open_group(store, mode="r").attrs.get("split"),
     }
-    outputs = {"predictions": str(job.predictions), "models": str(spec.models.resolve())}
+    outputs = {"predictions": job.predictions, "models": ref.directory}
     if spec.performance_report:
         outputs["performance_report"] = str((spec.out / "dask-performance.html").resolve())
-    gallery = gallery_pixels(spec.store, spec.split, result)
+    gallery = gallery_pixels(store, spec.split, result)
     report = build_report(result, dataset, cluster, manifest, throughput, outputs, gallery)
     write_report(report, spec.out)
+    render_report(report, spec.out)
     return report
 
 
-def gallery_pixels(store: Path, split: str, result: ScoreResult) -> dict[str, np.ndarray]:
+def gallery_pixels(store: str, split: str, result: ScoreResult) -> dict[str, np.ndarray]:
     """Pixels (k, 784) of each model's sampled misclassified digits: a few rows, not the data."""
-    images = zarr.open_group(str(store), mode="r")[f"{split}/images"]
+    images = zarr.open_group(store, mode="r")[f"{split}/images"]
     return {
         name: np.asarray(images.get_orthogonal_selection((rows[:, 0], slice(None))))
         if len(rows) else np.empty((0, 784), np.uint8)
@@ -144,16 +196,15 @@ def worker_memory(client: Client) -> dict[str, int]:
 
 
 def measure_on_one_worker(
-    client: Client, ref: ModelRef, store: str, spec: ScoreRunSpec, ort_threads: int
+    client: Client, ref: ModelRef, store: str, spec: ScoreRunSpec, ort_threads: int,
+    payload: Future | None = None,
 ) -> list[dict[str, Any]]:
     """The batch-size sweep, run inside one worker so it sees what the tasks see."""
     if not spec.sweep.batch_sizes:
         return []
     worker = min(client.scheduler_info(n_workers=-1)["workers"])
     future = client.submit(
-        batch_sweep, ref, store, spec.split, spec.sweep, ort_threads, workers=[worker], pure=False
+        batch_sweep, ref, store, spec.split, spec.sweep, ort_threads, payload,
+        workers=[worker], pure=False,
     )
     return future.result()
-
-
-__all__ = ["BATCH_SIZES", "ScoreRunSpec", "run_score"]

@@ -1,24 +1,33 @@
-"""Per-partition functions of the scoring graph: pure NumPy in, NumPy out, no Dask.
+"""Per-partition work of the scoring graph: pure NumPy in, NumPy/dicts out, no Dask.
 
-Tasks carry only a `ModelRef` (a path and checksums); the predictors come from the
+Tasks carry only a `ModelRef` (location and checksums) and, when the workers cannot read the
+models themselves, a once-per-worker broadcast payload; the predictors come from the
 per-process cache, so each worker loads each model once.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import numpy as np
 
 from mnist_dist.metrics import confusion_matrix
-from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelPayload, ModelRef, Predictors, load_predictors
 
 MODEL_NAMES = ("knn", "mlp")
 
 
-def predict_partition(
-    images: np.ndarray, model: str, ref: ModelRef, ort_threads: int = 1
-) -> np.ndarray:
-    """Predicted digits, uint8 (n,), of one partition of raw pixels uint8 (n, 784)."""
-    predictors = load_predictors(ref, ort_threads)
+def check_model_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Validate a model selection: a non-empty subset of MODEL_NAMES, in canonical order."""
+    unknown = set(names) - set(MODEL_NAMES)
+    if not names or unknown:
+        raise ValueError(f"models must be a non-empty subset of {MODEL_NAMES}; got {names!r}")
+    return tuple(name for name in MODEL_NAMES if name in names)
+
+
+def predict_with(predictors: Predictors, model: str, images: np.ndarray) -> np.ndarray:
+    """Predicted digits, uint8 (n,), of raw pixels uint8 (n, 784) by one model."""
     if model == "knn":
         return predictors.knn.predict(images)
     if model == "mlp":
@@ -26,17 +35,44 @@ def predict_partition(
     raise ValueError(f"model must be one of {MODEL_NAMES}; got {model!r} instead")
 
 
-def partition_confusion(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
-    """Confusion counts of one partition, shaped (1, 10, 10) so partitions stack along axis 0."""
-    return confusion_matrix(labels, predictions)[None]
+def predict_partition(
+    images: np.ndarray, model: str, ref: ModelRef, ort_threads: int = 1,
+    payload: ModelPayload | None = None,
+) -> np.ndarray:
+    """Predicted digits, uint8 (n,), of one partition by the cached model `model`."""
+    return predict_with(load_predictors(ref, ort_threads, payload), model, images)
 
 
-def partition_misclassified(
+def timed_predictions(
+    predictors: Predictors, models: tuple[str, ...], images: np.ndarray
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each model's predictions of `images` and the seconds each took."""
+    predictions, seconds = {}, {}
+    for name in models:
+        start = time.perf_counter()
+        predictions[name] = predict_with(predictors, name, images)
+        seconds[name] = time.perf_counter() - start
+    return predictions, seconds
+
+
+def misclassified_rows(
     labels: np.ndarray, predictions: np.ndarray, offset: int, limit: int
 ) -> np.ndarray:
-    """Up to `limit` misclassified rows of a partition as (1, limit, 3) int64 rows
-    (global index, true digit, predicted digit), padded with -1."""
-    out = np.full((1, limit, 3), -1, dtype=np.int64)
+    """Up to `limit` misclassified rows as int64 (k, 3): global index, true and predicted digit."""
     wrong = np.flatnonzero(labels != predictions)[:limit]
-    out[0, : len(wrong)] = np.stack([wrong + offset, labels[wrong], predictions[wrong]], axis=1)
-    return out
+    return np.stack([wrong + offset, labels[wrong], predictions[wrong]], axis=1).astype(np.int64)
+
+
+def partition_summary(
+    labels: np.ndarray, predictions: dict[str, np.ndarray], offset: int, limit: int
+) -> dict[str, Any]:
+    """JSON-ready confusion counts and a misclassified sample of each model for one partition."""
+    return {
+        "confusion": {
+            name: confusion_matrix(labels, pred).tolist() for name, pred in predictions.items()
+        },
+        "misclassified": {
+            name: misclassified_rows(labels, pred, offset, limit).tolist()
+            for name, pred in predictions.items()
+        },
+    }

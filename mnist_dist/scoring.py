@@ -1,17 +1,18 @@
-"""The Dask scoring graph: Zarr images → both predictors → Zarr predictions + confusion matrices.
+"""The Dask scoring graph: Zarr images → both predictors → Zarr predictions + confusion counts.
 
-Images are read on the workers with `da.from_zarr`, each partition once; predictions are written
-per partition into a Zarr array whose chunks equal the partitions, and the confusion matrices are
-reduced inside the same graph, so the client receives only 10x10 counts.
+`da.from_zarr` reads the images on the workers, one task per partition; each partition task runs
+every selected model, writes the predictions into the Zarr chunk that matches the partition, and
+returns only confusion counts, a misclassified sample and timings. The client records each
+finished partition (see `run_state.py`), so a run survives lost workers (Dask recomputes their
+tasks; writes are idempotent) and an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
+import sys
 import time
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,18 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from dask.utils import key_split
-from distributed import Client, get_task_stream, progress
+from distributed import Client, Future, as_completed
 
-from mnist_dist.atomic import temporary_sibling
 from mnist_dist.errors import DataError, StoreExistsError
-from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 from mnist_dist.predict import (
     MODEL_NAMES,
-    partition_confusion,
-    partition_misclassified,
+    check_model_names,
+    partition_summary,
     predict_partition,
+    timed_predictions,
 )
+from mnist_dist.run_state import start_run, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -39,21 +40,30 @@ log = logging.getLogger(__name__)
 class ScoreJob:
     """One scoring run: which images, how they are partitioned, which models, where to write.
 
-    store : Zarr store path as the workers see it; `split` names the group holding
-    `images` (N, 784) uint8 and `labels` (N,) uint8.
+    store : Zarr store path or URL as the workers see it; `split` names the group holding
+    `images` (N, 784) uint8 and `labels` (N,) uint8. `run_dir` is the client's run folder;
+    `predictions` the Zarr store the workers write (default `run_dir/predictions.zarr`).
     """
 
     store: str
-    predictions: Path
+    run_dir: Path
     models: ModelRef
+    predictions: str = ""
     split: str = "test"
     partition_rows: int = 2000
     ort_threads: int = 1
+    model_names: tuple[str, ...] = MODEL_NAMES
     sample_misclassified: int = 12
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.partition_rows < 1:
             raise ValueError(f"partition_rows must be >= 1; got {self.partition_rows} instead")
+        object.__setattr__(self, "model_names", check_model_names(self.model_names))
+        if not self.predictions:
+            object.__setattr__(
+                self, "predictions", str(Path(self.run_dir).resolve() / "predictions.zarr")
+            )
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,11 @@ class ScoreResult:
 
     n_images: int
     partitions: int
+    partitions_computed: int
     confusion: dict[str, np.ndarray]
     wall_seconds: float
     task_seconds: dict[str, float]
-    misclassified: dict[str, np.ndarray]
+    misclassified: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def open_split(job: ScoreJob) -> tuple[da.Array, da.Array]:
@@ -88,120 +99,129 @@ def open_split(job: ScoreJob) -> tuple[da.Array, da.Array]:
     return images, labels
 
 
-def prediction_arrays(images: da.Array, job: ScoreJob) -> dict[str, da.Array]:
-    """One lazy uint8 (N,) prediction array per model."""
+def job_identity(job: ScoreJob, n_images: int) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resumption."""
     return {
-        name: images.map_blocks(
-            predict_partition, name, job.models, job.ort_threads,
-            drop_axis=1, dtype=np.uint8, meta=np.empty((0,), np.uint8), token=f"predict-{name}",
-        )
-        for name in MODEL_NAMES
+        "store": job.store, "split": job.split, "n_images": n_images,
+        "partition_rows": job.partition_rows, "models": dict(job.models.checksums),
+        "model_names": list(job.model_names), "predictions": job.predictions,
     }
 
 
-def confusion_array(labels: da.Array, predictions: da.Array) -> da.Array:
-    """Lazy (10, 10) confusion counts, reduced over the partitions."""
-    n_parts = len(labels.chunks[0])
-    per_partition = da.map_blocks(
-        partition_confusion, labels, predictions,
-        new_axis=[1, 2], chunks=((1,) * n_parts, (10,), (10,)), dtype=np.int64,
-        token="partition-confusion",
-    )
-    return per_partition.sum(axis=0)
-
-
-def misclassified_array(labels: da.Array, predictions: da.Array, limit: int) -> da.Array:
-    """Lazy (partitions, limit, 3) sample of misclassified rows: index, true, predicted."""
-    offsets = np.cumsum((0, *labels.chunks[0][:-1]))
-    n_parts = len(offsets)
-
-    def sample(lab: np.ndarray, pred: np.ndarray, block_info: dict | None = None) -> np.ndarray:
-        index = block_info[0]["chunk-location"][0] if block_info else 0
-        return partition_misclassified(lab, pred, int(offsets[index]), limit)
-
-    return da.map_blocks(
-        sample, labels, predictions, new_axis=[1, 2],
-        chunks=((1,) * n_parts, (limit,), (3,)), dtype=np.int64, token="misclassified",
-    )
-
-
-def create_prediction_store(path: Path, n_images: int, partition_rows: int) -> dict[str, zarr.Array]:
+def create_prediction_store(job: ScoreJob, n_images: int) -> None:
     """Empty uint8 (N,) arrays, one per model, chunked exactly like the Dask partitions."""
-    group = zarr.open_group(str(path), mode="w")
-    chunk = max(1, min(partition_rows, n_images))
-    return {
-        name: group.create_array(
+    group = zarr.open_group(job.predictions, mode="w-")
+    chunk = max(1, min(job.partition_rows, n_images))
+    for name in job.model_names:
+        group.create_array(
             name, shape=(n_images,), chunks=(chunk,), dtype=np.uint8,
             compressors=zarr.codecs.ZstdCodec(level=3), fill_value=0,
         )
-        for name in MODEL_NAMES
+
+
+def score_block(
+    images: np.ndarray, labels: np.ndarray, index: int, start: int, job: ScoreJob,
+    payload: ModelPayload | None = None,
+) -> dict[str, Any]:
+    """Task body for one partition: predict with every model, write the predictions, summarise."""
+    predictors = load_predictors(job.models, job.ort_threads, payload)
+    predictions, seconds = timed_predictions(predictors, job.model_names, images)
+    group = zarr.open_group(job.predictions, mode="r+")
+    for name, values in predictions.items():
+        group[name][start : start + len(values)] = values
+    summary = partition_summary(labels, predictions, start, job.sample_misclassified)
+    return {"index": index, "start": start, "stop": start + len(images), "seconds": seconds,
+            **summary}
+
+
+def partition_tasks(
+    job: ScoreJob, images: da.Array, labels: da.Array, skip: set[int],
+    payload: Future | ModelPayload | None,
+) -> dict[int, Any]:
+    """One delayed task per partition not in `skip`, keyed by partition index."""
+    starts = np.cumsum((0, *images.chunks[0][:-1]))
+    image_blocks, label_blocks = images.to_delayed().ravel(), labels.to_delayed().ravel()
+    task = dask.delayed(score_block, pure=True)
+    return {
+        i: task(image_blocks[i], label_blocks[i], i, int(starts[i]), job, payload,
+                dask_key_name=f"score-partition-{dask.base.tokenize(job)}-{i}")
+        for i in range(len(starts)) if i not in skip
     }
 
 
-def score(client: Client, job: ScoreJob, show_progress: bool = True) -> ScoreResult:
-    """Run the graph on `client`; write predictions to `job.predictions` atomically."""
-    if job.predictions.exists():
-        raise StoreExistsError(f"{job.predictions}: predictions already exist; choose another --out")
+def score(
+    client: Client, job: ScoreJob, show_progress: bool = True,
+    payload: Future | ModelPayload | None = None,
+) -> ScoreResult:
+    """Run the graph on `client`, recording each finished partition under `job.run_dir`."""
     images, labels = open_split(job)
-    predictions = prediction_arrays(images, job)
-    tmp = temporary_sibling(job.predictions)
+    n_images = int(images.shape[0])
+    if not job.resume and zarr_exists(job.predictions):
+        raise StoreExistsError(f"{job.predictions}: predictions already exist; choose another --out")
+    done = start_run(job.run_dir, job_identity(job, n_images), job.resume)
+    if not zarr_exists(job.predictions):
+        create_prediction_store(job, n_images)
+    tasks = partition_tasks(job, images, labels, set(done), payload)
+    log.info("scoring %d partitions (%d already done) of %d rows", len(tasks), len(done),
+             job.partition_rows)
+    start = time.perf_counter()
+    futures = client.compute(list(tasks.values()))
+    markers = dict(done)
+    for finished, future in enumerate(as_completed(futures), start=1):
+        marker = future.result()
+        write_marker(job.run_dir, marker)
+        markers[marker["index"]] = marker
+        if show_progress:
+            progress_line(finished, len(futures))
+    return combine(markers, job, n_images, len(tasks), time.perf_counter() - start)
+
+
+def zarr_exists(location: str) -> bool:
+    """True when a Zarr group already exists at `location`."""
     try:
-        targets = create_prediction_store(tmp, images.shape[0], job.partition_rows)
-        stored = da.store(
-            [predictions[n] for n in MODEL_NAMES], [targets[n] for n in MODEL_NAMES],
-            lock=False, compute=False,
-        )
-        confusions = [confusion_array(labels, predictions[n]) for n in MODEL_NAMES]
-        samples = [
-            misclassified_array(labels, predictions[n], job.sample_misclassified)
-            for n in MODEL_NAMES
-        ]
-        start = time.perf_counter()
-        with get_task_stream(client) as stream:
-            futures = client.compute([stored, *confusions, *samples])
-            if show_progress:
-                progress(futures)
-            results = client.gather(futures)
-        wall = time.perf_counter() - start
-        tmp.rename(job.predictions)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        zarr.open_group(location, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False
+    return True
+
+
+def progress_line(done: int, total: int, width: int = 40) -> None:
+    """A one-line progress bar on stderr."""
+    filled = width * done // max(1, total)
+    end = "\n" if done == total else ""
+    sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} partitions{end}")
+    sys.stderr.flush()
+
+
+def combine(
+    markers: dict[int, dict[str, Any]], job: ScoreJob, n_images: int, computed: int, wall: float
+) -> ScoreResult:
+    """Sum the partitions' counts and timings into the run's result."""
+    ordered = [markers[i] for i in sorted(markers)]
+    names = job.model_names
     return ScoreResult(
-        n_images=int(images.shape[0]),
-        partitions=len(images.chunks[0]),
-        confusion={n: np.asarray(c) for n, c in zip(MODEL_NAMES, results[1:3])},
+        n_images=n_images,
+        partitions=len(ordered),
+        partitions_computed=computed,
+        confusion={n: np.sum([m["confusion"][n] for m in ordered], axis=0) for n in names},
         wall_seconds=wall,
-        task_seconds=task_seconds_by_model(stream.data),
+        task_seconds={n: float(sum(m["seconds"][n] for m in ordered)) for n in names},
         misclassified={
-            n: first_rows(np.asarray(m), job.sample_misclassified)
-            for n, m in zip(MODEL_NAMES, results[3:])
+            n: np.array([row for m in ordered for row in m["misclassified"][n]],
+                        dtype=np.int64).reshape(-1, 3)[: job.sample_misclassified]
+            for n in names
         },
     )
-
-
-def first_rows(samples: np.ndarray, limit: int) -> np.ndarray:
-    """The first `limit` real (index, true, predicted) rows of stacked partition samples."""
-    rows = samples.reshape(-1, 3)
-    return rows[rows[:, 0] >= 0][:limit]
-
-
-def task_seconds_by_model(records: list[dict[str, Any]]) -> dict[str, float]:
-    """Summed compute time of each model's prediction tasks, from the scheduler's task stream."""
-    totals: dict[str, float] = defaultdict(float)
-    for record in records:
-        prefix = key_split(record["key"])
-        for name in MODEL_NAMES:
-            if prefix == f"predict-{name}":
-                totals[name] += sum(
-                    s["stop"] - s["start"] for s in record["startstops"] if s["action"] == "compute"
-                )
-    return {name: totals[name] for name in MODEL_NAMES}
 
 
 def score_in_process(job: ScoreJob) -> dict[str, np.ndarray]:
     """The same predictions computed in this process without a cluster (the reference)."""
     images, _ = open_split(job)
     with dask.config.set(scheduler="synchronous"):
-        arrays = prediction_arrays(images, job)
-        return {name: arrays[name].compute() for name in MODEL_NAMES}
+        return {
+            name: images.map_blocks(
+                predict_partition, name, job.models, job.ort_threads,
+                drop_axis=1, dtype=np.uint8, meta=np.empty((0,), np.uint8),
+            ).compute()
+            for name in job.model_names
+        }

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 
 BATCH_SIZES = (1, 10, 100, 1000, 10000)
 
@@ -47,10 +47,11 @@ def time_batches(predict: Any, images: np.ndarray, batch: int, spec: SweepSpec) 
 
 
 def batch_sweep(
-    ref: ModelRef, store: str, split: str, spec: SweepSpec, ort_threads: int = 1
+    ref: ModelRef, store: str, split: str, spec: SweepSpec, ort_threads: int = 1,
+    payload: ModelPayload | None = None,
 ) -> list[dict[str, Any]]:
     """For each model and batch size: median seconds per batch and images/s. Runs on a worker."""
-    predictors = load_predictors(ref, ort_threads)
+    predictors = load_predictors(ref, ort_threads, payload)
     images = sample_images(store, split, max(spec.batch_sizes))
     rows = []
     for name, predict in (("knn", predictors.knn.predict), ("mlp", predictors.mlp.predict)):

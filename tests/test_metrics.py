@@ -13,9 +13,11 @@ from mnist_dist.predict import partition_confusion, partition_misclassified
 def random_digits(n: int, seed: int, dtype: type = np.uint8) -> tuple[np.ndarray, np.ndarray]:
     """Labels and mostly-correct predictions, both (n,) of `dtype`."""
     rng = np.random.default_rng(seed)
-    labels = rng.integers(0, N_CLASSES, size=n).astype(dtype)
+    labels: np.ndarray = rng.integers(0, N_CLASSES, size=n).astype(dtype)
     wrong = rng.random(n) < 0.3
-    predictions = np.where(wrong, rng.integers(0, N_CLASSES, size=n), labels).astype(dtype)
+    predictions: np.ndarray = np.where(wrong, rng.integers(0, N_CLASSES, size=n), labels).astype(
+        dtype
+    )
     return labels, predictions
 
 

@@ -117,7 +117,7 @@ def test_main_command_on_a_fresh_folder_builds_everything(tmp_path: Path) -> Non
     """What a new user runs: no store, no models; the job builds both, offline, and reports."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "jobs.score", "--epochs", "1", "--no-progress", *FAST_SWEEP]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "building it from the vendored MNIST" in done.stderr

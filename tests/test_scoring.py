@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ from mnist_dist.scoring import ScoreJob, score, score_in_process
 
 def make_job(store: Path, models: Path, out: Path, rows: int) -> ScoreJob:
     return ScoreJob(
-        store=str(store), predictions=out / "predictions.zarr",
-        models=ModelRef.from_directory(models), partition_rows=rows,
+        store=str(store), run_dir=out, models=ModelRef.from_directory(models),
+        partition_rows=rows,
     )
 
 
@@ -33,7 +34,7 @@ def test_dask_matches_one_process_for_any_partition_size(
     result = score(local_client, job, show_progress=False)
     expected = score_in_process(job)
     labels = zarr.open_group(str(small_store), mode="r")["test/labels"][:]
-    written = zarr.open_group(str(job.predictions), mode="r")
+    written = zarr.open_group(job.predictions, mode="r")
     assert result.n_images == len(labels) == 600
     assert result.partitions == -(-600 // rows)
     for name in MODEL_NAMES:
@@ -48,7 +49,7 @@ def test_misclassified_sample_points_at_real_mistakes(
     job = make_job(small_store, small_models, tmp_path, 100)
     result = score(local_client, job, show_progress=False)
     labels = zarr.open_group(str(small_store), mode="r")["test/labels"][:]
-    predictions = zarr.open_group(str(job.predictions), mode="r")
+    predictions = zarr.open_group(job.predictions, mode="r")
     for name in MODEL_NAMES:
         rows = result.misclassified[name]
         wrong = np.flatnonzero(labels != predictions[name][:])
@@ -75,12 +76,10 @@ def test_existing_predictions_are_never_overwritten(
     small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
 ) -> None:
     job = make_job(small_store, small_models, tmp_path, 250)
-    job.predictions.mkdir(parents=True)
-    marker = job.predictions / "keep"
-    marker.write_text("x")
+    zarr.open_group(job.predictions, mode="w").attrs["keep"] = "x"
     with pytest.raises(StoreExistsError, match="predictions already exist"):
         score(local_client, job, show_progress=False)
-    assert marker.read_text() == "x"
+    assert zarr.open_group(job.predictions, mode="r").attrs["keep"] == "x"
 
 
 def test_failed_run_leaves_no_partial_predictions(
@@ -91,3 +90,33 @@ def test_failed_run_leaves_no_partial_predictions(
     with pytest.raises(ValueError, match="split 'missing' not found"):
         score(local_client, broken, show_progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_recomputes_only_missing_partitions(
+    small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
+) -> None:
+    job = make_job(small_store, small_models, tmp_path / "run", 100)
+    full = score(local_client, job, show_progress=False)
+    markers = sorted((tmp_path / "run" / "partitions").iterdir())
+    assert len(markers) == full.partitions == 6
+    for lost in markers[::2]:  # as if interrupted: three partitions never finished
+        lost.unlink()
+    kept = {m.name: m.stat().st_mtime_ns for m in markers[1::2]}
+    resumed = score(local_client, replace(job, resume=True), show_progress=False)
+    assert resumed.partitions_computed == 3 and resumed.partitions == 6
+    assert {m.name: m.stat().st_mtime_ns for m in markers[1::2]} == kept
+    for name in MODEL_NAMES:
+        np.testing.assert_array_equal(resumed.confusion[name], full.confusion[name])
+        np.testing.assert_array_equal(resumed.misclassified[name], full.misclassified[name])
+
+
+def test_a_run_in_progress_is_not_restarted_without_resume(
+    small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
+) -> None:
+    job = make_job(small_store, small_models, tmp_path / "run", 300)
+    score(local_client, job, show_progress=False)
+    with pytest.raises(StoreExistsError, match="predictions already exist"):
+        score(local_client, job, show_progress=False)
+    other = replace(job, partition_rows=200, resume=True)
+    with pytest.raises(StoreExistsError, match="cannot resume, the run differs in partition_rows"):
+        score(local_client, other, show_progress=False)

@@ -55,10 +55,15 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelNotFoundError(f"{path}: manifest is not valid JSON ({exc})") from exc
+    return check_manifest(manifest, str(path))
+
+
+def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
+    """`manifest` if it has our format and a SHA-256 for every artifact; else ModelNotFoundError."""
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != MANIFEST_FORMAT:
         raise ModelNotFoundError(
-            f"{path}: format must be {MANIFEST_FORMAT!r}; got {found!r} instead"
+            f"{where}: format must be {MANIFEST_FORMAT!r}; got {found!r} instead"
         )
     # A truncated or hand-edited manifest must fail here, not as a KeyError in ModelRef.
     listed = manifest.get("artifacts")
@@ -69,24 +74,51 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     ]
     if missing:
         raise ModelNotFoundError(
-            f"{path}: manifest lists no SHA-256 for {', '.join(missing)}; run `python -m jobs.train`"
+            f"{where}: manifest lists no SHA-256 for {', '.join(missing)}; "
+            "run `python -m jobs.train`"
         )
     return manifest
 
 
+def is_url(location: str) -> bool:
+    """True for fsspec URLs such as `s3://…` (`file://` counts as a plain path)."""
+    return "://" in location and not location.startswith("file://")
+
+
+def local_path(location: str) -> str:
+    """A plain path for `file://` URLs (Zarr and NumPy want plain paths); others unchanged."""
+    return location.removeprefix("file://")
+
+
+def read_location(location: str) -> bytes:
+    """Bytes of a local file or an fsspec URL."""
+    if is_url(location):
+        import fsspec
+
+        with fsspec.open(location, "rb") as f:
+            return f.read()
+    return Path(local_path(location)).read_bytes()
+
+
 @dataclass(frozen=True)
 class ModelRef:
-    """What a task carries to find the models: a directory and the expected checksums."""
+    """What a task carries to find the models: a location (path or URL) and expected checksums."""
 
     directory: str
     checksums: tuple[tuple[str, str], ...]
 
     @classmethod
     def from_directory(cls, directory: Path) -> ModelRef:
-        """Reference the models in `directory` after verifying every checksum."""
-        manifest = read_manifest(directory)
+        """Reference the models in a local `directory` after verifying every checksum."""
+        return cls.from_location(str(Path(directory).resolve()))
+
+    @classmethod
+    def from_location(cls, location: str) -> ModelRef:
+        """Reference the models at a path or fsspec URL after verifying every checksum."""
+        location = local_path(location).rstrip("/")
+        manifest = read_manifest_at(location)
         checksums = tuple((name, manifest["artifacts"][name]["sha256"]) for name in ARTIFACTS)
-        ref = cls(str(directory.resolve()), checksums)
+        ref = cls(location, checksums)
         for name in ARTIFACTS:
             read_artifact(ref, name)
         return ref
@@ -95,20 +127,51 @@ class ModelRef:
         """Expected SHA-256 of artifact `name`."""
         return dict(self.checksums)[name]
 
+    def location(self, name: str) -> str:
+        """Path or URL of artifact `name`."""
+        return f"{self.directory}/{name}"
 
-def read_artifact(ref: ModelRef, name: str) -> bytes:
-    """Bytes of one artifact, refused unless they match the manifest's SHA-256."""
-    path = Path(ref.directory) / name
+
+def read_manifest_at(location: str) -> dict[str, Any]:
+    """The manifest at a local path or URL (see `read_manifest`)."""
+    if not is_url(location):
+        return read_manifest(Path(location))
     try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"{path}: model artifact not found") from exc
+        text = read_location(f"{location}/{MANIFEST}").decode()
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"{location}/{MANIFEST}: cannot read model manifest ({exc})") from exc
+    return check_manifest(json.loads(text), f"{location}/{MANIFEST}")
+
+
+def verified(ref: ModelRef, name: str, data: bytes) -> bytes:
+    """`data` if it matches the manifest's SHA-256 for `name`; ArtifactChecksumError otherwise."""
     found = hashlib.sha256(data).hexdigest()
     if found != ref.sha256(name):
         raise ArtifactChecksumError(
-            f"{path}: SHA-256 is {found}; the manifest expects {ref.sha256(name)}"
+            f"{ref.location(name)}: SHA-256 is {found}; the manifest expects {ref.sha256(name)}"
         )
     return data
+
+
+def read_artifact(ref: ModelRef, name: str) -> bytes:
+    """Bytes of one artifact, refused unless they match the manifest's SHA-256."""
+    try:
+        data = read_location(ref.location(name))
+    except FileNotFoundError as exc:
+        raise ModelNotFoundError(f"{ref.location(name)}: model artifact not found") from exc
+    return verified(ref, name, data)
+
+
+@dataclass(frozen=True)
+class ModelPayload:
+    """The artifacts' bytes, broadcast once to every worker that cannot read `ModelRef.directory`."""
+
+    artifacts: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def read(cls, ref: ModelRef) -> ModelPayload:
+        """Read and verify every artifact on this (the client's) side."""
+        return cls(tuple((name, read_artifact(ref, name)) for name in ARTIFACTS))
 
 
 @dataclass(frozen=True)
@@ -124,15 +187,27 @@ _cache_lock = threading.Lock()
 load_count = 0  # loads performed by this process; lets tests prove "once per worker"
 
 
-def load_predictors(ref: ModelRef, ort_threads: int = 1) -> Predictors:
-    """Both predictors for `ref`, loaded and verified at most once per process."""
+def load_predictors(
+    ref: ModelRef, ort_threads: int = 1, payload: ModelPayload | None = None
+) -> Predictors:
+    """Both predictors for `ref`, loaded and verified at most once per process.
+
+    With a `payload` the bytes come from it (still verified) instead of `ref.directory`.
+    """
     global load_count
     key = (ref, ort_threads)
     with _cache_lock:
         if key not in _cache:
-            log.info("loading models from %s (ORT threads %d)", ref.directory, ort_threads)
-            knn = GemmKnn(knn_from_bytes(read_artifact(ref, "knn.npz"), read_artifact(ref, "knn.json")))
-            mlp = OnnxMlp.load_bytes(read_artifact(ref, "mlp.onnx"), OrtSettings(intra_op_threads=ort_threads))
+            log.info("loading models from %s (ORT threads %d)",
+                     "the broadcast payload" if payload else ref.directory, ort_threads)
+            shipped = dict(payload.artifacts) if payload else {}
+
+            def artifact(name: str) -> bytes:
+                return verified(ref, name, shipped[name]) if payload else read_artifact(ref, name)
+
+            knn = GemmKnn(knn_from_bytes(artifact("knn.npz"), artifact("knn.json")))
+            settings = OrtSettings(intra_op_threads=ort_threads)
+            mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings)
             _cache.clear()  # a process serves one model set at a time; free the previous one
             _cache[key] = Predictors(knn, mlp)
             load_count += 1

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dist.predict import MODEL_NAMES
-
+# The report's model sections, in display order (the same names as `predict.MODEL_NAMES`,
+# kept here so that rendering never imports the prediction stack).
+MODELS = ("knn", "mlp")
 LABELS = {"knn": "KNN", "mlp": "MLP"}
 
 
@@ -152,8 +153,3 @@ def model_bytes(model: dict[str, Any]) -> int:
 def worker_rss(cluster: dict[str, Any]) -> list[tuple[str, int]]:
     """(worker address, resident bytes), sorted by address."""
     return sorted((str(k), int(v)) for k, v in cluster.get("worker_rss_bytes", {}).items())
-
-
-def model_names(report: dict[str, Any]) -> tuple[str, ...]:
-    """The models of the report, in the canonical order."""
-    return tuple(name for name in MODEL_NAMES if name in report["models"])

@@ -15,11 +15,8 @@ import numpy as np
 import mnist_dist
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.metrics import accuracy, per_class_accuracy
-from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.report.render import REPORT_NAME, SCHEMA
 from mnist_dist.scoring import ScoreResult
-
-SCHEMA = "mnist-dist-report/1"
-REPORT_NAME = "report.json"
 
 
 def misclassified_examples(rows: np.ndarray, pixels: np.ndarray) -> list[dict[str, Any]]:
@@ -72,11 +69,14 @@ def build_report(
         "schema": SCHEMA,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "code_version": mnist_dist.__version__,
-        "dataset": {**dataset, "n_images": result.n_images, "partitions": result.partitions},
+        "dataset": {
+            **dataset, "n_images": result.n_images, "partitions": result.partitions,
+            "partitions_computed": result.partitions_computed,
+        },
         "cluster": cluster,
         "models": {
             name: model_section(name, result, cluster["threads"], manifest, gallery[name])
-            for name in MODEL_NAMES
+            for name in result.confusion
         },
         "timing": {
             "wall_seconds": result.wall_seconds,
@@ -106,8 +106,7 @@ def summary_text(report: dict[str, Any]) -> str:
         ),
         "digit      " + " ".join(f"{d:>5}" for d in range(10)) + "   overall",
     ]
-    for name in MODEL_NAMES:
-        model = report["models"][name]
+    for name, model in report["models"].items():
         cells = " ".join(
             "    -" if a is None else f"{100 * a:5.1f}" for a in model["per_class_accuracy"]
         )

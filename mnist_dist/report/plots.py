@@ -10,23 +10,23 @@ import base64
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import matplotlib
 import matplotlib.image
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mnist_dist.report.analysis import LABELS, Crossover, Series
-
-matplotlib.use("Agg")
 
 COLORS = {"knn": "#3b6fb6", "mlp": "#e07b39"}
 DIFF_COLORS = ("#c0392b", "#2e8b57")  # MLP behind, MLP ahead
 DPI = 110
 # PNG text chunks would carry the matplotlib version; the report must re-render byte-identical.
-PNG_METADATA = {"Software": None}
-STYLE = {
+PNG_METADATA: dict[str, Any] = {"Software": None}
+STYLE: dict[Any, Any] = {
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.spines.top": False,
@@ -37,7 +37,6 @@ STYLE = {
     "axes.axisbelow": True,
     "axes.titleweight": "bold",
     "legend.frameon": False,
-    "svg.hashsalt": "mnist-dist",
 }
 
 
@@ -54,6 +53,7 @@ def figure(width: float, height: float, **margins: float) -> Iterator[Figure]:
     """
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(width, height), dpi=DPI)
+        FigureCanvasAgg(fig)  # Agg explicitly, without touching pyplot's global backend
         fig.subplots_adjust(**margins)
         yield fig
 

@@ -19,13 +19,15 @@ import numpy as np
 
 from mnist_dist.atomic import write_bytes_atomic
 from mnist_dist.errors import ReportError
-from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report import analysis as an
 from mnist_dist.report import plots
-from mnist_dist.report.document import REPORT_NAME, SCHEMA
 
 log = logging.getLogger(__name__)
 
+# The same values as in `document.py` (a test checks); here so that re-rendering needs neither
+# Dask nor the models.
+SCHEMA = "mnist-dist-report/1"
+REPORT_NAME = "report.json"
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"
 GALLERY_LIMIT = 12
@@ -36,7 +38,7 @@ REQUIRED = (
     ("cluster", "workers"), ("cluster", "threads"),
     ("timing", "wall_seconds"), ("timing", "images_per_second"),
 ) + tuple(
-    ("models", m, f) for m in MODEL_NAMES for f in ("accuracy", "per_class_accuracy", "confusion")
+    ("models", m, f) for m in an.MODELS for f in ("accuracy", "per_class_accuracy", "confusion")
 )
 
 
@@ -56,7 +58,7 @@ def render_report(report: dict[str, Any], out: Path) -> list[Path]:
 
 def render_run(run: Path) -> list[Path]:
     """Re-render the HTML and Markdown of a run folder (or report.json path) beside its JSON."""
-    path = run / REPORT_NAME if run.is_dir() else run
+    path = run if run.is_file() or run.suffix == ".json" else run / REPORT_NAME
     return render_report(read_report(path), path.parent)
 
 
@@ -65,8 +67,8 @@ def read_report(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise ReportError(f"report {path} does not exist; run `python -m jobs.score` first") \
-            from exc
+        message = f"report {path} does not exist; run `python -m jobs.score` first"
+        raise ReportError(message) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportError(f"report {path} must be readable JSON; got {exc} instead") from exc
     if not isinstance(report, dict):
@@ -84,10 +86,21 @@ def check_report(report: dict[str, Any]) -> None:
     for path in REQUIRED:
         if lookup(report, path) is None:
             raise ReportError(f"report field {'.'.join(path)} is missing")
-    for name in MODEL_NAMES:
-        shape = np.shape(report["models"][name]["confusion"])
-        if shape != (10, 10):
-            raise ReportError(f"models.{name}.confusion must be 10x10; got {shape} instead")
+    for name in an.MODELS:
+        check_model(name, report["models"][name])
+
+
+def check_model(name: str, model: dict[str, Any]) -> None:
+    """Raise ReportError unless the model's arrays have their shapes and gallery pixels decode."""
+    for field, shape in (("confusion", (10, 10)), ("per_class_accuracy", (10,))):
+        try:
+            got = np.shape(model[field])
+        except ValueError:  # ragged nested lists
+            got = "ragged"
+        if got != shape:
+            raise ReportError(f"models.{name}.{field} must have shape {shape}; got {got} instead")
+    for item in model.get("misclassified", [])[:GALLERY_LIMIT]:
+        decode_pixels(item)
 
 
 def lookup(document: Any, path: tuple[Any, ...]) -> Any:
@@ -230,7 +243,7 @@ def header(report: dict[str, Any]) -> str:
     data, cluster, timing = report["dataset"], report["cluster"], report["timing"]
     cards = [
         (pct(report["models"][m]["accuracy"]), f"{an.LABELS[m]} accuracy",
-         ("models", m, "accuracy"), "pct") for m in MODEL_NAMES
+         ("models", m, "accuracy"), "pct") for m in an.MODELS
     ] + [
         (f"{data['n_images']:,}", "images scored", ("dataset", "n_images"), "int"),
         (sig(timing["wall_seconds"]) + " s", "wall time", ("timing", "wall_seconds"), "sig"),
@@ -266,22 +279,22 @@ NAV = (
 def accuracy_section(report: dict[str, Any]) -> str:
     """Overall and per-digit accuracy table with MLP − KNN, and the grouped bar chart."""
     models = report["models"]
-    per_class = {m: models[m]["per_class_accuracy"] for m in MODEL_NAMES}
+    per_class = {m: models[m]["per_class_accuracy"] for m in an.MODELS}
     diff = an.differences(per_class["knn"], per_class["mlp"])
     rows = [
         f"<tr><td>{d}</td>"
         + "".join(td(per_class[m][d], "pct", ("models", m, "per_class_accuracy", d))
-                  for m in MODEL_NAMES)
+                  for m in an.MODELS)
         + td(diff[d], "points", cls=sign_class(diff[d])) + "</tr>"
         for d in range(10)
     ]
     overall = models["mlp"]["accuracy"] - models["knn"]["accuracy"]
     rows.append(
         '<tr class="total"><td>overall</td>'
-        + "".join(td(models[m]["accuracy"], "pct", ("models", m, "accuracy")) for m in MODEL_NAMES)
+        + "".join(td(models[m]["accuracy"], "pct", ("models", m, "accuracy")) for m in an.MODELS)
         + td(overall, "points", cls=sign_class(overall)) + "</tr>"
     )
-    head = ["digit", *(model_tag(m) for m in MODEL_NAMES), "MLP − KNN (points)"]
+    head = ["digit", *(model_tag(m) for m in an.MODELS), "MLP − KNN (points)"]
     chart = image(plots.accuracy_chart(per_class, diff), "per-digit accuracy of both models")
     return section("accuracy", "Accuracy", (
         f'<div class="side"><div>{table(head, rows, "num")}</div><div>{chart}</div></div>'
@@ -293,7 +306,7 @@ def accuracy_section(report: dict[str, Any]) -> str:
 def confusion_section(report: dict[str, Any]) -> str:
     """Heatmaps (counts and row percentages) of each model, with the counts as tables."""
     parts = []
-    for name in MODEL_NAMES:
+    for name in an.MODELS:
         confusion = an.as_confusion(report, name)
         percent = an.row_percentages(confusion)
         png = plots.confusion_chart(confusion, percent, f"{an.LABELS[name]} confusion matrix")
@@ -324,11 +337,11 @@ def confusion_table(name: str, confusion: np.ndarray, percent: np.ndarray) -> st
 def errors_section(report: dict[str, Any]) -> str:
     """The most-confused pairs of each model side by side, and each model's gallery."""
     pairs = "".join(
-        f"<div><h3>{model_tag(m)}</h3>{pairs_table(report, m)}</div>" for m in MODEL_NAMES
+        f"<div><h3>{model_tag(m)}</h3>{pairs_table(report, m)}</div>" for m in an.MODELS
     )
     galleries = "".join(
         f"<div><h3>{model_tag(m)} misclassified</h3>{gallery(report, m)}</div>"
-        for m in MODEL_NAMES
+        for m in an.MODELS
     )
     return section("errors", "Most-confused digits", (
         f'<div class="split">{pairs}</div><div class="split">{galleries}</div>'
@@ -382,7 +395,7 @@ def decode_pixels(item: dict[str, Any]) -> np.ndarray:
 
 def speed_section(report: dict[str, Any]) -> str:
     """Scoring speed in this run, and the throughput sweep as a log-log chart and a table."""
-    series = {m: an.throughput_series(report.get("throughput", []), m) for m in MODEL_NAMES}
+    series = {m: an.throughput_series(report.get("throughput", []), m) for m in an.MODELS}
     cross = an.crossover(series["knn"], series["mlp"])
     body = run_speed_table(report)
     if any(s.batch_sizes for s in series.values()):
@@ -403,7 +416,7 @@ def run_speed_table(report: dict[str, Any]) -> str:
         + td(report["models"][m].get("images_per_second"), "sig",
              ("models", m, "images_per_second"))
         + "</tr>"
-        for m in MODEL_NAMES
+        for m in an.MODELS
     ]
     head = ["model", "task time (s)", "cluster time (s)", "images / s"]
     return "<h3>In this run</h3>" + table(head, rows, "num") + (
@@ -432,14 +445,14 @@ def throughput_table(report: dict[str, Any]) -> str:
 def deployment_section(report: dict[str, Any]) -> str:
     """Training time, size on disk and worker memory: what each model costs to deploy."""
     models = report["models"]
-    train = {m: float(models[m].get("train_seconds") or 0.0) for m in MODEL_NAMES}
-    disk = {m: an.model_bytes(models[m]) for m in MODEL_NAMES}
+    train = {m: float(models[m].get("train_seconds") or 0.0) for m in an.MODELS}
+    disk = {m: an.model_bytes(models[m]) for m in an.MODELS}
     rows = [
         f"<tr><td>{model_tag(m)}</td>"
         + td(models[m].get("train_seconds"), "sig", ("models", m, "train_seconds"))
         + td(disk[m], "size")
         + f"<td>{artifact_list(m, models[m])}</td></tr>"
-        for m in MODEL_NAMES
+        for m in an.MODELS
     ]
     head = ["model", "training time (s)", "size on disk", "artifacts"]
     return section("deployment", "Deployment trade-off", (
@@ -456,7 +469,8 @@ def deployment_section(report: dict[str, Any]) -> str:
 def artifact_list(name: str, model: dict[str, Any]) -> str:
     """Each artifact file with its size, e.g. `knn.npz 9.23 MB`."""
     return "<br>".join(
-        f'<code>{esc(f)}</code> <span{key_attrs(("models", name, "artifacts", f, "bytes"), "size")}>'
+        f"<code>{esc(f)}</code> "
+        f'<span{key_attrs(("models", name, "artifacts", f, "bytes"), "size")}>'
         f"{size(a['bytes'])}</span>"
         for f, a in model.get("artifacts", {}).items()
     )
@@ -556,7 +570,7 @@ def meta(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def dict_rows(values: dict[str, Any]) -> list[tuple[str, str]]:
-    """Escaped (key, value) rows; numbers keep a `data-key`-free plain format."""
+    """Escaped (key, value) rows of a flat dict of facts."""
     return [(esc(k), f"<code>{esc(compact(v))}</code>") for k, v in values.items()]
 
 
@@ -564,7 +578,7 @@ def checksum_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """One row per model artifact: its name and SHA-256."""
     return [
         (esc(f"{an.LABELS[m]} · {f}"), f"<code>{esc(a.get('sha256', DASH))}</code>")
-        for m in MODEL_NAMES
+        for m in an.MODELS
         for f, a in report["models"][m].get("artifacts", {}).items()
     ]
 
@@ -653,20 +667,20 @@ def md_header(report: dict[str, Any]) -> str:
 def md_accuracy(report: dict[str, Any]) -> str:
     """Overall and per-digit accuracy of both models and MLP − KNN."""
     models = report["models"]
-    per_class = {m: models[m]["per_class_accuracy"] for m in MODEL_NAMES}
+    per_class = {m: models[m]["per_class_accuracy"] for m in an.MODELS}
     diff = an.differences(per_class["knn"], per_class["mlp"])
-    rows = [[str(d), *(pct(per_class[m][d]) for m in MODEL_NAMES), points(diff[d])]
+    rows = [[str(d), *(pct(per_class[m][d]) for m in an.MODELS), points(diff[d])]
             for d in range(10)]
     overall = models["mlp"]["accuracy"] - models["knn"]["accuracy"]
-    rows.append(["overall", *(pct(models[m]["accuracy"]) for m in MODEL_NAMES), points(overall)])
-    head = ["digit", *(an.LABELS[m] for m in MODEL_NAMES), "MLP − KNN (points)"]
+    rows.append(["overall", *(pct(models[m]["accuracy"]) for m in an.MODELS), points(overall)])
+    head = ["digit", *(an.LABELS[m] for m in an.MODELS), "MLP − KNN (points)"]
     return "## Accuracy\n\n" + md_table(head, rows)
 
 
 def md_pairs(report: dict[str, Any]) -> str:
     """The top confused pairs of each model."""
     blocks = []
-    for name in MODEL_NAMES:
+    for name in an.MODELS:
         pairs = an.confused_pairs(an.as_confusion(report, name), TOP_PAIRS)
         rows = [[f"{p.true} → {p.predicted}", f"{p.count:,}", pct(p.share)] for p in pairs]
         blocks.append(f"### {an.LABELS[name]}\n\n"
@@ -677,7 +691,7 @@ def md_pairs(report: dict[str, Any]) -> str:
 def md_confusion(report: dict[str, Any]) -> str:
     """Both confusion matrices as count tables (rows true, columns predicted)."""
     blocks = []
-    for name in MODEL_NAMES:
+    for name in an.MODELS:
         confusion = an.as_confusion(report, name)
         rows = [[str(t), *(f"{int(c):,}" for c in confusion[t])] for t in range(10)]
         blocks.append(f"### {an.LABELS[name]}\n\n"
@@ -689,7 +703,7 @@ def md_speed(report: dict[str, Any]) -> str:
     """Run speed per model, the sweep, and the crossover sentence."""
     models = report["models"]
     run_rows = [[an.LABELS[m], sig(models[m].get("task_seconds")), sig(models[m].get("seconds")),
-                 sig(models[m].get("images_per_second"))] for m in MODEL_NAMES]
+                 sig(models[m].get("images_per_second"))] for m in an.MODELS]
     text = "## Speed\n\n" + md_table(
         ["model", "task time (s)", "cluster time (s)", "images / s"], run_rows)
     sweep = sorted(report.get("throughput", []), key=lambda r: (r["model"], r["batch_size"]))
@@ -697,7 +711,7 @@ def md_speed(report: dict[str, Any]) -> str:
         return text + "\n\nNo throughput sweep in this run."
     rows = [[an.LABELS.get(r["model"], r["model"]), f"{r['batch_size']:,}",
              sig(r["images_per_second"]), sig(r["ms_per_image"])] for r in sweep]
-    series = {m: an.throughput_series(sweep, m) for m in MODEL_NAMES}
+    series = {m: an.throughput_series(sweep, m) for m in an.MODELS}
     cross = an.crossover(series["knn"], series["mlp"])
     return (text + "\n\n### Against batch size (one worker)\n\n"
             + md_table(["model", "batch size", "images / s", "ms / image"], rows)
@@ -709,7 +723,7 @@ def md_deployment(report: dict[str, Any]) -> str:
     models = report["models"]
     rows = [
         [an.LABELS[m], sig(models[m].get("train_seconds")), size(an.model_bytes(models[m]))]
-        for m in MODEL_NAMES
+        for m in an.MODELS
     ]
     rss = [[f"`{w}`", size(b)] for w, b in an.worker_rss(report["cluster"])]
     return (
@@ -754,6 +768,6 @@ def md_facts(report: dict[str, Any]) -> str:
         text += f"\n**{title}**\n\n" + "\n".join(
             f"- {k}: `{compact(v)}`" for k, v in values.items()
         ) + "\n"
-    sums = [f"- {an.LABELS[m]} `{f}`: `{a.get('sha256', DASH)}`" for m in MODEL_NAMES
+    sums = [f"- {an.LABELS[m]} `{f}`: `{a.get('sha256', DASH)}`" for m in an.MODELS
             for f, a in report["models"][m].get("artifacts", {}).items()]
     return text + "\n**Model checksums (SHA-256)**\n\n" + "\n".join(sums)
