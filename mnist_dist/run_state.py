@@ -24,6 +24,11 @@ def marker_path(run_dir: Path, index: int) -> Path:
     return run_dir / PARTITIONS_DIR / f"{index:06d}.json"
 
 
+def run_started(run_dir: Path) -> bool:
+    """True when `run_dir` holds a run that was started (finished or not)."""
+    return (run_dir / RUN_FILE).exists()
+
+
 def start_run(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[int, dict[str, Any]]:
     """Record a new run, or check a resumed one matches; returns the finished partitions."""
     run_file = run_dir / RUN_FILE

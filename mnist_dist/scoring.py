@@ -31,7 +31,7 @@ from mnist_dist.predict import (
     predict_partition,
     timed_predictions,
 )
-from mnist_dist.run_state import start_run, write_marker
+from mnist_dist.run_state import run_started, start_run, write_marker
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def score(
     """Run the graph on `client`, recording each finished partition under `job.run_dir`."""
     images, labels = open_split(job)
     n_images = int(images.shape[0])
-    if not job.resume and zarr_exists(job.predictions):
+    if not job.resume and not run_started(job.run_dir) and zarr_exists(job.predictions):
         raise StoreExistsError(f"{job.predictions}: predictions already exist; choose another --out")
     done = start_run(job.run_dir, job_identity(job, n_images), job.resume)
     if not zarr_exists(job.predictions):

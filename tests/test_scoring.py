@@ -115,7 +115,7 @@ def test_a_run_in_progress_is_not_restarted_without_resume(
 ) -> None:
     job = make_job(small_store, small_models, tmp_path / "run", 300)
     score(local_client, job, show_progress=False)
-    with pytest.raises(StoreExistsError, match="predictions already exist"):
+    with pytest.raises(StoreExistsError, match="unfinished run; pass --resume"):
         score(local_client, job, show_progress=False)
     other = replace(job, partition_rows=200, resume=True)
     with pytest.raises(StoreExistsError, match="cannot resume, the run differs in partition_rows"):
