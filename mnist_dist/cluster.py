@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-import zarr
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
+from mnist_dist.data.store import read_split
 from mnist_dist.errors import ClusterError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 
@@ -142,9 +142,7 @@ def check_versions(client: Client) -> None:
 def probe_store(store: str, split: str) -> str | None:
     """On a worker: None if it can read the split's images and labels, else the reason."""
     try:
-        group = zarr.open_group(store, mode="r")
-        group[f"{split}/images"][:1]
-        group[f"{split}/labels"][:1]
+        read_split(store, split, slice(0, 1))
     except Exception as exc:  # noqa: BLE001 - any failure is reported back as text
         return f"{type(exc).__name__}: {exc}"
     return None

@@ -25,7 +25,7 @@ from mnist_dist.cluster import (
     workers_without_models,
 )
 from mnist_dist.data.sources import load_vendored
-from mnist_dist.data.store import DEFAULT_STORE, build_store, open_store
+from mnist_dist.data.store import DEFAULT_STORE, build_store, open_store, zarr_array
 from mnist_dist.errors import MnistDistError, StoreExistsError, StoreNotFoundError
 from mnist_dist.models.artifacts import (
     ModelPayload,
@@ -175,7 +175,7 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
 
 def gallery_pixels(store: str, split: str, result: ScoreResult) -> dict[str, np.ndarray]:
     """Pixels (k, 784) of each model's sampled misclassified digits: a few rows, not the data."""
-    images = zarr.open_group(store, mode="r")[f"{split}/images"]
+    images = zarr_array(store, f"{split}/images")
     return {
         name: np.asarray(images.get_orthogonal_selection((rows[:, 0], slice(None))))
         if len(rows) else np.empty((0, 784), np.uint8)

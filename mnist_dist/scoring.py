@@ -21,7 +21,9 @@ import dask.array as da
 import numpy as np
 import zarr
 from distributed import Client, Future, as_completed
+from zarr.codecs import ZstdCodec
 
+from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import DataError, StoreExistsError
 from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 from mnist_dist.predict import (
@@ -115,7 +117,7 @@ def create_prediction_store(job: ScoreJob, n_images: int) -> None:
     for name in job.model_names:
         group.create_array(
             name, shape=(n_images,), chunks=(chunk,), dtype=np.uint8,
-            compressors=zarr.codecs.ZstdCodec(level=3), fill_value=0,
+            compressors=ZstdCodec(level=3), fill_value=0,
         )
 
 
@@ -126,9 +128,8 @@ def score_block(
     """Task body for one partition: predict with every model, write the predictions, summarise."""
     predictors = load_predictors(job.models, job.ort_threads, payload)
     predictions, seconds = timed_predictions(predictors, job.model_names, images)
-    group = zarr.open_group(job.predictions, mode="r+")
     for name, values in predictions.items():
-        group[name][start : start + len(values)] = values
+        zarr_array(job.predictions, name, mode="r+")[start : start + len(values)] = values
     summary = partition_summary(labels, predictions, start, job.sample_misclassified)
     return {"index": index, "start": start, "stop": start + len(images), "seconds": seconds,
             **summary}
@@ -219,8 +220,8 @@ def score_in_process(job: ScoreJob) -> dict[str, np.ndarray]:
     images, _ = open_split(job)
     with dask.config.set(scheduler="synchronous"):
         return {
-            name: images.map_blocks(
-                predict_partition, name, job.models, job.ort_threads,
+            name: da.map_blocks(
+                predict_partition, images, name, job.models, job.ort_threads,
                 drop_axis=1, dtype=np.uint8, meta=np.empty((0,), np.uint8),
             ).compute()
             for name in job.model_names

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import zarr
 
+from mnist_dist.data.store import zarr_array
 from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 
 BATCH_SIZES = (1, 10, 100, 1000, 10000)
@@ -27,7 +27,7 @@ class SweepSpec:
 
 def sample_images(store: str, split: str, n: int) -> np.ndarray:
     """The first `n` images of a split, repeated cyclically when the split is smaller."""
-    images = zarr.open_group(store, mode="r")[f"{split}/images"]
+    images = zarr_array(store, f"{split}/images")
     head = np.asarray(images[: min(n, images.shape[0])])
     return np.resize(head, (n, head.shape[1])) if len(head) < n else head
 

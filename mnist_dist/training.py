@@ -21,7 +21,7 @@ import numpy as np
 
 import mnist_dist
 from mnist_dist.atomic import swap_into_place, temporary_sibling
-from mnist_dist.data.store import open_store, store_info, store_provenance
+from mnist_dist.data.store import open_store, read_split, store_info, store_provenance
 from mnist_dist.errors import StoreExistsError
 from mnist_dist.models.artifacts import ModelRef, read_manifest, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
@@ -86,10 +86,9 @@ def train_models(spec: TrainSpec) -> dict[str, Any]:
     """Train, export, verify and checksum both models; returns the manifest."""
     if spec.models.exists() and not spec.force:
         raise StoreExistsError(f"{spec.models} already exists; pass --force to retrain")
-    group = open_store(spec.store)
-    rows = slice(0, spec.train_limit)
-    x_train, y_train = group["train/images"][rows], group["train/labels"][rows]
-    x_test, y_test = group["test/images"][:], group["test/labels"][:]
+    open_store(spec.store)
+    x_train, y_train = read_split(str(spec.store), "train", slice(0, spec.train_limit))
+    x_test, y_test = read_split(str(spec.store), "test")
     spec.models.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(spec.models)
     tmp.mkdir()

@@ -22,6 +22,7 @@ from mnist_dist.atomic import (
     write_json_atomic,
 )
 from mnist_dist.errors import ArtifactChecksumError, ModelNotFoundError
+from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models import artifacts
 from mnist_dist.models.artifacts import (
     ARTIFACTS,
@@ -35,7 +36,7 @@ from mnist_dist.models.artifacts import (
     write_manifest,
 )
 from mnist_dist.models.knn import GemmKnn, KnnModel
-from mnist_dist.predict import partition_confusion, predict_partition
+from mnist_dist.predict import predict_partition
 from tests.helpers import small_knn_model, tiny_mlp_probabilities, tiny_onnx_mlp, write_model_dir
 
 
@@ -243,7 +244,7 @@ def test_predict_partition(model_dir: Path, knn_model: KnnModel, queries: np.nda
     assert mlp.dtype == np.uint8
     assert mlp.shape == (len(queries),)
     assert artifacts.load_count == 1
-    assert partition_confusion(knn, mlp).sum() == len(queries)
+    assert confusion_matrix(knn, mlp).sum() == len(queries)
     with pytest.raises(ValueError, match=r"model must be one of \('knn', 'mlp'\); got 'svm'"):
         predict_partition(queries, "svm", ref)
 

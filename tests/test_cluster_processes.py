@@ -153,7 +153,7 @@ def test_a_worker_killed_mid_run_changes_nothing(
                         "--partition-rows", "200", "--out", str(run), *FAST)
         done_before = wait_for_markers(run, 3, job)
         with Client(address, timeout=30) as client:
-            victim_address, victim_pid = sorted(client.run(os.getpid).items())[0]
+            victim_address, victim_pid = min(client.run(os.getpid).items())
         os.kill(victim_pid, signal.SIGKILL)
         _, stderr = job.communicate(timeout=300)
     assert job.returncode == 0, stderr[-3000:]

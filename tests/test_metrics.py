@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import sklearn.metrics
 
 from mnist_dist.metrics import N_CLASSES, accuracy, confusion_matrix, per_class_accuracy
-from mnist_dist.predict import partition_confusion, partition_misclassified
+from mnist_dist.predict import misclassified_rows, partition_summary
 
 
 def random_digits(n: int, seed: int, dtype: type = np.uint8) -> tuple[np.ndarray, np.ndarray]:
@@ -110,65 +112,59 @@ def test_per_class_accuracy_absent_class_is_none() -> None:
 # --- partition reductions ------------------------------------------------------------------------
 
 
-def test_partition_confusion_stacks_along_axis_0() -> None:
+def test_partition_summaries_add_up_to_the_whole() -> None:
     labels, predictions = random_digits(500, seed=8)
     parts = [
-        partition_confusion(labels[start : start + 70], predictions[start : start + 70])
+        partition_summary(labels[start : start + 70], {"knn": predictions[start : start + 70]},
+                          start, limit=3)
         for start in range(0, 500, 70)
     ]
-    assert all(part.shape == (1, N_CLASSES, N_CLASSES) for part in parts)
-    stacked = np.concatenate(parts, axis=0)
-    np.testing.assert_array_equal(stacked.sum(axis=0), confusion_matrix(labels, predictions))
+    total = np.sum([part["confusion"]["knn"] for part in parts], axis=0)
+    np.testing.assert_array_equal(total, confusion_matrix(labels, predictions))
+    json.dumps(parts)  # markers are JSON: every value must serialise
 
 
-def test_partition_confusion_of_an_empty_partition() -> None:
-    part = partition_confusion(np.empty(0, np.uint8), np.empty(0, np.uint8))
-    assert part.shape == (1, N_CLASSES, N_CLASSES)
-    assert part.sum() == 0
+def test_partition_summary_of_an_empty_partition() -> None:
+    empty = np.empty(0, np.uint8)
+    part = partition_summary(empty, {"mlp": empty}, 0, limit=5)
+    assert np.asarray(part["confusion"]["mlp"]).shape == (N_CLASSES, N_CLASSES)
+    assert np.sum(part["confusion"]["mlp"]) == 0
+    assert part["misclassified"]["mlp"] == []
 
 
-def test_partition_misclassified_offsets_and_padding() -> None:
+def test_misclassified_rows_use_global_indices() -> None:
     labels = np.array([1, 2, 3, 4, 5, 6], dtype=np.uint8)
     predictions = np.array([1, 0, 3, 9, 5, 6], dtype=np.uint8)
-    rows = partition_misclassified(labels, predictions, offset=1000, limit=5)
-    assert rows.shape == (1, 5, 3)
+    rows = misclassified_rows(labels, predictions, offset=1000, limit=5)
     assert rows.dtype == np.int64
-    np.testing.assert_array_equal(
-        rows[0], [[1001, 2, 0], [1003, 4, 9], [-1, -1, -1], [-1, -1, -1], [-1, -1, -1]]
-    )
+    np.testing.assert_array_equal(rows, [[1001, 2, 0], [1003, 4, 9]])
 
 
-def test_partition_misclassified_limit_keeps_the_first() -> None:
+def test_misclassified_rows_limit_keeps_the_first() -> None:
     labels, predictions = random_digits(400, seed=21)
     wrong = np.flatnonzero(labels != predictions)
     assert len(wrong) > 10
-    rows = partition_misclassified(labels, predictions, offset=50, limit=10)[0]
-    assert (rows != -1).all()
+    rows = misclassified_rows(labels, predictions, offset=50, limit=10)
     np.testing.assert_array_equal(rows[:, 0], wrong[:10] + 50)
     np.testing.assert_array_equal(rows[:, 1], labels[wrong[:10]])
     np.testing.assert_array_equal(rows[:, 2], predictions[wrong[:10]])
 
 
-def test_partition_misclassified_global_indices_across_partitions() -> None:
+def test_misclassified_rows_across_partitions_are_the_global_mistakes() -> None:
     labels, predictions = random_digits(1000, seed=2)
-    size, limit = 120, 1000
-    parts = [
-        partition_misclassified(
-            labels[start : start + size], predictions[start : start + size], start, limit
-        )
+    size = 120
+    rows = np.concatenate([
+        misclassified_rows(labels[start : start + size], predictions[start : start + size],
+                           start, limit=size)
         for start in range(0, 1000, size)
-    ]
-    rows = np.concatenate(parts, axis=1)[0]
-    rows = rows[rows[:, 0] != -1]
+    ])
     wrong = np.flatnonzero(labels != predictions)
     np.testing.assert_array_equal(rows[:, 0], wrong)
     np.testing.assert_array_equal(rows[:, 1], labels[wrong])
     np.testing.assert_array_equal(rows[:, 2], predictions[wrong])
 
 
-def test_partition_misclassified_all_correct_and_zero_limit() -> None:
+def test_misclassified_rows_all_correct_and_zero_limit() -> None:
     labels = np.arange(10, dtype=np.uint8)
-    np.testing.assert_array_equal(
-        partition_misclassified(labels, labels, offset=7, limit=3), np.full((1, 3, 3), -1)
-    )
-    assert partition_misclassified(labels, (labels + 1) % 10, offset=7, limit=0).shape == (1, 0, 3)
+    assert misclassified_rows(labels, labels, offset=7, limit=3).shape == (0, 3)
+    assert misclassified_rows(labels, (labels + 1) % 10, offset=7, limit=0).shape == (0, 3)

@@ -199,6 +199,21 @@ def open_root(path: Path) -> zarr.Group:
     return group
 
 
+def zarr_array(location: str, name: str, mode: str = "r") -> zarr.Array:
+    """Array `name` (e.g. "test/images") of the Zarr group at a path or URL."""
+    node = zarr.open_group(location, mode=mode)[name]  # type: ignore[arg-type]
+    if not isinstance(node, zarr.Array):
+        raise StoreNotFoundError(f"{location}: {name} is a group, not an array")
+    return node
+
+
+def read_split(location: str, split: str, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """Images uint8 (n, 784) and labels uint8 (n,) of `rows` of a split, read into memory."""
+    images = np.asarray(zarr_array(location, f"{split}/images")[rows])
+    labels = np.asarray(zarr_array(location, f"{split}/labels")[rows])
+    return images, labels
+
+
 def store_info(path: Path) -> dict[str, Any]:
     """Root attributes of the store at `path` (see the module docstring)."""
     return dict(open_root(path).attrs)
