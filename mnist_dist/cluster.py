@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from dask.system import cpu_count
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
@@ -72,7 +73,7 @@ class ClusterSpec:
 
 def local_cluster(spec: ClusterSpec) -> LocalCluster:
     """Start a LocalCluster on 127.0.0.1 sized so workers x threads equals the cores."""
-    cores = os.cpu_count() or 1
+    cores = cpu_count()
     n_workers = spec.n_workers or max(1, cores // spec.threads_per_worker)
     log.info("starting LocalCluster: %d workers x %d threads", n_workers, spec.threads_per_worker)
     return LocalCluster(
@@ -177,7 +178,8 @@ def ort_threads_for(client: Client) -> int:
 
     Computed per host (all workers on a host share its cores); the smallest host value wins.
     """
-    cores = client.run(os.cpu_count)
+    # cpu_count honours CPU affinity and container (cgroup) quotas, unlike os.cpu_count.
+    cores = client.run(cpu_count)
     threads_per_host: dict[str, int] = {}
     cores_per_host: dict[str, int] = {}
     for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
