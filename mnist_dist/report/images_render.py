@@ -142,7 +142,9 @@ def esc(value: Any) -> str:
     return html.escape(cell(value))
 
 
-def html_table(headers: list[str], rows: list[list[str]], classes: list[list[str]] | None = None) -> str:
+def html_table(
+    headers: list[str], rows: list[list[str]], classes: list[list[str]] | None = None
+) -> str:
     """An HTML table of already-escaped cells, with optional per-cell classes."""
     head = "".join(f"<th>{h}</th>" for h in headers)
     body = []

@@ -1,0 +1,254 @@
+"""Scoring image files on Dask (`mnist_dist.image_scoring`) and `jobs.score --images`."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from distributed import Client
+from PIL import Image
+
+from jobs import score as score_job
+from mnist_dist.cluster import ClusterSpec
+from mnist_dist.data.sources import RawMnist
+from mnist_dist.data.store import build_store
+from mnist_dist.errors import DataError, ImageInputError
+from mnist_dist.image_scoring import (
+    SCHEMA,
+    ImageRow,
+    ImageScoreSpec,
+    ImageTask,
+    choose_sheet,
+    label_from_name,
+    list_image_files,
+    match_labels,
+    output_names,
+    read_labels_csv,
+    run_image_scoring,
+    score_files,
+)
+from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.training import TrainSpec, train_models
+
+REPO = Path(__file__).resolve().parents[1]
+N_TRAIN = 20_000
+N_TEST = 600
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A store of 20,000 training / 600 test digits and real models trained on it."""
+
+    store: Path
+    models: Path
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) -> Trained:
+    """Real KNN + MLP (2 epochs on 20,000 digits: about 94% accurate); ~20 s to build."""
+    root = tmp_path_factory.mktemp("images-models")
+    subset = RawMnist(
+        vendored.x_train[:N_TRAIN], vendored.y_train[:N_TRAIN],
+        vendored.x_test[:N_TEST], vendored.y_test[:N_TEST], source="vendored subset",
+    )
+    store = build_store(subset, root / "mnist.zarr", split="canonical")
+    models = root / "models"
+    train_models(TrainSpec(store=store, models=models, epochs=2, train_limit=N_TRAIN))
+    group = zarr.open_group(str(store), mode="r")
+    return Trained(store, models, np.asarray(group["test/images"][:]),
+                   np.asarray(group["test/labels"][:]))
+
+
+def disturb(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """A digit the way a scan arrives: black on white, 2-4x larger, off-centre on a bigger
+    page, saved as JPEG (quality 70-95)."""
+    side = round(28 * rng.uniform(2.0, 4.0))
+    ink = Image.fromarray(255 - digit.reshape(28, 28)).resize(
+        (side, side), Image.Resampling.BICUBIC
+    )
+    width, height = side + int(rng.integers(20, 200)), side + int(rng.integers(20, 200))
+    page = Image.new("L", (width, height), 255)
+    page.paste(ink, (int(rng.integers(0, width - side)), int(rng.integers(0, height - side))))
+    buffer = io.BytesIO()
+    page.save(buffer, format="JPEG", quality=int(rng.integers(70, 95)))
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def write_bad_files(folder: Path) -> list[str]:
+    """A corrupt, a blank and an animated file in `folder`; returns their names."""
+    (folder / "5_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    Image.new("L", (64, 64), 255).save(folder / "3_blank.png")
+    frames = [Image.new("L", (30, 30), v) for v in (0, 255)]
+    frames[0].save(folder / "1_animated.png", save_all=True, append_images=frames[1:])
+    return ["5_corrupt.png", "3_blank.png", "1_animated.png"]
+
+
+def test_listing_finds_image_files_in_folders_and_keeps_named_files(tmp_path: Path) -> None:
+    (tmp_path / "a" / "deeper").mkdir(parents=True)
+    (tmp_path / "a" / ".hidden").mkdir()
+    for name in ("a/2.PNG", "a/deeper/1.jpeg", "a/notes.txt", "a/.hidden/9.png", "b.tif"):
+        (tmp_path / name).write_bytes(b"x")
+    files = list_image_files([tmp_path / "a", tmp_path / "b.tif", tmp_path / "a" / "2.PNG"])
+    assert files == [tmp_path / "a/2.PNG", tmp_path / "a/deeper/1.jpeg", tmp_path / "b.tif"]
+    with pytest.raises(ImageInputError, match="missing: no such file or folder"):
+        list_image_files([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageInputError, match="no image files"):
+        list_image_files([tmp_path / "empty"])
+
+
+def test_labels_from_names_and_csv(tmp_path: Path) -> None:
+    assert [label_from_name(Path(n)) for n in ("7_a.png", "7.png", "3-x.jpg", "12_a.png",
+                                                 "a7.png")] == [7, 7, 3, None, None]
+    (tmp_path / "sub").mkdir()
+    files = [tmp_path / "one.png", tmp_path / "sub" / "two.png", tmp_path / "three.png"]
+    labels = tmp_path / "labels.csv"
+    labels.write_text("file,digit\n# a comment\none.png,1\nsub/two.png, 2\n\nother.png,5\n")
+    assert read_labels_csv(labels) == [("one.png", 1), ("sub/two.png", 2), ("other.png", 5)]
+    assert match_labels(files, read_labels_csv(labels), tmp_path) == [1, 2, None]
+    labels.write_text("one.png,1\ntwo.png,seven\n")
+    with pytest.raises(DataError, match=r"labels\.csv:2: digit must be 0-9; got 'seven'"):
+        read_labels_csv(labels)
+    assert output_names([Path("a/x.jpg"), Path("b/x.png"), Path("c/X.bmp")]) == [
+        "x.png", "x-2.png", "X-3.png"]
+
+
+def test_spec_is_validated() -> None:
+    with pytest.raises(ValueError, match="exclude each other"):
+        ImageScoreSpec(images=(Path("."),), labels=Path("l.csv"), labels_from_names=True)
+    with pytest.raises(ValueError, match="at least one"):
+        ImageScoreSpec(images=())
+
+
+def test_sheet_shows_mistakes_then_disagreements_then_the_rest() -> None:
+    rows = [
+        ImageRow(0, "a", 1, knn=1, mlp=1), ImageRow(1, "b", None, knn=2, mlp=3),
+        ImageRow(2, "c", 4, knn=4, mlp=9), ImageRow(3, "d", None, error="blank"),
+        ImageRow(4, "e", None, knn=5, mlp=5),
+    ]
+    assert choose_sheet(rows, 2) == [2, 1]
+    assert choose_sheet(rows, 10) == [2, 1, 0, 4]
+    assert choose_sheet(rows, 0) == []
+
+
+def test_score_files_scores_a_partition_without_dask(trained: Trained, tmp_path: Path) -> None:
+    for i in range(4):
+        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(tmp_path / f"{i}.png")
+    bad = write_bad_files(tmp_path)
+    tasks = [ImageTask(i, str(tmp_path / f"{i}.png"), None, f"{i}.png") for i in range(4)]
+    tasks.insert(1, ImageTask(4, str(tmp_path / bad[1]), 3, "blank.png"))
+    saved = tmp_path / "pre"
+    rows = score_files(tasks, ModelRef.from_directory(trained.models), save_dir=str(saved))
+    assert [row.index for row in rows] == [0, 4, 1, 2, 3]
+    assert rows[1].error is not None and rows[1].error.startswith("image is blank")
+    assert rows[1].knn is None and rows[1].label == 3
+    predictors = load_predictors(ModelRef.from_directory(trained.models))
+    straight = trained.x_test[:4]
+    scored = [row for row in rows if row.error is None]
+    assert [row.knn for row in scored] == predictors.knn.predict(straight).tolist()
+    assert [row.mlp for row in scored] == predictors.mlp.predict(straight).tolist()
+    for row in scored:
+        assert row.mlp_probability is not None and row.runner_up_probability is not None
+        assert 1.0 >= row.mlp_probability >= row.runner_up_probability >= 0.0
+        assert row.runner_up != row.mlp
+    assert sorted(p.name for p in saved.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
+def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
+    trained: Trained, local_client: Client, tmp_path: Path
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i, (digit, label) in enumerate(zip(trained.x_test, trained.y_test)):
+        disturb(digit, rng).save(folder / f"{label}_{i:04d}.jpg")
+    bad = write_bad_files(folder)
+    spec = ImageScoreSpec(
+        images=(folder,), models=trained.models, store=trained.store, out=tmp_path / "run",
+        labels_from_names=True, save_preprocessed=tmp_path / "pre", partition_files=100,
+        cluster=ClusterSpec(scheduler=local_client.scheduler.address),
+    )
+    report = run_image_scoring(spec)
+
+    predictors = load_predictors(ModelRef.from_directory(trained.models))
+    straight = float((predictors.mlp.predict(trained.x_test) == trained.y_test).mean())
+    disturbed = report["accuracy"]["mlp"]["accuracy"]
+    print(f"MLP accuracy on {N_TEST} digits: store {straight:.4f}, disturbed files {disturbed:.4f}")
+    assert report["accuracy"]["mlp"]["n_images"] == N_TEST
+    assert disturbed >= straight - 0.01
+    knn_straight = float((predictors.knn.predict(trained.x_test) == trained.y_test).mean())
+    assert report["accuracy"]["knn"]["accuracy"] >= knn_straight - 0.02
+
+    inputs = report["inputs"]
+    assert (inputs["n_files"], inputs["n_scored"], inputs["n_failed"]) == (N_TEST + 3, N_TEST, 3)
+    errors = {Path(row["file"]).name: row["error"] for row in report["files"] if row["error"]}
+    assert sorted(errors) == sorted(bad)
+    assert "one frame" in errors["1_animated.png"] and "blank" in errors["3_blank.png"]
+    assert "not a readable PNG, JPEG, BMP or TIFF" in errors["5_corrupt.png"]
+    assert report["cluster"]["partitions"] == 7
+    assert len(list((tmp_path / "pre").glob("*.png"))) == N_TEST
+
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert saved["schema"] == SCHEMA == "mnist-dist-images-report/1"
+    assert len(saved["sheet"]) == 100 and len(saved["accuracy"]["mlp"]["confusion"]) == 10
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 200
+    assert "http://" not in html and "https://" not in html
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "## Accuracy on the labelled files" in markdown and "5_corrupt.png" in markdown
+
+
+def test_job_main_prints_the_table(
+    trained: Trained, local_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for i in range(3):
+        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(tmp_path / f"d{i}.png")
+    (tmp_path / "labels.csv").write_text(
+        "".join(f"d{i}.png,{trained.y_test[i]}\n" for i in range(3))
+    )
+    code = score_job.main([
+        "--images", str(tmp_path / "d0.png"), str(tmp_path / "d1.png"), str(tmp_path / "d2.png"),
+        "--labels", str(tmp_path / "labels.csv"), "--models", str(trained.models),
+        "--out", str(tmp_path / "run"), "--scheduler", local_client.scheduler.address,
+    ])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "p(runner-up)" in out and "d2.png" in out and "of 3" in out
+    with pytest.raises(SystemExit):
+        score_job.parse_args(["--labels", "x.csv"])  # needs --images
+    with pytest.raises(SystemExit):
+        score_job.parse_args(["--images", "x", "--labels", "l.csv", "--labels-from-names"])
+
+
+def test_cli_subprocess_reports_failed_files_with_exit_code_12(
+    trained: Trained, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        disturb(trained.x_test[i], rng).save(folder / f"{trained.y_test[i]}_{i}.jpg")
+    bad = write_bad_files(folder)
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs.score", "--images", str(folder), "--labels-from-names",
+         "--models", str(trained.models), "--out", str(tmp_path / "run"), "--workers", "1",
+         "--save-preprocessed", str(tmp_path / "pre")],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert result.returncode == 12, result.stderr[-2000:]
+    assert "3 of 9 image files could not be scored" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["file", "label", "KNN", "MLP"]
+    for name in bad:
+        assert any(name in line and "error:" in line for line in lines)
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert len(list((tmp_path / "pre").glob("*.png"))) == 6
