@@ -1,4 +1,8 @@
-"""Build the MNIST Zarr store: `python -m jobs.prepare [--source PATH | --download DIR]`."""
+"""Build the MNIST Zarr store: `python -m jobs.prepare [--source PATH | --download DIR]`.
+
+With `--expand N` it then writes N deformed test digits as group `expanded`, generated on Dask
+workers (see `mnist_dist.data.expand`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ import argparse
 from pathlib import Path
 
 from mnist_dist.cli import positive_int, run_job, setup_logging
+from mnist_dist.cluster import ClusterSpec
+from mnist_dist.data.expand_graph import ExpandSpec, run_expand, summary_line
 from mnist_dist.data.sources import download, load_source
 from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, DEFAULT_STORE, SPLITS, build_store, store_info
+from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -22,7 +29,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
     parser.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--force", action="store_true", help="rebuild an existing store")
+    expand = parser.add_argument_group("expanded test set (deformed digits, generated on Dask)")
+    expand.add_argument("--expand", type=positive_int, metavar="N",
+                        help="write N deformed test digits as group `expanded`")
+    expand.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the deformations (default: 0)")
+    expand.add_argument("--partition-mb", type=float, default=DEFAULT_GENERATE_PARTITION_MB,
+                        help="memory target per generation partition in MiB, rounded down to "
+                        "whole chunks (default: %(default)s)")
+    expand.add_argument("--scheduler", help="address of a running Dask scheduler "
+                        "(default: start a LocalCluster sized to this machine)")
+    expand.add_argument("--connect-timeout", type=float, default=30.0,
+                        help="seconds to wait for the scheduler (default: 30)")
+    expand.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
+    expand.add_argument("--threads-per-worker", type=positive_int, default=1)
     return parser.parse_args(argv)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0; got {value} instead")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +69,13 @@ def prepare(args: argparse.Namespace) -> int:
     info = store_info(path)
     print(f"store {path}: n_train={info['n_train']} n_test={info['n_test']} "
           f"split={info['split']['name']}")
+    if args.expand:
+        spec = ExpandSpec(store=path, n=args.expand, seed=args.seed,
+                          partition_mb=args.partition_mb, force=args.force)
+        cluster = ClusterSpec(scheduler=args.scheduler, n_workers=args.workers,
+                              threads_per_worker=args.threads_per_worker,
+                              connect_timeout=args.connect_timeout)
+        print(summary_line(run_expand(spec, cluster)))
     return 0
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.errors import ImageInputError, exit_code_for
 from mnist_dist.image_scoring import ImageScoreSpec, run_image_scoring
+from mnist_dist.partitioning import DEFAULT_SCORE_PARTITION_MB, score_partition_rows
 from mnist_dist.pipeline import DEFAULT_MODELS, DEFAULT_PARTITION_ROWS, ScoreRunSpec, run_score
 from mnist_dist.report.document import summary_text
 from mnist_dist.report.images_render import text_table
@@ -35,7 +36,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out: only missing partitions")
     parser.add_argument("--split", default="test", help="store group to score (default: test)")
-    parser.add_argument("--partition-rows", type=positive_int, default=DEFAULT_PARTITION_ROWS)
+    partitions = parser.add_mutually_exclusive_group()
+    partitions.add_argument("--partition-mb", type=float, default=DEFAULT_SCORE_PARTITION_MB,
+                            help="memory target per partition in MiB, rounded down to whole "
+                            "store chunks (default: %(default)s, i.e. 2,000 rows in the "
+                            "default store)")
+    partitions.add_argument("--partition-rows", type=positive_int,
+                            help="rows per partition, instead of --partition-mb")
     parser.add_argument("--scheduler", help="address of a running Dask scheduler "
                         "(default: start a LocalCluster sized to this machine)")
     parser.add_argument("--connect-timeout", type=float, default=30.0,
@@ -100,7 +107,9 @@ def score(args: argparse.Namespace) -> int:
     spec = ScoreRunSpec(
         store=args.store, models=args.models, split=args.split,
         predictions=args.predictions, resume=args.resume,
-        partition_rows=args.partition_rows, cluster=cluster_spec(args),
+        partition_rows=args.partition_rows or score_partition_rows(
+            args.store, args.split, args.partition_mb, DEFAULT_PARTITION_ROWS),
+        cluster=cluster_spec(args),
         sweep=SweepSpec(batch_sizes=args.batch_sizes, min_seconds=args.sweep_seconds),
         train_epochs=args.epochs,
         show_progress=sys.stdout.isatty() if args.progress is None else args.progress,

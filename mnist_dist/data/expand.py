@@ -87,14 +87,14 @@ class DeformParams:
         return cls(**{key: float(value) for key, value in values.items()})
 
 
-def digit_draws(seed: int, start: int, stop: int) -> np.ndarray:
+def digit_draws(seed: int, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
     """The uniform draws, float64 (stop - start, 1576), of digits start..stop-1 under `seed`."""
     if seed < 0 or not 0 <= start <= stop:
         raise ValueError(f"need seed >= 0 and 0 <= start <= stop; got {seed}, {start}, {stop}")
+    if out is None:
+        out = np.empty((stop - start, DRAWS_PER_DIGIT))
     bits = np.random.Philox(key=seed, counter=start * BLOCKS_PER_DIGIT)
-    return np.random.Generator(bits).random((stop - start) * DRAWS_PER_DIGIT).reshape(
-        stop - start, DRAWS_PER_DIGIT
-    )
+    return np.random.Generator(bits).random(out=out)
 
 
 @lru_cache(maxsize=8)
@@ -105,7 +105,32 @@ def smoothing_matrix(sigma: float) -> np.ndarray:
     return matrix
 
 
-def deform_batch(images: np.ndarray, draws: np.ndarray, params: DeformParams) -> np.ndarray:
+class Workspace:
+    """Buffers for deforming up to `rows` digits at once, reused from batch to batch.
+
+    Dask's nanny sets MALLOC_TRIM_THRESHOLD_, which pins glibc's mmap threshold at 128 KiB: every
+    fresh NumPy temporary of a batch would then be a new mapping, and its page faults cost ~3x
+    the arithmetic (measured). Writing into these buffers with `out=` allocates nothing per batch.
+    """
+
+    def __init__(self, rows: int = BATCH_ROWS) -> None:
+        side = SIDE + 2 * PAD
+        plane = (rows, SIDE, SIDE)
+        self.rows = rows
+        self.draws = np.empty((rows, DRAWS_PER_DIGIT))
+        self.noise = np.empty((rows, 2, SIDE, SIDE))
+        self.half = np.empty((rows, 2, SIDE, SIDE))
+        self.x, self.y, self.px, self.py, self.tmp = (np.empty(plane) for _ in range(5))
+        self.top, self.bottom, self.right = (np.empty(plane) for _ in range(3))
+        self.index, self.column = np.empty(plane, np.intp), np.empty(plane, np.intp)
+        self.padded = np.zeros((rows, side, side))  # the zero border is never written
+        self.offsets = (np.arange(rows) * side * side)[:, None, None]
+
+
+def deform_batch(
+    images: np.ndarray, draws: np.ndarray, params: DeformParams,
+    workspace: Workspace | None = None,
+) -> np.ndarray:
     """Deform digits: images uint8 (n, 784) or (n, 28, 28), draws float64 (n, 1576) -> uint8 (n, 784).
 
     Row k of the result depends only on images[k] and draws[k].
@@ -117,62 +142,85 @@ def deform_batch(images: np.ndarray, draws: np.ndarray, params: DeformParams) ->
             f"images must be uint8 (n, 784) and draws float64 (n, {DRAWS_PER_DIGIT}); "
             f"got {images.dtype} {images.shape} and {draws.shape} instead"
         )
-    src_x, src_y = sampling_positions(draws, params)
-    return bilinear(images, src_x, src_y).reshape(n, N_PIXELS)
+    if workspace is None or workspace.rows < n:
+        workspace = Workspace(n)
+    sampling_positions(draws, params, workspace)
+    out = np.empty((n, N_PIXELS), dtype=np.uint8)
+    bilinear(images, workspace, out.reshape(n, SIDE, SIDE))
+    return out
 
 
-def sampling_positions(draws: np.ndarray, params: DeformParams) -> tuple[np.ndarray, np.ndarray]:
-    """Source coordinates (x, y), each float64 (n, 28, 28), sampled by every output pixel."""
+def sampling_positions(draws: np.ndarray, params: DeformParams, ws: Workspace) -> None:
+    """Source coordinates sampled by every output pixel, into ws.x and ws.y [:n] (n, 28, 28)."""
+    n = len(draws)
     u = 2.0 * draws[:, :AFFINE_DRAWS] - 1.0  # symmetric in [-1, 1)
     angle = np.deg2rad(params.rotation_deg) * u[:, 0]
     factor = 1.0 + params.scale * u[:, 1]
     shear = params.shear * u[:, 2]
     tx, ty = params.shift_px * u[:, 3], params.shift_px * u[:, 4]
-    # A = R(angle) · factor · [[1, shear], [0, 1]];  A⁻¹ = [[1, -shear], [0, 1]] · R(-angle) / factor
     # libm per digit: NumPy's SIMD sin/cos may round a lane differently from its scalar tail.
     cos = np.array([math.cos(a) for a in angle.tolist()]) / factor
     sin = np.array([math.sin(a) for a in angle.tolist()]) / factor
-    inv = np.empty((len(draws), 2, 2))
-    inv[:, 0, 0] = cos - shear * -sin
-    inv[:, 0, 1] = sin - shear * cos
-    inv[:, 1, 0] = -sin
-    inv[:, 1, 1] = cos
-    px = GRID_X - tx[:, None, None]
-    py = GRID_Y - ty[:, None, None]
-    src_x = inv[:, 0, 0, None, None] * px + inv[:, 0, 1, None, None] * py + CENTRE
-    src_y = inv[:, 1, 0, None, None] * px + inv[:, 1, 1, None, None] * py + CENTRE
+    # A = R(angle) · factor · [[1, shear], [0, 1]];  A⁻¹ = [[1, -shear], [0, 1]] · R(-angle) / factor
+    inverse = ((cos + shear * sin, sin - shear * cos), (-sin, cos))
+    px, py, tmp = ws.px[:n], ws.py[:n], ws.tmp[:n]
+    np.subtract(GRID_X, tx[:, None, None], out=px)
+    np.subtract(GRID_Y, ty[:, None, None], out=py)
+    for target, (along_x, along_y) in zip((ws.x[:n], ws.y[:n]), inverse):
+        np.multiply(px, along_x[:, None, None], out=target)
+        np.multiply(py, along_y[:, None, None], out=tmp)
+        target += tmp
+        target += CENTRE
     if params.elastic_alpha:
         smooth = smoothing_matrix(params.elastic_sigma)
-        noise = 2.0 * draws[:, AFFINE_DRAWS:].reshape(len(draws), 2, SIDE, SIDE) - 1.0
+        noise = ws.noise[:n]
+        np.multiply(draws[:, AFFINE_DRAWS:].reshape(n, 2, SIDE, SIDE), 2.0, out=noise)
+        noise -= 1.0
         # One fixed-shape 28x28 product per digit (a stacked matmul), so batching never
         # changes a digit's arithmetic.
-        field = params.elastic_alpha * (smooth @ noise @ smooth.T)
-        src_x += field[:, 0]
-        src_y += field[:, 1]
-    return src_x, src_y
+        np.matmul(smooth, noise, out=ws.half[:n])
+        np.matmul(ws.half[:n], smooth.T, out=noise)
+        noise *= params.elastic_alpha
+        ws.x[:n] += noise[:, 0]
+        ws.y[:n] += noise[:, 1]
 
 
-def bilinear(images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Sample images uint8 (n, 28, 28) at float positions (n, 28, 28); zero outside; uint8 out."""
+def bilinear(images: np.ndarray, ws: Workspace, out: np.ndarray) -> None:
+    """Sample images uint8 (n, 28, 28) at (ws.x, ws.y) into out uint8 (n, 28, 28); zero outside.
+
+    Overwrites ws.x and ws.y.
+    """
     n = len(images)
     side = SIDE + 2 * PAD
-    padded = np.zeros((n, side, side), dtype=np.float64)
-    padded[:, PAD:-PAD, PAD:-PAD] = images
+    ws.padded[:n, PAD:-PAD, PAD:-PAD] = images
+    flat = ws.padded.reshape(-1)
+    x, y, index, column = ws.x[:n], ws.y[:n], ws.index[:n], ws.column[:n]
+    top, bottom, right, floor = ws.top[:n], ws.bottom[:n], ws.right[:n], ws.tmp[:n]
     # Positions beyond the one-pixel zero ring clip onto it, where every neighbour is zero.
-    x = np.clip(x, -1.0, float(SIDE))
-    y = np.clip(y, -1.0, float(SIDE))
-    x0, y0 = np.floor(x), np.floor(y)
-    x -= x0
-    y -= y0
-    index = (y0.astype(np.intp) + PAD) * side + (x0.astype(np.intp) + PAD)
-    index += (np.arange(n) * (side * side))[:, None, None]
-    flat = padded.ravel()
-    top, right = flat[index], flat[index + 1]
-    top += x * (right - top)
-    bottom, right = flat[index + side], flat[index + side + 1]
-    bottom += x * (right - bottom)
-    top += y * (bottom - top)
-    return np.clip(np.rint(top), 0, 255).astype(np.uint8)
+    for coordinate, whole in ((y, index), (x, column)):
+        np.clip(coordinate, -1.0, float(SIDE), out=coordinate)
+        np.floor(coordinate, out=floor)
+        coordinate -= floor  # now the fractional part
+        np.copyto(whole, floor, casting="unsafe")
+        whole += PAD
+    index *= side
+    index += column
+    index += ws.offsets[:n]
+    for target, shift in ((top, 0), (bottom, side)):
+        index += shift
+        np.take(flat, index, out=target, mode="clip")
+        index += 1
+        np.take(flat, index, out=right, mode="clip")
+        index -= 1
+        right -= target
+        right *= x
+        target += right
+    bottom -= top
+    bottom *= y
+    top += bottom
+    np.rint(top, out=top)
+    np.clip(top, 0, 255, out=top)
+    np.copyto(out, top, casting="unsafe")
 
 
 def deform_digit(image: np.ndarray, draws: np.ndarray, params: DeformParams) -> np.ndarray:
@@ -201,10 +249,12 @@ def generate_partition(
         )
     images = np.empty((stop - start, N_PIXELS), dtype=np.uint8)
     rows = np.arange(start, stop) % n_source
+    ws = Workspace(BATCH_ROWS)
     for first in range(start, stop, BATCH_ROWS):
         last = min(first + BATCH_ROWS, stop)
-        batch = rows[first - start : last - start]
-        images[first - start : last - start] = deform_batch(
-            source_images[batch], digit_draws(seed, first, last), params
-        )
+        k = slice(first - start, last - start)
+        draws = digit_draws(seed, first, last, out=ws.draws[: last - first])
+        sampling_positions(draws, params, ws)
+        pixels = source_images[rows[k]].reshape(-1, SIDE, SIDE)
+        bilinear(pixels, ws, images[k].reshape(-1, SIDE, SIDE))
     return images, np.asarray(source_labels[rows], dtype=np.uint8)

@@ -1,0 +1,85 @@
+"""Scale benchmark: `python -m jobs.scale [--mlp-sizes 70000,1000000,8100000] [--knn-sizes ...]`.
+
+Generates deformed-digit splits of each size (when missing), scores each with one model on
+fresh workers, and writes images/s and peak worker memory per size to WORK/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mnist_dist.cli import int_list, positive_int, run_job, setup_logging
+from mnist_dist.cluster import ClusterSpec
+from mnist_dist.data.store import DEFAULT_STORE
+from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
+from mnist_dist.pipeline import DEFAULT_MODELS
+from mnist_dist.scale_bench import (
+    DEFAULT_SCORE_PARTITION_MB,
+    KNN_SIZES,
+    MLP_SIZES,
+    ScaleSpec,
+    run_scale,
+    summary_text,
+)
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated sizes, or `none` for no runs of that model."""
+    return () if text.lower() == "none" else int_list(text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.scale`."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.scale", description=__doc__)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE,
+                        help="base store whose test split is deformed (default: %(default)s)")
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
+    parser.add_argument("--work", type=Path, default=Path("runs/scale"),
+                        help="folder of the benchmark store and runs (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="report path (default: WORK/scale.json)")
+    parser.add_argument("--mlp-sizes", type=sizes, default=MLP_SIZES,
+                        help="N scored with the MLP only, or `none` (default: 70000,1000000,"
+                        "8100000)")
+    parser.add_argument("--knn-sizes", type=sizes, default=KNN_SIZES,
+                        help="N scored with the KNN only, or `none` (default: 14000,70000,140000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--generate-partition-mb", type=float,
+                        default=DEFAULT_GENERATE_PARTITION_MB,
+                        help="memory target of a generation partition (default: %(default)s)")
+    parser.add_argument("--partition-mb", type=float, default=DEFAULT_SCORE_PARTITION_MB,
+                        help="memory target of a scoring partition (default: %(default)s)")
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler "
+                        "(default: start a LocalCluster sized to this machine)")
+    parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
+    parser.add_argument("--threads-per-worker", type=positive_int, default=1)
+    parser.add_argument("--cleanup", action="store_true",
+                        help="delete the benchmark store at the end")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job; returns the process exit code."""
+    args = parse_args(argv)
+    setup_logging()
+    return run_job(lambda: scale(args))
+
+
+def scale(args: argparse.Namespace) -> int:
+    """Build the spec, run the benchmark, print the figures."""
+    spec = ScaleSpec(
+        store=args.store, models=args.models, work=args.work, out=args.out,
+        mlp_sizes=args.mlp_sizes, knn_sizes=args.knn_sizes, seed=args.seed,
+        generate_partition_mb=args.generate_partition_mb, score_partition_mb=args.partition_mb,
+        cluster=ClusterSpec(scheduler=args.scheduler, n_workers=args.workers,
+                            threads_per_worker=args.threads_per_worker),
+        cleanup=args.cleanup,
+    )
+    report = run_scale(spec)
+    print(summary_text(report))
+    print(f"report: {spec.report_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
