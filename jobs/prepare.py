@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_dist.cli import positive_int, run_job, setup_logging
-from mnist_dist.cluster import ClusterSpec
+from mnist_dist.cli import (
+    add_cluster_arguments,
+    cluster_spec,
+    positive_int,
+    run_job,
+    setup_logging,
+)
 from mnist_dist.data.expand_graph import ExpandSpec, run_expand, summary_line
 from mnist_dist.data.sources import download, load_source
 from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, DEFAULT_STORE, SPLITS, build_store, store_info
@@ -37,12 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     expand.add_argument("--partition-mb", type=float, default=DEFAULT_GENERATE_PARTITION_MB,
                         help="memory target per generation partition in MiB, rounded down to "
                         "whole chunks (default: %(default)s)")
-    expand.add_argument("--scheduler", help="address of a running Dask scheduler "
-                        "(default: start a LocalCluster sized to this machine)")
-    expand.add_argument("--connect-timeout", type=float, default=30.0,
-                        help="seconds to wait for the scheduler (default: 30)")
-    expand.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
-    expand.add_argument("--threads-per-worker", type=positive_int, default=1)
+    add_cluster_arguments(expand)
     return parser.parse_args(argv)
 
 
@@ -72,10 +72,7 @@ def prepare(args: argparse.Namespace) -> int:
     if args.expand:
         spec = ExpandSpec(store=path, n=args.expand, seed=args.seed,
                           partition_mb=args.partition_mb, force=args.force)
-        cluster = ClusterSpec(scheduler=args.scheduler, n_workers=args.workers,
-                              threads_per_worker=args.threads_per_worker,
-                              connect_timeout=args.connect_timeout)
-        print(summary_line(run_expand(spec, cluster)))
+        print(summary_line(run_expand(spec, cluster_spec(args))))
     return 0
 
 if __name__ == "__main__":

@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnist_dist.cli import int_list, positive_int, run_job, setup_logging
-from mnist_dist.cluster import ClusterSpec
+from mnist_dist.cli import (
+    add_cluster_arguments,
+    cluster_spec,
+    int_list,
+    run_job,
+    setup_logging,
+)
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
 from mnist_dist.pipeline import DEFAULT_MODELS
@@ -49,10 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="memory target of a generation partition (default: %(default)s)")
     parser.add_argument("--partition-mb", type=float, default=DEFAULT_SCORE_PARTITION_MB,
                         help="memory target of a scoring partition (default: %(default)s)")
-    parser.add_argument("--scheduler", help="address of a running Dask scheduler "
-                        "(default: start a LocalCluster sized to this machine)")
-    parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
-    parser.add_argument("--threads-per-worker", type=positive_int, default=1)
+    add_cluster_arguments(parser)
     parser.add_argument("--cleanup", action="store_true",
                         help="delete the benchmark store at the end")
     return parser.parse_args(argv)
@@ -71,8 +73,7 @@ def scale(args: argparse.Namespace) -> int:
         store=args.store, models=args.models, work=args.work, out=args.out,
         mlp_sizes=args.mlp_sizes, knn_sizes=args.knn_sizes, seed=args.seed,
         generate_partition_mb=args.generate_partition_mb, score_partition_mb=args.partition_mb,
-        cluster=ClusterSpec(scheduler=args.scheduler, n_workers=args.workers,
-                            threads_per_worker=args.threads_per_worker),
+        cluster=cluster_spec(args),
         cleanup=args.cleanup,
     )
     report = run_scale(spec)

@@ -10,8 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from mnist_dist.cli import int_list, positive_int, run_job, setup_logging
-from mnist_dist.cluster import ClusterSpec, TlsFiles
+from mnist_dist.cli import (
+    add_cluster_arguments,
+    cluster_spec,
+    int_list,
+    positive_int,
+    run_job,
+    setup_logging,
+)
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.errors import ImageInputError, exit_code_for
 from mnist_dist.image_scoring import ImageScoreSpec, run_image_scoring
@@ -43,17 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                             "default store)")
     partitions.add_argument("--partition-rows", type=positive_int,
                             help="rows per partition, instead of --partition-mb")
-    parser.add_argument("--scheduler", help="address of a running Dask scheduler "
-                        "(default: start a LocalCluster sized to this machine)")
-    parser.add_argument("--connect-timeout", type=float, default=30.0,
-                        help="seconds to wait for the scheduler (default: 30)")
-    parser.add_argument("--dashboard-address", default="127.0.0.1:0",
-                        help="LocalCluster dashboard bind address (default: 127.0.0.1, any port)")
-    parser.add_argument("--tls-ca", help="CA certificate (PEM) for a tls:// scheduler")
-    parser.add_argument("--tls-cert", help="client certificate (PEM)")
-    parser.add_argument("--tls-key", help="client private key (PEM)")
-    parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
-    parser.add_argument("--threads-per-worker", type=positive_int, default=1)
+    add_cluster_arguments(parser)
     parser.add_argument("--batch-sizes", type=int_list, default=BATCH_SIZES,
                         help="batch sizes of the throughput table (default: 1,10,100,1000,10000)")
     parser.add_argument("--sweep-seconds", type=float, default=1.0,
@@ -77,22 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.labels or args.labels_from_names or args.save_preprocessed) and not args.images:
         parser.error("--labels, --labels-from-names and --save-preprocessed need --images")
-    tls = (args.tls_ca, args.tls_cert, args.tls_key)
-    if any(tls) and not all(tls):
-        parser.error("--tls-ca, --tls-cert and --tls-key go together")
     if args.resume and not args.out:
         parser.error("--resume needs the --out of the run to continue")
     return args
-
-
-def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
-    """The cluster to run on, from the command line."""
-    return ClusterSpec(
-        scheduler=args.scheduler, n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker, connect_timeout=args.connect_timeout,
-        dashboard_address=args.dashboard_address,
-        tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key) if args.tls_ca else None,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

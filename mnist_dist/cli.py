@@ -7,7 +7,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from mnist_dist.errors import MnistDistError, exit_code_for
+from mnist_dist.cluster import ClusterSpec, TlsFiles
+from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
 
 log = logging.getLogger("mnist_dist")
 
@@ -29,6 +30,35 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"must be positive integers; got {text!r} instead")
     return values
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The flags that choose the Dask cluster, shared by every job that runs on one."""
+    parser.add_argument("--scheduler", help="address of a running Dask scheduler, tcp:// or "
+                        "tls:// (default: start a LocalCluster sized to this machine)")
+    parser.add_argument("--connect-timeout", type=float, default=30.0,
+                        help="seconds to wait for the scheduler (default: 30)")
+    parser.add_argument("--tls-ca", help="CA certificate (PEM) for a tls:// scheduler")
+    parser.add_argument("--tls-cert", help="client certificate (PEM)")
+    parser.add_argument("--tls-key", help="client private key (PEM)")
+    parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
+    parser.add_argument("--threads-per-worker", type=positive_int, default=1,
+                        help="LocalCluster threads per worker (default: 1)")
+    parser.add_argument("--dashboard-address", default="127.0.0.1:0",
+                        help="LocalCluster dashboard bind address (default: 127.0.0.1, any port)")
+
+
+def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
+    """The cluster chosen by `add_cluster_arguments`' flags."""
+    tls = (args.tls_ca, args.tls_cert, args.tls_key)
+    if any(tls) and not all(tls):
+        raise ClusterError("--tls-ca, --tls-cert and --tls-key go together; got only some")
+    return ClusterSpec(
+        scheduler=args.scheduler, n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker, connect_timeout=args.connect_timeout,
+        dashboard_address=args.dashboard_address,
+        tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key) if all(tls) else None,
+    )
 
 
 def setup_logging(verbose: bool = False) -> None:
