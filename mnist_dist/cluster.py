@@ -133,11 +133,21 @@ def check_versions(client: Client) -> None:
     except ValueError as exc:
         summary = " ".join(str(exc).split())
         raise ClusterError(f"library versions differ across the cluster: {summary}") from exc
-    ours = package_versions()
-    for worker, theirs in client.run(package_versions).items():
+    problems = version_mismatches(package_versions(), client.run(package_versions))
+    if problems:
+        raise ClusterError(f"library versions differ across the cluster: {problems[0]}")
+
+
+def version_mismatches(
+    ours: dict[str, str | None], workers: dict[str, dict[str, str | None]]
+) -> list[str]:
+    """One line per worker whose MATCHED_PACKAGES versions differ from the client's."""
+    problems = []
+    for worker, theirs in sorted(workers.items()):
         wrong = [f"{p} {theirs.get(p)} (client {ours[p]})" for p in ours if theirs.get(p) != ours[p]]
         if wrong:
-            raise ClusterError(f"worker {worker} has different versions: {', '.join(wrong)}")
+            problems.append(f"worker {worker} has {', '.join(wrong)}")
+    return problems
 
 
 def probe_store(store: str, split: str) -> str | None:

@@ -55,9 +55,11 @@ def test_score_writes_a_complete_report(
     small_store: Path, small_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert score_job.main(score_args(small_store, small_models, out)) == 0
+    assert score_job.main(score_args(small_store, small_models, out, "--performance-report")) == 0
     report = json.loads((out / "report.json").read_text())
     check_report(report, 600, (1, 10, 100))
+    assert "<html" in (out / "dask-performance.html").read_text()[:2000].lower()
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
     printed = capsys.readouterr().out
     assert f"{100 * report['models']['knn']['accuracy']:.2f}%" in printed
     assert "MLP" in printed and "digit" in printed

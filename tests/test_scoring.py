@@ -11,6 +11,7 @@ import pytest
 import zarr
 from distributed import Client, LocalCluster
 
+from mnist_dist.cluster import check_versions, package_versions, version_mismatches
 from mnist_dist.errors import StoreExistsError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models import artifacts
@@ -120,3 +121,14 @@ def test_a_run_in_progress_is_not_restarted_without_resume(
     other = replace(job, partition_rows=200, resume=True)
     with pytest.raises(StoreExistsError, match="cannot resume, the run differs in partition_rows"):
         score(local_client, other, show_progress=False)
+
+
+def test_version_check_passes_on_a_consistent_cluster_and_names_a_stray_worker(
+    local_client: Client,
+) -> None:
+    check_versions(local_client)  # the same environment everywhere: no error
+    ours = package_versions()
+    assert ours["mnist-dist"] and ours["zarr"]
+    stray = {**ours, "zarr": "2.18.0"}
+    problems = version_mismatches(ours, {"tcp://a:1": ours, "tcp://b:2": stray})
+    assert problems == [f"worker tcp://b:2 has zarr 2.18.0 (client {ours['zarr']})"]
