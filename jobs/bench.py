@@ -1,0 +1,72 @@
+"""Benchmark both predictors against the machine's matmul limit, the study's baselines, one
+process and dask-ml: `python -m jobs.bench [--scheduler ADDRESS] [--history PATH]`.
+
+Writes OUT/bench.json, OUT/bench.txt and OUT/bench.html. Exit code 1 when `--history` shows a
+regression against earlier runs on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mnist_dist.bench.render import table_text
+from mnist_dist.bench.run import BENCH_JSON, BenchSpec, run_bench
+from mnist_dist.cli import (
+    add_cluster_arguments,
+    cluster_spec,
+    int_list,
+    run_job,
+    setup_logging,
+)
+from mnist_dist.data.store import DEFAULT_STORE
+from mnist_dist.pipeline import DEFAULT_MODELS
+
+REGRESSION_EXIT = 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.bench`."""
+    parser = argparse.ArgumentParser(prog="python -m jobs.bench", description=__doc__)
+    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench"),
+                        help="folder for bench.json, bench.txt, bench.html (default: runs/bench)")
+    add_cluster_arguments(parser)
+    parser.add_argument("--split", default="test", help="store group to score (default: test)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes and short timings: a smoke test for CI")
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="skip scikit-learn and Keras (needed when TensorFlow is absent)")
+    parser.add_argument("--history", type=Path,
+                        help="JSON-lines history: compare with earlier runs, then append this one")
+    parser.add_argument("--batch-sizes", type=int_list,
+                        help="batch sizes of the sweep (default: 1,10,100,1000,10000)")
+    parser.add_argument("--partition-sizes", type=int_list,
+                        help="partition rows of the end-to-end runs (default: 500,1000,2000,3500)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the process exit code."""
+    args = parse_args(argv)
+    setup_logging()
+    return run_job(lambda: bench(args))
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Build the spec from the arguments, run it, print the table."""
+    spec = BenchSpec(
+        store=args.store, models=args.models, out=args.out, split=args.split,
+        cluster=cluster_spec(args),
+        quick=args.quick, baselines=not args.skip_baselines, history=args.history,
+        batch_sizes=args.batch_sizes, partition_sizes=args.partition_sizes,
+    )
+    document = run_bench(spec)
+    print(table_text(document))
+    print(f"bench: {spec.out / BENCH_JSON}")
+    return REGRESSION_EXIT if document["regressions"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

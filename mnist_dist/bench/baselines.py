@@ -1,0 +1,124 @@
+"""The study's baselines and the peer a Dask user reaches for first, built from our model files.
+
+- `sklearn_knn_predictor`: `KNeighborsClassifier(n_neighbors=3).predict` on standardised pixels.
+- `keras_mlp_predictor`: Keras `model.predict` of the study's architecture (TensorFlow needed).
+- `parallel_post_fit_knn` / `parallel_post_fit_onnx`: dask-ml's `ParallelPostFit` around the
+  scikit-learn KNN and around the ONNX model's predict; the estimator travels in the graph.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mnist_dist.models.artifacts import ModelRef, read_artifact
+from mnist_dist.models.knn import KnnModel
+from mnist_dist.models.scaler import Scaler
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def tensorflow_available() -> bool:
+    """True when TensorFlow can be imported (the `train` extra is installed)."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def mlp_hidden(ref: ModelRef) -> list[int]:
+    """Hidden layer sizes of the exported MLP, from `mlp.json`."""
+    return [int(units) for units in json.loads(read_artifact(ref, "mlp.json")).get("hidden", [])]
+
+
+def fitted_sklearn_knn(model: KnnModel) -> Any:
+    """The study's `KNeighborsClassifier(n_neighbors)` fitted on the standardised reference."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    classifier = KNeighborsClassifier(n_neighbors=model.n_neighbors)
+    return classifier.fit(model.scaler.transform(model.reference, np.float32), model.labels)
+
+
+def sklearn_knn_predictor(model: KnnModel) -> Predict:
+    """Raw uint8 pixels (n, 784) → digits (n,) through scikit-learn's KNN predict."""
+    classifier = fitted_sklearn_knn(model)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return classifier.predict(model.scaler.transform(images, np.float32)).astype(np.uint8)
+
+    return predict
+
+
+def keras_mlp_predictor(hidden: list[int], scaler: Scaler, threads: int = 1) -> Predict:
+    """Raw uint8 pixels (n, 784) → digits (n,) through Keras `model.predict`, one step per call.
+
+    The weights are untrained (speed does not depend on them); TensorFlow gets `threads` threads
+    so it is compared with onnxruntime like with like. Raises ImportError without TensorFlow.
+    """
+    import tensorflow as tf
+
+    from mnist_dist.models.mlp_train import MlpSettings, build_mlp
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already initialised in this process: keep its pools
+        pass
+    model = build_mlp(MlpSettings(hidden=tuple(hidden) or (1,)))
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        pixels = scaler.transform(images, np.float32)
+        probabilities = model.predict(pixels, batch_size=max(1, len(pixels)), verbose=0)
+        return np.asarray(probabilities).argmax(axis=1).astype(np.uint8)
+
+    return predict
+
+
+class OnnxEstimator:
+    """A scikit-learn-style estimator around the ONNX bytes, as a Dask user would write one.
+
+    It pickles the model bytes; each unpickled copy opens its own onnxruntime session.
+    """
+
+    def __init__(self, model: bytes) -> None:
+        self.model = model
+        self._session: Any = None
+
+    def fit(self, X: Any = None, y: Any = None) -> OnnxEstimator:
+        return self
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {"model": self.model}
+
+    def set_params(self, **params: Any) -> OnnxEstimator:
+        self.model = params.get("model", self.model)
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"model": self.model, "_session": None}
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        from mnist_dist.models.mlp import OnnxMlp
+
+        if self._session is None:
+            self._session = OnnxMlp.load_bytes(self.model)
+        return self._session.predict(np.ascontiguousarray(X, dtype=np.uint8))
+
+
+def parallel_post_fit_knn(model: KnnModel) -> Any:
+    """dask-ml `ParallelPostFit(KNeighborsClassifier(3))`, fitted on the standardised reference."""
+    from dask_ml.wrappers import ParallelPostFit
+
+    return ParallelPostFit(
+        fitted_sklearn_knn(model), predict_meta=np.empty((0,), dtype=np.uint8)
+    )
+
+
+def parallel_post_fit_onnx(ref: ModelRef) -> Any:
+    """dask-ml `ParallelPostFit` around the ONNX model's predict (raw uint8 pixels in)."""
+    from dask_ml.wrappers import ParallelPostFit
+
+    return ParallelPostFit(
+        OnnxEstimator(read_artifact(ref, "mlp.onnx")), predict_meta=np.empty((0,), dtype=np.uint8)
+    )

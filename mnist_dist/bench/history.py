@@ -1,0 +1,104 @@
+"""Nightly history: one JSON line per bench run, the trailing median of earlier runs on the same
+machine, and regressions beyond a noise-aware threshold."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+# Key figures compared run to run: path in bench.json → True when higher is better.
+KEY_FIGURES: dict[str, bool] = {
+    "figures.matmul_gflops_1thread": True,
+    "figures.knn_images_per_second": True,
+    "figures.knn_fraction_of_roofline": True,
+    "figures.mlp_images_per_second_batch1000": True,
+    "figures.mlp_latency_p50_ms_batch1": False,
+    "figures.end_to_end_images_per_second": True,
+    "figures.dask_over_in_process": True,
+    "figures.max_worker_peak_rss": False,
+}
+WINDOW = 10
+MIN_RUNS = 3
+FLOOR = 0.10
+MAD_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A key figure worse than the trailing median of earlier runs by more than `allowed`."""
+
+    figure: str
+    value: float
+    median: float
+    allowed: float
+    change: float  # relative, signed: negative is lower than the median
+
+
+def lookup(record: dict[str, Any], path: str) -> float | None:
+    """The number at dotted `path` in `record`, or None when absent or not a number."""
+    value: Any = record
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def machine_key(record: dict[str, Any]) -> str:
+    """Runs are compared only on the same kind of machine: CPU model, cores, memory."""
+    machine = record.get("machine", {})
+    return f"{machine.get('cpu')}|{machine.get('cores')}|{machine.get('memory_bytes')}"
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Every record of the JSON-lines history at `path` (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not a JSON record ({exc})") from exc
+    return records
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append `record` as one line (append-only, so concurrent readers see whole lines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+
+
+def find_regressions(
+    record: dict[str, Any], history: list[dict[str, Any]], window: int = WINDOW,
+    min_runs: int = MIN_RUNS, floor: float = FLOOR, mad_factor: float = MAD_FACTOR,
+) -> list[Regression]:
+    """Key figures of `record` worse than the median of the last `window` runs on the same
+    machine by more than max(floor·|median|, mad_factor·MAD); needs `min_runs` earlier runs."""
+    same = [r for r in history if machine_key(r) == machine_key(record)][-window:]
+    found = []
+    for figure, higher_is_better in KEY_FIGURES.items():
+        value = lookup(record, figure)
+        past = [v for v in (lookup(r, figure) for r in same) if v is not None]
+        if value is None or len(past) < min_runs:
+            continue
+        median = statistics.median(past)
+        mad = statistics.median(abs(v - median) for v in past)
+        allowed = max(floor * abs(median), mad_factor * mad)
+        worse = median - value if higher_is_better else value - median
+        if worse > allowed:
+            change = (value - median) / abs(median) if median else float("inf")
+            found.append(Regression(figure, value, median, allowed, change))
+    return found
+
+
+def regressions_as_dicts(regressions: list[Regression]) -> list[dict[str, Any]]:
+    """JSON-ready regressions."""
+    return [asdict(r) for r in regressions]
