@@ -12,6 +12,7 @@ from pathlib import Path
 from mnist_dist.cli import (
     add_cluster_arguments,
     cluster_spec,
+    non_negative_int,
     positive_int,
     run_job,
     setup_logging,
@@ -44,14 +45,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "whole chunks (default: %(default)s)")
     add_cluster_arguments(expand)
     return parser.parse_args(argv)
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0; got {value} instead")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,6 +21,14 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0; got {value} instead")
+    return value
+
+
 def int_list(text: str) -> tuple[int, ...]:
     """argparse type: comma-separated positive integers, e.g. `1,10,100`."""
     try:

@@ -11,13 +11,13 @@ import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from importlib import metadata
 from typing import Any
 
 from dask.system import cpu_count
 from distributed import Client, LocalCluster
 from distributed.security import Security
 
+from mnist_dist import installed_versions
 from mnist_dist.data.store import read_split
 from mnist_dist.errors import ClusterError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
@@ -117,13 +117,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of MATCHED_PACKAGES in this process (None when missing)."""
-    versions: dict[str, str | None] = {}
-    for package in MATCHED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
+    return installed_versions(MATCHED_PACKAGES)
 
 
 def check_versions(client: Client) -> None:

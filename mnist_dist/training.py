@@ -12,7 +12,6 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import mnist_dist
 from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.store import open_store, read_split, store_info, store_provenance
 from mnist_dist.errors import StoreExistsError
-from mnist_dist.models.artifacts import ModelRef, read_manifest, write_manifest
+from mnist_dist.models.artifacts import ModelRef, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
@@ -63,14 +62,9 @@ def fit_scaler(store: Path, rows: int | None = None) -> Scaler:
 
 
 def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that produce or run the models."""
-    versions = {}
-    for package in VERSIONED_PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    """Installed versions of the libraries that produce or run the models (missing ones left out)."""
+    installed = mnist_dist.installed_versions(VERSIONED_PACKAGES)
+    return {package: version for package, version in installed.items() if version}
 
 
 def models_exist(directory: Path) -> bool:
@@ -154,7 +148,3 @@ def train_and_export_mlp(
         "params": params, "artifacts": ["mlp.onnx", "mlp.json"],
     }
 
-
-def manifest_summary(directory: Path) -> dict[str, Any]:
-    """The manifest's per-model facts (training time, test accuracy), for reports."""
-    return read_manifest(directory)["models"]
