@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from mnist_dist.models.knn import (
     predict_sklearn,
     save_knn,
     select_smallest,
+    sklearn_classifier,
     vote,
 )
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
@@ -455,12 +457,33 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert params["metric"] == "euclidean"
 
 
+def npz_member_dtypes(path: Path) -> dict[str, np.dtype]:
+    """Each array's dtype read from its .npy header alone (no loader, no pickle involved)."""
+    dtypes = {}
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                major, _ = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                _, _, dtype = read_header(member)
+                dtypes[name.removesuffix(".npy")] = dtype
+    return dtypes
+
+
 def test_npz_holds_no_object_arrays(tmp_path: Path) -> None:
+    # What save_knn writes, checked from the file's headers: plain numeric arrays only.
     save_knn(small_knn_model(30), tmp_path)
-    with np.load(tmp_path / KNN_ARRAYS, allow_pickle=False) as npz:
-        assert sorted(npz.files) == ["labels", "mean", "reference", "scale"]
-        for name in npz.files:
-            assert npz[name].dtype != object
+    dtypes = npz_member_dtypes(tmp_path / KNN_ARRAYS)
+    assert dtypes == {"reference": np.dtype(np.uint8), "labels": np.dtype(np.uint8),
+                      "mean": np.dtype(np.float64), "scale": np.dtype(np.float64)}
+    assert not any(dtype.hasobject for dtype in dtypes.values())
+
+
+def test_npz_header_reader_sees_object_arrays(tmp_path: Path) -> None:
+    # The check above can fail: a file with an object array is reported as one.
+    np.savez(tmp_path / "objects.npz", labels=np.array([1, 2], dtype=object))
+    assert npz_member_dtypes(tmp_path / "objects.npz")["labels"].hasobject
 
 
 def test_pickled_npz_is_refused(tmp_path: Path) -> None:
@@ -481,3 +504,31 @@ def test_load_knn_missing_file(tmp_path: Path, missing: str) -> None:
     (tmp_path / missing).unlink()
     with pytest.raises(ModelNotFoundError, match=rf"{missing}: KNN model file not found"):
         load_knn(tmp_path)
+
+
+def test_sklearn_reference_is_brute_force_on_float64_pixels(model3: KnnModel) -> None:
+    classifier = sklearn_classifier(model3)
+    assert classifier.algorithm == "brute"
+    assert classifier.n_neighbors == 3
+    assert classifier._fit_X.dtype == np.float64
+
+
+def test_one_sklearn_reference_for_tests_and_bench(model3: KnnModel, subset: Subset) -> None:
+    from mnist_dist.bench.baselines import sklearn_knn_predictor
+
+    queries = subset.queries[:200]
+    np.testing.assert_array_equal(
+        sklearn_knn_predictor(model3)(queries), predict_sklearn(model3, queries)
+    )
+    np.testing.assert_array_equal(
+        predict_sklearn(model3, queries, classifier=sklearn_classifier(model3)),
+        vote(model3.labels[sklearn_kneighbors(model3, queries)]),
+    )
+
+
+@pytest.mark.parametrize(("shortlist", "expected"), [(1, 3), (8, 8), (10_000, 200)])
+def test_search_settings_are_parameters_clamped_by_the_constructor(
+    shortlist: int, expected: int
+) -> None:
+    gemm = GemmKnn(small_knn_model(200), block_rows=17, shortlist=shortlist)
+    assert (gemm.block_rows, gemm.shortlist) == (17, expected)

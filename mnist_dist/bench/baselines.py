@@ -1,6 +1,7 @@
 """The study's baselines and the peer a Dask user reaches for first, built from our model files.
 
-- `sklearn_knn_predictor`: `KNeighborsClassifier(n_neighbors=3).predict` on standardised pixels.
+- `sklearn_knn_predictor`: the KNN reference of `models.knn` (`KNeighborsClassifier(3)`, brute,
+  float64 standardised pixels), timed as the study's KNN.
 - `keras_mlp_predictor`: Keras `model.predict` of the study's architecture (TensorFlow needed).
 - `parallel_post_fit_knn` / `parallel_post_fit_onnx`: dask-ml's `ParallelPostFit` around the
   scikit-learn KNN and around the ONNX model's predict; the estimator travels in the graph.
@@ -11,12 +12,13 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from mnist_dist.models.artifacts import ModelRef, read_artifact
-from mnist_dist.models.knn import KnnModel
+from mnist_dist.models.knn import KnnModel, predict_sklearn, sklearn_classifier
 from mnist_dist.models.scaler import Scaler
 
 Predict = Callable[[np.ndarray], np.ndarray]
@@ -32,22 +34,11 @@ def mlp_hidden(ref: ModelRef) -> list[int]:
     return [int(units) for units in json.loads(read_artifact(ref, "mlp.json")).get("hidden", [])]
 
 
-def fitted_sklearn_knn(model: KnnModel) -> Any:
-    """The study's `KNeighborsClassifier(n_neighbors)` fitted on the standardised reference."""
-    from sklearn.neighbors import KNeighborsClassifier
-
-    classifier = KNeighborsClassifier(n_neighbors=model.n_neighbors)
-    return classifier.fit(model.scaler.transform(model.reference, np.float32), model.labels)
-
-
 def sklearn_knn_predictor(model: KnnModel) -> Predict:
-    """Raw uint8 pixels (n, 784) → digits (n,) through scikit-learn's KNN predict."""
-    classifier = fitted_sklearn_knn(model)
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return classifier.predict(model.scaler.transform(images, np.float32)).astype(np.uint8)
-
-    return predict
+    """Raw uint8 pixels (n, 784) → digits (n,) through the scikit-learn reference
+    (`knn.sklearn_classifier`: brute force on float64 standardised pixels), fitted once."""
+    classifier = sklearn_classifier(model)
+    return partial(predict_sklearn, model, classifier=classifier)
 
 
 def keras_mlp_predictor(hidden: list[int], scaler: Scaler, threads: int = 1) -> Predict:
@@ -111,7 +102,7 @@ def parallel_post_fit_knn(model: KnnModel) -> Any:
     from dask_ml.wrappers import ParallelPostFit
 
     return ParallelPostFit(
-        fitted_sklearn_knn(model), predict_meta=np.empty((0,), dtype=np.uint8)
+        sklearn_classifier(model), predict_meta=np.empty((0,), dtype=np.uint8)
     )
 
 

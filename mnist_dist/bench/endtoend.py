@@ -161,8 +161,8 @@ def end_to_end(
 
 
 def standardise(block: np.ndarray, scaler: Scaler) -> np.ndarray:
-    """Standardised float32 pixels of a uint8 block: what a scikit-learn user feeds the KNN."""
-    return scaler.transform(block, np.float32)
+    """Standardised float64 pixels of a uint8 block: what the scikit-learn reference is fed."""
+    return scaler.transform(block, np.float64)
 
 
 def timed_compute(array: da.Array) -> tuple[float, np.ndarray]:
@@ -188,7 +188,7 @@ def peers(
         ours = images.map_blocks(predict_partition, name, ref, ort_threads, drop_axis=1,
                                  dtype=np.uint8, meta=meta)
         if name == "knn":
-            standardised = images.map_blocks(standardise, knn_model.scaler, dtype=np.float32)
+            standardised = images.map_blocks(standardise, knn_model.scaler, dtype=np.float64)
             peer = parallel_post_fit_knn(knn_model).predict(standardised)
             label = "ParallelPostFit(KNeighborsClassifier(3))"
         else:

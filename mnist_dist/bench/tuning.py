@@ -4,7 +4,6 @@ optimisation level and threads."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import statistics
 import time
@@ -34,14 +33,6 @@ def median_seconds(call: Callable[[], Any], repeats: int) -> float:
         call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def configured(knn: GemmKnn, block_rows: int, shortlist: int) -> GemmKnn:
-    """A view of `knn` with other search settings, sharing its (large) precomputed arrays."""
-    clone = copy.copy(knn)
-    clone.block_rows = block_rows
-    clone.shortlist = min(max(shortlist, knn.model.n_neighbors), len(knn.model.reference))
-    return clone
 
 
 def gemm_only(knn: GemmKnn, images: np.ndarray) -> Callable[[], None]:
@@ -85,10 +76,11 @@ def tune_on_worker(
     knn_rows, ort_rows = [], []
     with threadpool_limits(1):
         for block_rows in KNN_BLOCK_ROWS:
-            gemm = median_seconds(gemm_only(configured(predictors.knn, block_rows, 8), images),
-                                  repeats)
             for shortlist in KNN_SHORTLISTS:
-                search = configured(predictors.knn, block_rows, shortlist)
+                # Built like any GemmKnn: the settings are its parameters, and it clamps them.
+                search = GemmKnn(predictors.knn.model, block_rows=block_rows, shortlist=shortlist)
+                if shortlist == KNN_SHORTLISTS[0]:
+                    gemm = median_seconds(gemm_only(search, images), repeats)
                 seconds = median_seconds(partial(search.predict, images), repeats)
                 knn_rows.append({
                     "block_rows": block_rows, "shortlist": shortlist,

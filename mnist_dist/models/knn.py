@@ -8,7 +8,8 @@ Two backends with identical predictions:
   pixels a), so a query block is only cast to float32, and each reference row's constant rides
   in the GEMM as one extra column: the GEMM is the only full pass over the scores. Queries are
   blocked by their last inked pixel, and each block's GEMM skips the pixel columns it leaves blank.
-- `sklearn`: the reference, `KNeighborsClassifier(n_neighbors, algorithm="brute")`.
+- `sklearn`: the reference, `KNeighborsClassifier(n_neighbors, algorithm="brute")` on float64
+  standardised pixels (`sklearn_classifier`, `predict_sklearn`; the bench times the same one).
 Ties: equal distances rank the lower reference index first; a tied vote picks the lower digit.
 """
 
@@ -19,6 +20,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -308,11 +310,20 @@ def select_smallest(
     return columns[rows, part[:, :m]], gathered[rows, part[:, m : m + 1]][:, 0]
 
 
-def predict_sklearn(model: KnnModel, images: np.ndarray) -> np.ndarray:
-    """The scikit-learn reference prediction, uint8 (n,)."""
+def sklearn_classifier(model: KnnModel) -> Any:
+    """The reference: `KNeighborsClassifier(n_neighbors, algorithm="brute")` fitted on the
+    float64 standardised reference (the study's KNN; `auto` picks brute on 784 features)."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    images = check_images(images)
     classifier = KNeighborsClassifier(n_neighbors=model.n_neighbors, algorithm="brute")
-    classifier.fit(model.scaler.transform(model.reference, np.float32), model.labels)
-    return classifier.predict(model.scaler.transform(images, np.float32)).astype(np.uint8)
+    return classifier.fit(model.scaler.transform(model.reference, np.float64), model.labels)
+
+
+def predict_sklearn(
+    model: KnnModel, images: np.ndarray, classifier: Any | None = None
+) -> np.ndarray:
+    """The scikit-learn reference prediction, uint8 (n,), for raw uint8 pixels (n, 784);
+    pass `classifier` (from `sklearn_classifier(model)`) to reuse a fitted one."""
+    images = check_images(images)
+    classifier = sklearn_classifier(model) if classifier is None else classifier
+    return classifier.predict(model.scaler.transform(images, np.float64)).astype(np.uint8)
