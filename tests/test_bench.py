@@ -12,13 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from jobs import bench as bench_job
 from mnist_dist.bench import history
+from mnist_dist.bench.knn_inputs import BORDER_PIXELS, border_ring, hard_inputs
 from mnist_dist.bench.roofline import knn_flops, mlp_flops
-from mnist_dist.bench.run import TARGETS, commit_of, targets
+from mnist_dist.bench.run import TARGET_MAXIMA, TARGETS, commit_of, targets
 from mnist_dist.bench.sweep import SweepSpec, sweep_on_worker
 from mnist_dist.models.artifacts import ModelRef
 
@@ -79,7 +81,19 @@ def test_quick_bench_writes_every_section(quick_run: tuple[Any, Path]) -> None:
     assert document["peers"]["mlp"]["predictions_agree"] == 1.0
     assert [run["workers"] for run in document["scaling"]["runs"]] == [1, 2]
     assert [run["images"] for run in document["memory_vs_images"]["runs"]] == [300, 600]
-    assert {t["figure"] for t in document["targets"]} >= set(TARGETS)
+    assert {t["figure"] for t in document["targets"]} >= set(TARGETS) | set(TARGET_MAXIMA)
+    hard = document["knn_inputs"]
+    assert [row["input"] for row in hard["rows"]] == [
+        "test", "deformed", "salt_and_pepper", "border_ink", "single_pixel"]
+    for row in hard["rows"]:
+        assert row["images_per_second"] > 0 and row["max_single_query_ms"] > 0
+    assert document["figures"]["knn_worst_input_over_test"] == min(
+        row["over_test"] for row in hard["rows"][1:])
+    assert document["figures"]["knn_max_query_ms"] == max(
+        row["max_single_query_ms"] for row in hard["rows"])
+    assert document["figures"]["knn_latency_p50_ms_batch1"] == next(
+        row["latency_p50_ms"] for row in document["throughput"]
+        if row["model"] == "knn" and row["batch_size"] == 1)
     assert document["regressions"] == []
 
 
@@ -127,6 +141,32 @@ def test_targets_met_not_met_and_not_measured() -> None:
     assert rows["knn_over_sklearn"]["met"] is False
     assert rows["mlp_over_keras_batch1"]["met"] is None
     assert rows["memory_full_over_half"]["met"] is True
+    maxima = {row["figure"]: row for row in targets({"knn_latency_p50_ms_batch1": 1.5,
+                                                      "knn_max_query_ms": 25.0})}
+    assert maxima["knn_latency_p50_ms_batch1"]["met"] is True
+    assert maxima["knn_max_query_ms"]["met"] is False
+
+
+# --- hard inputs of the KNN bench ------------------------------------------------------------
+
+
+def test_hard_inputs_are_what_their_names_say(vendored: Any) -> None:
+    test = vendored.x_test[:40]
+    sets = hard_inputs(test)
+    assert set(sets) == {"deformed", "salt_and_pepper", "border_ink", "single_pixel"}
+    for images in sets.values():
+        assert images.shape == test.shape and images.dtype == np.uint8
+    changed = sets["salt_and_pepper"] != test
+    assert 0.005 < changed.mean() < 0.03
+    assert set(np.unique(sets["salt_and_pepper"][changed])) <= {0, 255}
+    ring = border_ring()
+    assert len(ring) == 784 - 24 * 24
+    added = (sets["border_ink"] != test)
+    assert not added[:, np.setdiff1d(np.arange(784), ring)].any()
+    assert (np.count_nonzero(sets["border_ink"][:, ring] == 255, axis=1) >= BORDER_PIXELS).all()
+    assert (np.count_nonzero(sets["single_pixel"], axis=1) == 1).all()
+    assert (sets["deformed"] != test).any(axis=1).all()
+    assert np.array_equal(hard_inputs(test)["salt_and_pepper"], sets["salt_and_pepper"])
 
 
 def test_commit_is_read_from_git_files_or_environment(

@@ -66,6 +66,12 @@ def table_text(doc: dict[str, Any]) -> str:
     lines.append(f"KNN settings ({tuning['images']} images/call): " + ", ".join(
         f"block {r['block_rows']}/shortlist {r['shortlist']} {number(r['images_per_second'])}"
         f" (GEMM {100 * r['gemm_share']:.0f}%)" for r in tuning["knn"]))
+    hard = doc["knn_inputs"]
+    lines.append(f"KNN hard inputs ({hard['images']} images/call, {hard['rounds']} paired rounds, "
+                 "1 thread): " + ", ".join(
+                     f"{r['input']} {number(r['images_per_second'])}"
+                     + ("" if r["over_test"] is None else f" (x{r['over_test']:.2f})")
+                     + f" max {r['max_single_query_ms']:.1f} ms" for r in hard["rows"]))
     faiss = tuning["faiss"]
     lines.append("FAISS IndexFlatL2: " + (
         f"{number(faiss['images_per_second'])} images/s (agrees "
@@ -190,7 +196,7 @@ def trend_plot(records: list[dict[str, Any]]) -> str | None:
     import matplotlib.pyplot as plt
 
     same = [r for r in records if machine_key(r) == machine_key(records[-1])]
-    figure, axes = plt.subplots(2, 4, figsize=(14, 5.5))
+    figure, axes = plt.subplots(3, 4, figsize=(14, 8))
     for axis, figure_path in zip(axes.ravel(), KEY_FIGURES):
         points = [(r.get("created", "")[:16], lookup(r, figure_path)) for r in same]
         points = [(when, value) for when, value in points if value is not None]

@@ -15,6 +15,7 @@ from typing import Any
 import mnist_dist
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.bench import endtoend, history, render
+from mnist_dist.bench.knn_inputs import knn_inputs_on_worker
 from mnist_dist.bench.roofline import (
     blas_facts,
     knn_flops,
@@ -43,13 +44,20 @@ BENCH_JSON = "bench.json"
 # Targets of the performance issue: figure → (minimum, what it means).
 TARGETS: dict[str, tuple[float, str]] = {
     "knn_fraction_of_roofline": (0.85, "exact KNN vs the 1-thread matmul roofline (paired)"),
-    "knn_over_sklearn": (2.0, "exact KNN vs KNeighborsClassifier.predict (paired rounds)"),
+    "knn_over_sklearn": (10.0, "exact KNN vs the scikit-learn brute reference (paired, 1 thread)"),
+    "knn_worst_input_over_test": (0.5, "exact KNN on its worst hard input set vs the test split"),
+    "end_to_end_images_per_second": (3000.0, "main job end to end, both models, default cluster"),
     "knn_agrees_with_sklearn": (1.0, "fraction of identical predictions, whole split"),
     "mlp_over_keras_batch1000": (10.0, "onnxruntime vs Keras model.predict at batch 1,000"),
     "mlp_over_keras_batch1": (100.0, "onnxruntime vs Keras model.predict at batch 1"),
     "dask_over_in_process": (0.90, "Dask end to end vs the same work in one process"),
     "knn_ours_over_parallel_post_fit": (1.0, "ours vs dask-ml ParallelPostFit, KNN"),
     "mlp_ours_over_parallel_post_fit": (1.0, "ours vs dask-ml ParallelPostFit, ONNX MLP"),
+}
+# Targets that are maxima: figure → (maximum, what it means).
+TARGET_MAXIMA: dict[str, tuple[float, str]] = {
+    "knn_latency_p50_ms_batch1": (2.0, "exact KNN, one image per call, p50 (1 thread)"),
+    "knn_max_query_ms": (20.0, "exact KNN, slowest single query over every input set"),
 }
 # Worker memory must not grow with the number of images: full split vs half, same partitions.
 MEMORY_GROWTH_LIMIT = 1.10
@@ -90,6 +98,10 @@ class BenchSpec:
         whose figures are the targets, 1 for the others; 1 for all when quick."""
         return {rows: 1 if self.quick or rows != self.default_partition_rows else 3
                 for rows in self.partitions()}
+
+    def hard_inputs(self) -> tuple[int, int, int]:
+        """KNN hard-input timing: images per call, paired rounds, single queries per set."""
+        return (32, 1, 4) if self.quick else (500, 3, 50)
 
     def tuning_images(self) -> int:
         """Images per timed call of the settings grid (a partition's worth when not quick)."""
@@ -160,6 +172,11 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
                 tune_on_worker, ref, store, spec.split, spec.tuning_images(),
                 1 if spec.quick else 3, cores, workers=[worker], pure=False,
             ).result()
+            log.info("timing the KNN on hard inputs on %s", worker)
+            hard = client.submit(
+                knn_inputs_on_worker, ref, store, spec.split, *spec.hard_inputs(),
+                workers=[worker], pure=False,
+            ).result()
             cluster_rates = client.run(matmul_gflops, 1, sweep_spec.matmul_size)
         scaling = run_scaling(spec, store, ref, facts, default_run, workdir)
     flops = {"knn": knn_flops(swept["n_reference"]), "mlp": mlp_flops(swept["hidden"])}
@@ -186,6 +203,7 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
         "throughput": swept["rows"],
         "paired": swept["paired"],
         "tuning": tuning,
+        "knn_inputs": hard,
         "baselines": {"ran": spec.baselines and swept["skipped"] is None,
                       "skipped": swept["skipped"]},
         "end_to_end": end_to_end,
@@ -252,6 +270,7 @@ def figures(document: dict[str, Any]) -> dict[str, Any]:
     mlp_1000, keras_1000 = (rate_at(document, m, 1000) for m in ("mlp", "keras_mlp"))
     mlp_1, keras_1 = (rate_at(document, m, 1) for m in ("mlp", "keras_mlp"))
     mlp_1_row = throughput_row(document, "mlp", 1)
+    knn_1_row = throughput_row(document, "knn", 1)
     peers = document["peers"]
     cluster_limit = roof["gflops_cluster"]["sum_of_worker_medians"] * 1e9 / sum(
         roof["flops_per_image"].values())
@@ -268,6 +287,9 @@ def figures(document: dict[str, Any]) -> dict[str, Any]:
         "sklearn_knn_images_per_second": sklearn,
         "knn_over_sklearn_sweep": ratio(knn, sklearn),
         "knn_agrees_with_sklearn": peers["knn"]["predictions_agree"],
+        "knn_worst_input_over_test": document["knn_inputs"]["worst_over_test"],
+        "knn_max_query_ms": document["knn_inputs"]["max_single_query_ms"],
+        "knn_latency_p50_ms_batch1": knn_1_row["latency_p50_ms"] if knn_1_row else None,
         "knn_gemm_share": default_knn_tuning(document).get("gemm_share"),
         "faiss_images_per_second": document["tuning"]["faiss"].get("images_per_second"),
         "mlp_images_per_second": best_rate(document, "mlp"),
@@ -305,6 +327,10 @@ def targets(values: dict[str, Any]) -> list[dict[str, Any]]:
         value = values.get(name)
         rows.append({"figure": name, "meaning": meaning, "value": value, "target": minimum,
                      "met": None if value is None else value >= minimum})
+    for name, (maximum, meaning) in TARGET_MAXIMA.items():
+        value = values.get(name)
+        rows.append({"figure": name, "meaning": meaning, "value": value, "target": maximum,
+                     "met": None if value is None else value <= maximum})
     growth = values.get("memory_full_over_half")
     rows.append({"figure": "memory_full_over_half",
                  "meaning": "peak worker memory, all images vs half (bounded: not growing)",

@@ -1,0 +1,103 @@
+"""The exact KNN on hard inputs, on one worker thread: deformed digits, salt-and-pepper noise,
+inked border pixels and single-pixel images, each timed in paired rounds against the test split
+(the same call, the same machine load), plus the slowest single query and batch-1 latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mnist_dist.data.expand import DeformParams, generate_partition
+from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.models.inputs import N_PIXELS
+from mnist_dist.throughput import sample_images
+
+SEED = 14
+NOISE_FRACTION = 0.02  # salt-and-pepper: this share of pixels set to 0 or 255
+BORDER_PIXELS = 4  # inked pixels on the outer two-pixel ring of a digit
+SIDE = 28
+
+
+def border_ring() -> np.ndarray:
+    """Flat indices of the pixels within 2 of the image edge (rarely or never inked in MNIST)."""
+    rows, cols = np.divmod(np.arange(N_PIXELS), SIDE)
+    return np.flatnonzero((np.minimum(rows, cols) < 2) | (np.maximum(rows, cols) >= SIDE - 2))
+
+
+def salt_and_pepper(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Copies of uint8 (n, 784) with NOISE_FRACTION of each image's pixels set to 0 or 255."""
+    noisy = images.copy()
+    hit = rng.random(noisy.shape) < NOISE_FRACTION
+    noisy[hit] = np.where(rng.random(int(hit.sum())) < 0.5, 0, 255).astype(np.uint8)
+    return noisy
+
+
+def border_ink(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Copies of uint8 (n, 784) with BORDER_PIXELS random border-ring pixels inked (255)."""
+    inked = images.copy()
+    ring = border_ring()
+    for row in inked:
+        row[rng.choice(ring, BORDER_PIXELS, replace=False)] = 255
+    return inked
+
+
+def single_pixels(n: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (n, 784) images with one pixel of random position and value in 1..255."""
+    images = np.zeros((n, N_PIXELS), dtype=np.uint8)
+    images[np.arange(n), rng.integers(0, N_PIXELS, n)] = rng.integers(1, 256, n)
+    return images
+
+
+def hard_inputs(test_images: np.ndarray) -> dict[str, np.ndarray]:
+    """Each hard input set, uint8 (n, 784), derived from `test_images` (n, 784) with a fixed
+    seed: the expanded set's deformations, noise, border ink, single pixels."""
+    rng = np.random.default_rng(SEED)
+    n = len(test_images)
+    labels = np.zeros(n, dtype=np.uint8)
+    deformed, _ = generate_partition(test_images, labels, 0, n, SEED, DeformParams())
+    return {"deformed": deformed, "salt_and_pepper": salt_and_pepper(test_images, rng),
+            "border_ink": border_ink(test_images, rng), "single_pixel": single_pixels(n, rng)}
+
+
+def seconds(predict: Any, images: np.ndarray) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    predict(images)
+    return time.perf_counter() - start
+
+
+def knn_inputs_on_worker(
+    ref: ModelRef, store: str, split: str, n_images: int, rounds: int, n_single: int
+) -> dict[str, Any]:
+    """Per input set: median over `rounds` paired rounds of its images/s over the test split's
+    (one worker thread, batch `n_images`), and the slowest of `n_single` batch-1 queries."""
+    knn = load_predictors(ref).knn
+    test = sample_images(store, split, n_images)
+    sets = hard_inputs(test)
+    ratios: dict[str, list[float]] = {name: [] for name in sets}
+    rates: dict[str, list[float]] = {name: [] for name in ("test", *sets)}
+    single: dict[str, float] = {}
+    with threadpool_limits(1):
+        knn.predict(test[:8])
+        for _ in range(rounds):
+            test_rate = n_images / seconds(knn.predict, test)
+            rates["test"].append(test_rate)
+            for name, images in sets.items():
+                rate = n_images / seconds(knn.predict, images)
+                rates[name].append(rate)
+                ratios[name].append(rate / test_rate)
+        for name, images in {"test": test, **sets}.items():
+            single[name] = max(seconds(knn.predict, images[i : i + 1])
+                               for i in range(min(n_single, len(images))))
+    over = {name: statistics.median(values) for name, values in ratios.items()}
+    worst = min(over, key=over.__getitem__)
+    rows = [{"input": name, "images_per_second": statistics.median(rates[name]),
+             "over_test": over.get(name), "max_single_query_ms": 1e3 * single[name]}
+            for name in rates]
+    return {"images": n_images, "rounds": rounds, "single_queries": n_single, "rows": rows,
+            "worst_input": worst, "worst_over_test": over[worst],
+            "max_single_query_ms": 1e3 * max(single.values())}
