@@ -30,6 +30,7 @@ from mnist_dist.models.knn import (
     sklearn_classifier,
     vote,
 )
+from mnist_dist.models.knn_scan import full_scan, weighted_distance
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 
 N_REFERENCE = 5000
@@ -163,9 +164,9 @@ def test_forced_fallback_gives_identical_results(
     scans: list[int] = []
     full_scan = GemmKnn._kneighbors_full
 
-    def counting_scan(self: GemmKnn, query: np.ndarray) -> np.ndarray:
+    def counting_scan(self: GemmKnn, pixels: np.ndarray, first: np.ndarray) -> np.ndarray:
         scans.append(1)
-        return full_scan(self, query)
+        return full_scan(self, pixels, first)
 
     monkeypatch.setattr(GemmKnn, "_kneighbors_full", counting_scan)
     # On real digits the bound proves every shortlist: no full scan.
@@ -532,3 +533,39 @@ def test_search_settings_are_parameters_clamped_by_the_constructor(
 ) -> None:
     gemm = GemmKnn(small_knn_model(200), block_rows=17, shortlist=shortlist)
     assert (gemm.block_rows, gemm.shortlist) == (17, expected)
+
+
+# --- the compiled full scan (the fallback) ------------------------------------------------------
+
+
+def test_early_abandon_never_drops_a_row_on_the_limit() -> None:
+    # Identity weights: distances are exact integers, so a row can sit exactly on the limit.
+    query, row = np.zeros(784, np.uint8), np.zeros(784, np.uint8)
+    row[[0, 100, 700]] = [3, 4, 12]  # distance 9 + 16 + 144 = 169
+    weights = np.ones(784)
+    assert weighted_distance(query, row, weights, np.inf) == 169.0
+    assert weighted_distance(query, row, weights, 169.0) == 169.0
+    assert weighted_distance(query, row, weights, 168.0) == np.inf
+    # Abandoned after the first chunk already exceeds the limit, before the rest is summed.
+    assert weighted_distance(query, row, weights, 8.0) == np.inf
+
+
+@pytest.mark.parametrize("first", [[], [39, 38, 37], [5, 2, 3, 1]])
+def test_full_scan_ties_go_to_the_lower_index_whatever_it_scans_first(first: list[int]) -> None:
+    rows, _ = filler_rows(40)
+    rows[[1, 2, 3, 5, 38, 39]] = one_pixel_rows({1: 10, 2: 10, 3: 20, 5: 10, 38: 10, 39: 5}, 40)[
+        [1, 2, 3, 5, 38, 39]]
+    neighbours = full_scan(BLANK[0], rows, np.ones(784), np.array(first, np.int64), 3)
+    np.testing.assert_array_equal(neighbours, [39, 1, 2])
+
+
+def test_fallback_equals_sklearn_on_noisy_and_unusual_digits(
+    model3: KnnModel, subset: Subset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mnist_dist.bench.knn_inputs import hard_inputs
+
+    queries = np.concatenate(list(hard_inputs(subset.queries[:15]).values()))
+    expected = sklearn_kneighbors(model3, queries)
+    gemm = GemmKnn(model3, block_rows=16)
+    monkeypatch.setattr(knn, "GEMM_ERROR_BOUND", 1e9)  # every query takes the full scan
+    np.testing.assert_array_equal(gemm.kneighbors(queries), expected)

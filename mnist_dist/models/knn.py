@@ -4,6 +4,7 @@ Two backends with identical predictions:
 - `gemm` (default): blocked float32 GEMM with the ‖y‖² − 2x·y expansion picks a shortlist per
   query, then exact float64 distances rank it. A per-query error bound proves the shortlist holds
   the true k nearest; queries where it cannot be proven fall back to exact float64 over all rows.
+  The fallback is a compiled early-abandoning scan of the raw pixels (`knn_scan`).
   The standardisation is fused into the reference (x_s·y_s = a·(y_s/σ) − μ·(y_s/σ) for raw
   pixels a), so a query block is only cast to float32, and each reference row's constant rides
   in the GEMM as one extra column: the GEMM is the only full pass over the scores. Queries are
@@ -26,6 +27,7 @@ import numpy as np
 
 from mnist_dist.errors import ModelNotFoundError
 from mnist_dist.models.inputs import N_CLASSES, check_images
+from mnist_dist.models.knn_scan import full_scan
 from mnist_dist.models.scaler import Scaler
 
 log = logging.getLogger(__name__)
@@ -157,6 +159,7 @@ class GemmKnn:
         # for any t > 0 (AM-GM); the reference part is subtracted here, the query part t‖a/σ‖²
         # at search time. t balances the two on typical digits.
         self.inverse_variance = 1.0 / scale**2
+        self.reference = np.ascontiguousarray(model.reference)  # the full scan's rows
         raw_norms = np.square(model.reference, dtype=np.float64) @ self.inverse_variance
         self.balance = float(
             np.sqrt(max(np.median(self.norms), 1e-12) / max(np.median(raw_norms), 1e-12))
@@ -224,7 +227,7 @@ class GemmKnn:
         slack = EXACT_SLACK * (self.max_norm + np.einsum("ij,ij->i", queries, queries))
         unproven = ~(kth < bound - slack)
         for row in np.flatnonzero(unproven):
-            nearest[row] = self._kneighbors_full(queries[row])
+            nearest[row] = self._kneighbors_full(block[row], candidates[row])
         return nearest
 
     def _scores(self, pixels: np.ndarray, scores: np.ndarray, m: int) -> np.ndarray | None:
@@ -253,13 +256,11 @@ class GemmKnn:
         dots = np.einsum("ijk,ik->ij", pixels, fused) - (fused @ self.model.scaler.mean)[:, None]
         return self.norms[candidates] - 2.0 * dots
 
-    def _kneighbors_full(self, query: np.ndarray) -> np.ndarray:
-        """Exact float64 scan of every reference row for one query (the rare fallback)."""
-        distances = np.empty(len(self.model.reference), dtype=np.float64)
-        for start in range(0, len(distances), FULL_SCAN_ROWS):
-            diff = self._scaled_reference(slice(start, start + FULL_SCAN_ROWS)) - query
-            distances[start : start + len(diff)] = np.einsum("ij,ij->i", diff, diff)
-        return np.lexsort((np.arange(len(distances)), distances))[: self.model.n_neighbors]
+    def _kneighbors_full(self, pixels: np.ndarray, first: np.ndarray) -> np.ndarray:
+        """Exact float64 scan of every reference row for raw pixels (784,) (the rare fallback),
+        starting with the shortlist `first` (m,) so most rows are abandoned early."""
+        return full_scan(pixels, self.reference, self.inverse_variance, first,
+                         self.model.n_neighbors)
 
 
 def strided_groups(n_cols: int) -> np.ndarray:
