@@ -13,9 +13,13 @@ from pathlib import Path
 from mnist_dist.bench.render import table_text
 from mnist_dist.bench.run import BENCH_JSON, BenchSpec, run_bench
 from mnist_dist.cli import (
+    JobArgumentParser,
     add_cluster_arguments,
+    batch_sizes,
     cluster_spec,
     int_list,
+    path_arg,
+    plain_name,
     run_job,
     setup_logging,
 )
@@ -25,26 +29,31 @@ from mnist_dist.pipeline import DEFAULT_MODELS
 REGRESSION_EXIT = 1
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.bench`."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.bench", description=__doc__)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
-    parser.add_argument("--out", type=Path, default=Path("runs/bench"),
+def build_parser() -> JobArgumentParser:
+    """The command line of `jobs.bench`."""
+    parser = JobArgumentParser(prog="python -m jobs.bench", description=__doc__)
+    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE)
+    parser.add_argument("--models", type=path_arg, default=DEFAULT_MODELS)
+    parser.add_argument("--out", type=path_arg, default=Path("runs/bench"),
                         help="folder for bench.json, bench.txt, bench.html (default: runs/bench)")
     add_cluster_arguments(parser)
-    parser.add_argument("--split", default="test", help="store group to score (default: test)")
+    parser.add_argument("--split", type=plain_name, default="test", help="store group to score (default: test)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short timings: a smoke test for CI")
     parser.add_argument("--skip-baselines", action="store_true",
                         help="skip scikit-learn and Keras (needed when TensorFlow is absent)")
-    parser.add_argument("--history", type=Path,
+    parser.add_argument("--history", type=path_arg,
                         help="JSON-lines history: compare with earlier runs, then append this one")
-    parser.add_argument("--batch-sizes", type=int_list,
+    parser.add_argument("--batch-sizes", type=batch_sizes,
                         help="batch sizes of the sweep (default: 1,10,100,1000,10000)")
     parser.add_argument("--partition-sizes", type=int_list,
                         help="partition rows of the end-to-end runs (default: 500,1000,2000,3500)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.bench`; a bad flag exits 2 with one `error:` line."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

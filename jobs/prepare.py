@@ -7,14 +7,17 @@ workers (see `mnist_dist.data.expand`).
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mnist_dist.cli import (
+    JobArgumentParser,
     add_cluster_arguments,
     cluster_spec,
-    non_negative_int,
+    digit_count,
+    path_arg,
     positive_int,
+    positive_mib,
     run_job,
+    seed_int,
     setup_logging,
 )
 from mnist_dist.data.expand_graph import ExpandSpec, run_expand, summary_line
@@ -23,28 +26,33 @@ from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, DEFAULT_STORE, SPLITS, bui
 from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.prepare`."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.prepare", description=__doc__)
+def build_parser() -> JobArgumentParser:
+    """The command line of `jobs.prepare`."""
+    parser = JobArgumentParser(prog="python -m jobs.prepare", description=__doc__)
     origin = parser.add_mutually_exclusive_group()
-    origin.add_argument("--source", type=Path, help="folder of IDX files or an .npz "
+    origin.add_argument("--source", type=path_arg, help="folder of IDX files or an .npz "
                         "(default: the vendored copy)")
-    origin.add_argument("--download", type=Path, metavar="DIR",
+    origin.add_argument("--download", type=path_arg, metavar="DIR",
                         help="download the IDX files into DIR, then use them")
     parser.add_argument("--split", choices=SPLITS, default="seed")
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE)
     parser.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS)
     parser.add_argument("--force", action="store_true", help="rebuild an existing store")
     expand = parser.add_argument_group("expanded test set (deformed digits, generated on Dask)")
-    expand.add_argument("--expand", type=positive_int, metavar="N",
+    expand.add_argument("--expand", type=digit_count, metavar="N",
                         help="write N deformed test digits as group `expanded`")
-    expand.add_argument("--seed", type=non_negative_int, default=0,
+    expand.add_argument("--seed", type=seed_int, default=0,
                         help="seed of the deformations (default: 0)")
-    expand.add_argument("--partition-mb", type=float, default=DEFAULT_GENERATE_PARTITION_MB,
+    expand.add_argument("--partition-mb", type=positive_mib, default=DEFAULT_GENERATE_PARTITION_MB,
                         help="memory target per generation partition in MiB, rounded down to "
                         "whole chunks (default: %(default)s)")
     add_cluster_arguments(expand)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.prepare`; a bad flag exits 2 with one `error:` line."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,17 +63,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def prepare(args: argparse.Namespace) -> int:
-    """Load the source and build the store."""
+    """Load the source and build the store (then the expanded split)."""
+    # Every setting is checked before the download or the store build starts.
+    expand = ExpandSpec(store=args.store, n=args.expand, seed=args.seed,
+                        partition_mb=args.partition_mb, force=args.force) if args.expand else None
+    cluster = cluster_spec(args)
     source = download(args.download) if args.download else args.source
     raw = load_source(source)
     path = build_store(raw, args.store, args.split, args.chunk_rows, args.force)
     info = store_info(path)
     print(f"store {path}: n_train={info['n_train']} n_test={info['n_test']} "
           f"split={info['split']['name']}")
-    if args.expand:
-        spec = ExpandSpec(store=path, n=args.expand, seed=args.seed,
-                          partition_mb=args.partition_mb, force=args.force)
-        print(summary_line(run_expand(spec, cluster_spec(args))))
+    if expand:
+        print(summary_line(run_expand(expand, cluster)))
     return 0
 
 if __name__ == "__main__":

@@ -6,18 +6,22 @@ Reads only RUN/report.json (RUN may also be the JSON file itself): no cluster, n
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from mnist_dist.cli import run_job, setup_logging
+from mnist_dist.cli import JobArgumentParser, path_arg, run_job, setup_logging
 from mnist_dist.report.render import render_run
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.report`."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.report", description=__doc__)
-    parser.add_argument("run", type=Path, metavar="RUN",
+def build_parser() -> JobArgumentParser:
+    """The command line of `jobs.report`."""
+    parser = JobArgumentParser(prog="python -m jobs.report", description=__doc__)
+    parser.add_argument("run", type=path_arg, metavar="RUN",
                         help="run folder holding report.json (or the report.json path)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.report`; a bad argument exits 2 with one `error:` line."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

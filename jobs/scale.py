@@ -10,10 +10,14 @@ import argparse
 from pathlib import Path
 
 from mnist_dist.cli import (
+    JobArgumentParser,
     add_cluster_arguments,
     cluster_spec,
     int_list,
+    path_arg,
+    positive_mib,
     run_job,
+    seed_int,
     setup_logging,
 )
 from mnist_dist.data.store import DEFAULT_STORE
@@ -31,33 +35,39 @@ from mnist_dist.scale_bench import (
 
 def sizes(text: str) -> tuple[int, ...]:
     """argparse type: comma-separated sizes, or `none` for no runs of that model."""
-    return () if text.lower() == "none" else int_list(text)
+    return () if text.strip().lower() == "none" else int_list(text)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.scale`."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.scale", description=__doc__)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE,
+def build_parser() -> JobArgumentParser:
+    """The command line of `jobs.scale`."""
+    parser = JobArgumentParser(prog="python -m jobs.scale", description=__doc__)
+    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE,
                         help="base store whose test split is deformed (default: %(default)s)")
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
-    parser.add_argument("--work", type=Path, default=Path("runs/scale"),
+    parser.add_argument("--models", type=path_arg, default=DEFAULT_MODELS)
+    parser.add_argument("--work", type=path_arg, default=Path("runs/scale"),
                         help="folder of the benchmark store and runs (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="report path (default: WORK/scale.json)")
+    parser.add_argument("--out", type=path_arg, help="report path (default: WORK/scale.json)")
     parser.add_argument("--mlp-sizes", type=sizes, default=MLP_SIZES,
                         help="N scored with the MLP only, or `none` (default: 70000,1000000,"
                         "8100000)")
     parser.add_argument("--knn-sizes", type=sizes, default=KNN_SIZES,
                         help="N scored with the KNN only, or `none` (default: 14000,70000,140000)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--generate-partition-mb", type=float,
+    parser.add_argument("--seed", type=seed_int, default=0,
+                        help="seed of the deformations (default: 0)")
+    parser.add_argument("--generate-partition-mb", type=positive_mib,
                         default=DEFAULT_GENERATE_PARTITION_MB,
                         help="memory target of a generation partition (default: %(default)s)")
-    parser.add_argument("--partition-mb", type=float, default=DEFAULT_SCORE_PARTITION_MB,
+    parser.add_argument("--partition-mb", type=positive_mib, default=DEFAULT_SCORE_PARTITION_MB,
                         help="memory target of a scoring partition (default: %(default)s)")
     add_cluster_arguments(parser)
     parser.add_argument("--cleanup", action="store_true",
                         help="delete the benchmark store at the end")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.scale`; a bad flag exits 2 with one `error:` line."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

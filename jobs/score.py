@@ -11,10 +11,17 @@ import sys
 from pathlib import Path
 
 from mnist_dist.cli import (
+    JobArgumentParser,
     add_cluster_arguments,
+    batch_sizes,
     cluster_spec,
-    int_list,
+    epoch_count,
+    non_empty,
+    non_negative_seconds,
+    path_arg,
+    plain_name,
     positive_int,
+    positive_mib,
     run_job,
     setup_logging,
 )
@@ -28,48 +35,54 @@ from mnist_dist.report.images_render import text_table
 from mnist_dist.throughput import BATCH_SIZES, SweepSpec
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.score`."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.score", description=__doc__)
-    parser.add_argument("--store", default=str(DEFAULT_STORE),
+def build_parser() -> JobArgumentParser:
+    """The command line of `jobs.score`."""
+    parser = JobArgumentParser(prog="python -m jobs.score", description=__doc__)
+    parser.add_argument("--store", type=non_empty, default=str(DEFAULT_STORE),
                         help="Zarr store: path or fsspec URL the workers can read")
-    parser.add_argument("--models", default=str(DEFAULT_MODELS),
+    parser.add_argument("--models", type=non_empty, default=str(DEFAULT_MODELS),
                         help="model directory: path or fsspec URL (sent to workers that "
                         "cannot read it)")
-    parser.add_argument("--out", type=Path, help="run folder (default: runs/score-<time>)")
-    parser.add_argument("--predictions", default="",
+    parser.add_argument("--out", type=path_arg, help="run folder (default: runs/score-<time>)")
+    parser.add_argument("--predictions", type=non_empty,
                         help="Zarr store the workers write (default: OUT/predictions.zarr)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out: only missing partitions")
-    parser.add_argument("--split", default="test", help="store group to score (default: test)")
+    parser.add_argument("--split", type=plain_name, default="test", help="store group to score (default: test)")
     partitions = parser.add_mutually_exclusive_group()
-    partitions.add_argument("--partition-mb", type=float, default=DEFAULT_SCORE_PARTITION_MB,
+    partitions.add_argument("--partition-mb", type=positive_mib, default=DEFAULT_SCORE_PARTITION_MB,
                             help="memory target per partition in MiB, rounded down to whole "
                             "store chunks (default: %(default)s, i.e. 2,000 rows in the "
                             "default store)")
     partitions.add_argument("--partition-rows", type=positive_int,
                             help="rows per partition, instead of --partition-mb")
     add_cluster_arguments(parser)
-    parser.add_argument("--batch-sizes", type=int_list, default=BATCH_SIZES,
+    parser.add_argument("--batch-sizes", type=batch_sizes, default=BATCH_SIZES,
                         help="batch sizes of the throughput table (default: 1,10,100,1000,10000)")
-    parser.add_argument("--sweep-seconds", type=float, default=1.0,
+    parser.add_argument("--sweep-seconds", type=non_negative_seconds, default=1.0,
                         help="minimum timing per batch size (default: 1.0)")
-    parser.add_argument("--epochs", type=positive_int, default=10,
+    parser.add_argument("--epochs", type=epoch_count, default=10,
                         help="MLP epochs if the models must be trained first")
     parser.add_argument("--performance-report", action="store_true",
                         help="save Dask's performance report as OUT/dask-performance.html")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="show the progress bar (default: when stdout is a terminal)")
     own = parser.add_argument_group("your own images (instead of the store's test split)")
-    own.add_argument("--images", type=Path, nargs="+", metavar="PATH",
+    own.add_argument("--images", type=path_arg, nargs="+", metavar="PATH",
                      help="PNG/JPEG/BMP/TIFF files or folders to score")
     labels = own.add_mutually_exclusive_group()
-    labels.add_argument("--labels", type=Path, metavar="CSV",
+    labels.add_argument("--labels", type=path_arg, metavar="CSV",
                         help="true digits as a `file,digit` CSV: adds an accuracy report")
     labels.add_argument("--labels-from-names", action="store_true",
                         help="true digit = first character of the file name (7_anything.png)")
-    own.add_argument("--save-preprocessed", type=Path, metavar="DIR",
+    own.add_argument("--save-preprocessed", type=path_arg, metavar="DIR",
                      help="write each 28x28 digit the models see as DIR/<name>.png")
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.score`; a bad flag exits 2 with one `error:` line."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if (args.labels or args.labels_from_names or args.save_preprocessed) and not args.images:
         parser.error("--labels, --labels-from-names and --save-preprocessed need --images")
@@ -89,7 +102,7 @@ def score(args: argparse.Namespace) -> int:
     """Build the run spec from the arguments, run it, print the summary."""
     spec = ScoreRunSpec(
         store=args.store, models=args.models, split=args.split,
-        predictions=args.predictions, resume=args.resume,
+        predictions=args.predictions or "", resume=args.resume,
         partition_rows=args.partition_rows or score_partition_rows(
             args.store, args.split, args.partition_mb, DEFAULT_PARTITION_ROWS),
         cluster=cluster_spec(args),

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from mnist_dist.cli import positive_int, run_job, setup_logging
+from mnist_dist.cli import (
+    JobArgumentParser,
+    epoch_count,
+    path_arg,
+    positive_int,
+    run_job,
+    seed_int,
+    setup_logging,
+)
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.pipeline import DEFAULT_MODELS, ensure_store
 from mnist_dist.training import TrainSpec, train_models
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.train`."""
-    parser = argparse.ArgumentParser(prog="python -m jobs.train", description=__doc__)
-    parser.add_argument("--store", type=Path, default=DEFAULT_STORE,
+def build_parser() -> JobArgumentParser:
+    """The command line of `jobs.train`."""
+    parser = JobArgumentParser(prog="python -m jobs.train", description=__doc__)
+    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE,
                         help="Zarr store (built from the vendored MNIST if missing)")
-    parser.add_argument("--models", type=Path, default=DEFAULT_MODELS)
-    parser.add_argument("--epochs", type=positive_int, default=10)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--models", type=path_arg, default=DEFAULT_MODELS)
+    parser.add_argument("--epochs", type=epoch_count, default=10)
+    parser.add_argument("--seed", type=seed_int, default=42)
     parser.add_argument("--train-limit", type=positive_int,
                         help="train on the first N training rows only (quick runs)")
     parser.add_argument("--force", action="store_true", help="replace existing models")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of `jobs.train`; a bad flag exits 2 with one `error:` line."""
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

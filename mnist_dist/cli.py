@@ -1,58 +1,178 @@
-"""Helpers shared by the `jobs/` entry points: argument types, logging, errors to exit codes."""
+"""Helpers shared by the `jobs/` entry points: argument types, logging, errors to exit codes.
+
+The command-line contract: a flag value that makes no sense (0 or negative where a count is
+meant, NaN, inf, absurdly large, empty, text, a bad list member) is refused while the command
+line is parsed, before any work starts, with one line `error: --flag must be …; got … instead`
+on stderr and exit code `USAGE_EXIT` (2, argparse's). Settings that are each valid but wrong
+together, or wrong for the data, fail later with `SpecError` (exit 13).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
 
 from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
 
 log = logging.getLogger("mnist_dist")
 
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value} instead")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0; got {value} instead")
-    return value
+USAGE_EXIT = 2
+# No count of rows, workers, epochs or images this project handles comes near 2**31.
+MAX_COUNT = 2**31 - 1
+MAX_SEED = 2**32 - 1  # NumPy's legacy seeds are 32-bit
+MAX_WORKERS = 1024  # LocalCluster processes/threads on one machine
+# A sweep batch is held in memory several times over (uint8, float32 copies): 100k rows ≈ 1 GB.
+MAX_BATCH_SIZE = 100_000
+MAX_MIB = 1 << 20  # 1 TiB per partition
+MAX_SECONDS = 86_400.0  # one day
+MAX_EPOCHS = 10_000  # the study trains 10
 
 
-def int_list(text: str) -> tuple[int, ...]:
-    """argparse type: comma-separated positive integers, e.g. `1,10,100`."""
+class JobArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one `error: …` line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `message` as one line naming the flag, then exit with USAGE_EXIT."""
+        text = re.sub(r"^argument ([^:]+): ", r"\1 ", " ".join(message.split()))
+        self.exit(USAGE_EXIT, f"error: {text}; see {self.prog} --help\n")
+
+
+def _refuse(expected: str, text: str) -> NoReturn:
+    raise argparse.ArgumentTypeError(f"must be {expected}; got {text!r} instead")
+
+
+def _parse_int(text: str, low: int, high: int) -> int:
+    """`text` as an integer in [low, high], else ArgumentTypeError naming the range."""
+    expected = f"an integer from {low} to {high}"
     try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"must be comma-separated integers; got {text!r}") from exc
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"must be positive integers; got {text!r} instead")
-    return values
+        value = int(text.strip())
+    except ValueError:
+        _refuse(expected, text)
+    if not low <= value <= high:
+        _refuse(expected, text)
+    return value
+
+
+def bounded_int(low: int, high: int, name: str) -> Callable[[str], int]:
+    """argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        return _parse_int(text, low, high)
+    parse.__name__ = name
+    return parse
+
+
+positive_int = bounded_int(1, MAX_COUNT, "positive_int")
+positive_int.__doc__ = "argparse type: an integer from 1 to MAX_COUNT."
+non_negative_int = bounded_int(0, MAX_COUNT, "non_negative_int")
+non_negative_int.__doc__ = "argparse type: an integer from 0 to MAX_COUNT."
+seed_int = bounded_int(0, MAX_SEED, "seed_int")
+seed_int.__doc__ = "argparse type: a random seed, 0 to 2**32 - 1."
+worker_count = bounded_int(1, MAX_WORKERS, "worker_count")
+worker_count.__doc__ = "argparse type: LocalCluster workers or threads, 1 to MAX_WORKERS."
+
+
+def bounded_float(low: float, high: float, name: str, low_inclusive: bool = False
+                  ) -> Callable[[str], float]:
+    """argparse type: a finite number in (low, high] (or [low, high] with `low_inclusive`)."""
+    expected = f"a number {'>=' if low_inclusive else '>'} {low:g} and <= {high:g}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            _refuse(expected, text)
+        above = value >= low if low_inclusive else value > low
+        if not math.isfinite(value) or not above or value > high:
+            _refuse(expected, text)
+        return value
+    parse.__name__ = name
+    return parse
+
+
+positive_mib = bounded_float(0.0, MAX_MIB, "positive_mib")
+positive_mib.__doc__ = "argparse type: a memory target in MiB, > 0 and at most 1 TiB."
+positive_seconds = bounded_float(0.0, MAX_SECONDS, "positive_seconds")
+positive_seconds.__doc__ = "argparse type: a duration in seconds, > 0 and at most one day."
+non_negative_seconds = bounded_float(0.0, MAX_SECONDS, "non_negative_seconds", low_inclusive=True)
+non_negative_seconds.__doc__ = "argparse type: a duration in seconds, 0 to one day."
+# Digits to generate: the disk-space check, not this bound, refuses what will not fit.
+digit_count = bounded_int(1, 10**15, "digit_count")
+digit_count.__doc__ = "argparse type: a number of digits to generate, 1 to 10**15."
+epoch_count = bounded_int(1, MAX_EPOCHS, "epoch_count")
+epoch_count.__doc__ = "argparse type: training epochs, 1 to MAX_EPOCHS."
+
+
+def int_list_of(high: int, name: str) -> Callable[[str], tuple[int, ...]]:
+    """argparse type: comma-separated integers from 1 to `high`, e.g. `1,10,100`."""
+    expected = f"comma-separated integers from 1 to {high}"
+
+    def parse(text: str) -> tuple[int, ...]:
+        parts = text.split(",")
+        try:
+            values = tuple(_parse_int(part, 1, high) for part in parts)
+        except argparse.ArgumentTypeError:
+            _refuse(expected, text)
+        return values
+    parse.__name__ = name
+    return parse
+
+
+int_list = int_list_of(MAX_COUNT, "int_list")
+int_list.__doc__ = "argparse type: comma-separated positive integers, e.g. `1,10,100`."
+batch_sizes = int_list_of(MAX_BATCH_SIZE, "batch_sizes")
+batch_sizes.__doc__ = "argparse type: comma-separated batch sizes from 1 to MAX_BATCH_SIZE."
+
+
+def plain_name(text: str) -> str:
+    """argparse type: a store group name such as `test` (letters, digits, `_`, `-`)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", text):
+        _refuse("a plain group name such as 'test'", text)
+    return text
+
+
+def non_empty(text: str) -> str:
+    """argparse type: a non-empty path or URL."""
+    if not text.strip():
+        _refuse("a path or URL", text)
+    return text
+
+
+def bind_address(text: str) -> str:
+    """argparse type: `HOST:PORT` or `:PORT`, with a port from 0 (any free) to 65535."""
+    host, _, port = text.rpartition(":")
+    host_ok = bool(re.fullmatch(r"[A-Za-z0-9._-]*|\[[0-9A-Fa-f:]+\]", host))
+    if ":" not in text or not host_ok or not (port.isdigit() and int(port) <= 65535):
+        _refuse("HOST:PORT or :PORT with a port from 0 (any free) to 65535", text)
+    return text
+
+
+def path_arg(text: str) -> Path:
+    """argparse type: a non-empty local path."""
+    return Path(non_empty(text))
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The flags that choose the Dask cluster, shared by every job that runs on one."""
-    parser.add_argument("--scheduler", help="address of a running Dask scheduler, tcp:// or "
-                        "tls:// (default: start a LocalCluster sized to this machine)")
-    parser.add_argument("--connect-timeout", type=float, default=30.0,
+    parser.add_argument("--scheduler", type=non_empty, help="address of a running Dask "
+                        "scheduler, tcp:// or tls:// (default: start a LocalCluster sized to "
+                        "this machine)")
+    parser.add_argument("--connect-timeout", type=positive_seconds, default=30.0,
                         help="seconds to wait for the scheduler (default: 30)")
-    parser.add_argument("--tls-ca", help="CA certificate (PEM) for a tls:// scheduler")
-    parser.add_argument("--tls-cert", help="client certificate (PEM)")
-    parser.add_argument("--tls-key", help="client private key (PEM)")
-    parser.add_argument("--workers", type=positive_int, help="LocalCluster worker processes")
-    parser.add_argument("--threads-per-worker", type=positive_int, default=1,
+    parser.add_argument("--tls-ca", type=non_empty, help="CA certificate (PEM) for a tls:// "
+                        "scheduler")
+    parser.add_argument("--tls-cert", type=non_empty, help="client certificate (PEM)")
+    parser.add_argument("--tls-key", type=non_empty, help="client private key (PEM)")
+    parser.add_argument("--workers", type=worker_count, help="LocalCluster worker processes")
+    parser.add_argument("--threads-per-worker", type=worker_count, default=1,
                         help="LocalCluster threads per worker (default: 1)")
-    parser.add_argument("--dashboard-address", default="127.0.0.1:0",
+    parser.add_argument("--dashboard-address", type=bind_address, default="127.0.0.1:0",
                         help="LocalCluster dashboard bind address (default: 127.0.0.1, any port)")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from distributed.security import Security
 
 from mnist_dist import installed_versions
 from mnist_dist.data.store import read_split
-from mnist_dist.errors import ClusterError
+from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 
 log = logging.getLogger(__name__)
@@ -64,10 +65,15 @@ class ClusterSpec:
 
     def __post_init__(self) -> None:
         if self.n_workers is not None and self.n_workers < 1:
-            raise ValueError(f"n_workers must be >= 1; got {self.n_workers} instead")
+            raise SpecError(f"n_workers must be >= 1; got {self.n_workers} instead")
         if self.threads_per_worker < 1:
-            raise ValueError(
+            raise SpecError(
                 f"threads_per_worker must be >= 1; got {self.threads_per_worker} instead"
+            )
+        if not math.isfinite(self.connect_timeout) or self.connect_timeout <= 0:
+            raise SpecError(
+                f"connect_timeout must be a finite number of seconds > 0; "
+                f"got {self.connect_timeout} instead"
             )
 
 
@@ -76,14 +82,20 @@ def local_cluster(spec: ClusterSpec) -> LocalCluster:
     cores = cpu_count()
     n_workers = spec.n_workers or max(1, cores // spec.threads_per_worker)
     log.info("starting LocalCluster: %d workers x %d threads", n_workers, spec.threads_per_worker)
-    return LocalCluster(
-        n_workers=n_workers,
-        threads_per_worker=spec.threads_per_worker,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=spec.dashboard_address,
-        silence_logs=logging.WARNING,
-    )
+    try:
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=spec.threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=spec.dashboard_address,
+            silence_logs=logging.WARNING,
+        )
+    except (OSError, RuntimeError) as exc:  # distributed wraps start-up failures in RuntimeError
+        raise ClusterError(
+            f"cannot start a LocalCluster (dashboard {spec.dashboard_address}): "
+            f"{' '.join(str(exc).split())}"
+        ) from exc
 
 
 @contextlib.contextmanager

@@ -54,6 +54,10 @@ class ImageInputError(MnistDistError, ValueError):
     """An image file cannot be scored: unreadable, corrupt, blank, animated or too large."""
 
 
+class SpecError(MnistDistError, ValueError):
+    """A job's settings are invalid or contradict each other: the message names the setting."""
+
+
 EXIT_CODES: dict[type[MnistDistError], int] = {
     DataError: 3,
     StoreNotFoundError: 4,
@@ -65,6 +69,7 @@ EXIT_CODES: dict[type[MnistDistError], int] = {
     DiskSpaceError: 10,
     ReportError: 11,
     ImageInputError: 12,
+    SpecError: 13,
 }
 
 

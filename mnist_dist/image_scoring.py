@@ -32,7 +32,7 @@ from mnist_dist import images as imaging
 from mnist_dist.atomic import write_bytes_atomic, write_json_atomic
 from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
 from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.errors import DataError, ImageInputError
+from mnist_dist.errors import DataError, ImageInputError, SpecError
 from mnist_dist.metrics import accuracy, confusion_matrix, per_class_accuracy
 from mnist_dist.models.artifacts import ModelRef, load_predictors, read_manifest
 from mnist_dist.pipeline import DEFAULT_MODELS, ensure_models, ensure_store, prepare_out
@@ -79,13 +79,13 @@ class ImageScoreSpec:
 
     def __post_init__(self) -> None:
         if not self.images:
-            raise ValueError("images must name at least one file or folder; got none instead")
+            raise SpecError("images must name at least one file or folder; got none instead")
         if self.labels is not None and self.labels_from_names:
-            raise ValueError("labels and labels_from_names exclude each other; choose one")
+            raise SpecError("labels and labels_from_names exclude each other; choose one")
         if self.partition_files < 1:
-            raise ValueError(f"partition_files must be >= 1; got {self.partition_files} instead")
+            raise SpecError(f"partition_files must be >= 1; got {self.partition_files} instead")
         if self.sheet_limit < 0:
-            raise ValueError(f"sheet_limit must be >= 0; got {self.sheet_limit} instead")
+            raise SpecError(f"sheet_limit must be >= 0; got {self.sheet_limit} instead")
 
 
 @dataclass(frozen=True)

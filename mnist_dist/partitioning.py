@@ -36,6 +36,8 @@ from pathlib import Path
 
 import zarr
 
+from mnist_dist.errors import SpecError
+
 MIB = 1 << 20
 SCORE_BYTES_PER_ROW = 10 * 1024
 GENERATE_BYTES_PER_ROW = 2 * 1024
@@ -47,19 +49,19 @@ def partition_rows(target_mb: float, bytes_per_row: int, chunk_rows: int) -> int
     """Rows per partition: the largest multiple of `chunk_rows` within `target_mb` MiB of
     working memory at `bytes_per_row`, at least `chunk_rows`."""
     if not math.isfinite(target_mb) or target_mb <= 0:
-        raise ValueError(f"target_mb must be a positive number; got {target_mb} instead")
+        raise SpecError(f"target_mb must be a positive number; got {target_mb} instead")
     if bytes_per_row < 1:
-        raise ValueError(f"bytes_per_row must be >= 1; got {bytes_per_row} instead")
+        raise SpecError(f"bytes_per_row must be >= 1; got {bytes_per_row} instead")
     if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1; got {chunk_rows} instead")
+        raise SpecError(f"chunk_rows must be >= 1; got {chunk_rows} instead")
     fitting = int(target_mb * MIB) // bytes_per_row
     return max(1, fitting // chunk_rows) * chunk_rows
 
 
 def check_aligned(partition: int, chunk_rows: int, what: str) -> None:
-    """ValueError unless `partition` rows are a whole number of `chunk_rows` chunks."""
+    """SpecError unless `partition` rows are a whole number of `chunk_rows` chunks."""
     if partition < 1 or partition % chunk_rows:
-        raise ValueError(
+        raise SpecError(
             f"partition rows must be a positive multiple of the {chunk_rows}-row chunks of "
             f"{what}; got {partition} instead. Choose the size with `partition_rows()`"
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_dist.errors import SpecError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models.artifacts import ModelPayload, ModelRef, Predictors, load_predictors
 
@@ -22,7 +23,7 @@ def check_model_names(names: tuple[str, ...]) -> tuple[str, ...]:
     """Validate a model selection: a non-empty subset of MODEL_NAMES, in canonical order."""
     unknown = set(names) - set(MODEL_NAMES)
     if not names or unknown:
-        raise ValueError(f"models must be a non-empty subset of {MODEL_NAMES}; got {names!r}")
+        raise SpecError(f"models must be a non-empty subset of {MODEL_NAMES}; got {names!r}")
     return tuple(name for name in MODEL_NAMES if name in names)
 
 

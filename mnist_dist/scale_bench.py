@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -34,7 +35,7 @@ from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_
 from mnist_dist.data.expand import DeformParams
 from mnist_dist.data.expand_graph import ExpandSpec, directory_bytes, expand_store
 from mnist_dist.data.store import open_store
-from mnist_dist.errors import StoreExistsError
+from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.metrics import accuracy, per_class_accuracy
 from mnist_dist.models.artifacts import ModelRef, load_predictors
 from mnist_dist.partitioning import (
@@ -77,7 +78,13 @@ class ScaleSpec:
     def __post_init__(self) -> None:
         sizes = (*self.mlp_sizes, *self.knn_sizes)
         if not sizes or min(sizes) < 1:
-            raise ValueError(f"sizes must be positive integers; got {sizes} instead")
+            raise SpecError(f"sizes must be positive integers; got {sizes} instead")
+        if self.seed < 0:
+            raise SpecError(f"seed must be >= 0; got {self.seed} instead")
+        for name in ("generate_partition_mb", "score_partition_mb"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise SpecError(f"{name} must be a finite number of MiB > 0; got {value} instead")
 
     @property
     def report_path(self) -> Path:

@@ -24,7 +24,7 @@ from distributed import Client, Future, as_completed
 from zarr.codecs import ZstdCodec
 
 from mnist_dist.data.store import zarr_array
-from mnist_dist.errors import DataError, StoreExistsError
+from mnist_dist.errors import DataError, SpecError, StoreExistsError
 from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 from mnist_dist.predict import (
     MODEL_NAMES,
@@ -60,7 +60,7 @@ class ScoreJob:
 
     def __post_init__(self) -> None:
         if self.partition_rows < 1:
-            raise ValueError(f"partition_rows must be >= 1; got {self.partition_rows} instead")
+            raise SpecError(f"partition_rows must be >= 1; got {self.partition_rows} instead")
         object.__setattr__(self, "model_names", check_model_names(self.model_names))
         if not self.predictions:
             object.__setattr__(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mnist_dist.data.store import zarr_array
+from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 
 BATCH_SIZES = (1, 10, 100, 1000, 10000)
@@ -23,6 +25,21 @@ class SweepSpec:
     min_repeats: int = 1
     max_repeats: int = 50
     min_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if any(size < 1 for size in self.batch_sizes):  # () switches the sweep off
+            raise SpecError(
+                f"batch sizes must be positive integers; got {self.batch_sizes} instead"
+            )
+        if not 1 <= self.min_repeats <= self.max_repeats:
+            raise SpecError(
+                f"need 1 <= min_repeats <= max_repeats; got {self.min_repeats}, "
+                f"{self.max_repeats} instead"
+            )
+        if not math.isfinite(self.min_seconds) or self.min_seconds < 0:
+            raise SpecError(
+                f"sweep seconds must be a finite number >= 0; got {self.min_seconds} instead"
+            )
 
 
 def sample_images(store: str, split: str, n: int) -> np.ndarray:

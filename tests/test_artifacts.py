@@ -21,7 +21,7 @@ from mnist_dist.atomic import (
     write_bytes_atomic,
     write_json_atomic,
 )
-from mnist_dist.errors import ArtifactChecksumError, ModelNotFoundError
+from mnist_dist.errors import ArtifactChecksumError, ModelFormatError, ModelNotFoundError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models import artifacts
 from mnist_dist.models.artifacts import (
@@ -159,13 +159,13 @@ def test_missing_artifact(model_dir: Path, name: str) -> None:
 def test_wrong_manifest_format(model_dir: Path, text: str, found: str) -> None:
     rewrite_manifest(model_dir, text)
     expected = rf"format must be '{re.escape(MANIFEST_FORMAT)}'; got {re.escape(found)} instead"
-    with pytest.raises(ModelNotFoundError, match=expected):
+    with pytest.raises(ModelFormatError, match=expected):
         ModelRef.from_directory(model_dir)
 
 
 def test_manifest_not_json(model_dir: Path) -> None:
     rewrite_manifest(model_dir, '{"format": "mnist-dist-models/1", ')
-    with pytest.raises(ModelNotFoundError, match=r"manifest\.json: manifest is not valid JSON"):
+    with pytest.raises(ModelFormatError, match=r"manifest\.json: manifest is not valid JSON"):
         ModelRef.from_directory(model_dir)
 
 
@@ -189,7 +189,7 @@ def test_manifest_without_a_checksum(
         del manifest["artifacts"][artifacts_entry.removeprefix("no-sha:")]["sha256"]
     rewrite_manifest(model_dir, json.dumps(manifest))
     with pytest.raises(
-        ModelNotFoundError, match=rf"manifest lists no SHA-256 for {re.escape(missing)};"
+        ModelFormatError, match=rf"manifest lists no SHA-256 for {re.escape(missing)};"
     ):
         ModelRef.from_directory(model_dir)
 

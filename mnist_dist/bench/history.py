@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_dist.errors import SpecError
+
 # Key figures compared run to run: path in bench.json → True when higher is better.
 KEY_FIGURES: dict[str, bool] = {
     "figures.matmul_gflops_1thread": True,
@@ -69,7 +71,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not a JSON record ({exc})") from exc
+                raise SpecError(f"{path}:{number}: not a JSON record ({exc})") from exc
     return records
 
 

@@ -19,6 +19,7 @@ from mnist_dist.bench.baselines import (
     tensorflow_available,
 )
 from mnist_dist.bench.roofline import MATMUL_SIZE, blas_facts, knn_flops, matmul_gflops
+from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelRef, load_predictors
 from mnist_dist.throughput import sample_images
 
@@ -43,9 +44,9 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise ValueError(f"batch_sizes must be positive; got {self.batch_sizes} instead")
+            raise SpecError(f"batch_sizes must be positive; got {self.batch_sizes} instead")
         if self.min_repeats < 1 or self.max_repeats < self.min_repeats:
-            raise ValueError(
+            raise SpecError(
                 f"need 1 <= min_repeats <= max_repeats; got {self.min_repeats}, "
                 f"{self.max_repeats} instead"
             )

@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
+from mnist_dist.errors import SpecError
+
 SIDE = 28
 N_PIXELS = SIDE * SIDE
 AFFINE_DRAWS = 8
@@ -71,11 +73,11 @@ class DeformParams:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if not np.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0; got {value} instead")
+                raise SpecError(f"{name} must be a finite number >= 0; got {value} instead")
         if self.scale >= 1:
-            raise ValueError(f"scale must be < 1 (scale factor 1 ± scale); got {self.scale}")
+            raise SpecError(f"scale must be < 1 (scale factor 1 ± scale); got {self.scale}")
         if self.elastic_sigma == 0 and self.elastic_alpha != 0:
-            raise ValueError("elastic_sigma must be > 0 when elastic_alpha is not 0; got 0")
+            raise SpecError("elastic_sigma must be > 0 when elastic_alpha is not 0; got 0")
 
     def as_dict(self) -> dict[str, float]:
         """The parameters as a JSON-ready dict."""

@@ -16,6 +16,7 @@ The group is built under a temporary name and renamed into place when complete.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import shutil
@@ -43,7 +44,7 @@ from mnist_dist.data.expand import (
     generate_partition,
 )
 from mnist_dist.data.store import open_store
-from mnist_dist.errors import DataError, DiskSpaceError, StoreExistsError
+from mnist_dist.errors import DataError, DiskSpaceError, SpecError, StoreExistsError
 from mnist_dist.partitioning import (
     DEFAULT_GENERATE_PARTITION_MB,
     GENERATE_BYTES_PER_ROW,
@@ -87,13 +88,19 @@ class ExpandSpec:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise ValueError(f"n must be >= 1; got {self.n} instead")
+            raise SpecError(f"n must be >= 1; got {self.n} instead")
         if self.seed < 0:
-            raise ValueError(f"seed must be >= 0; got {self.seed} instead")
+            raise SpecError(f"seed must be >= 0; got {self.seed} instead")
+        if not math.isfinite(self.partition_mb) or self.partition_mb <= 0:
+            raise SpecError(
+                f"partition_mb must be a finite number of MiB > 0; got {self.partition_mb} instead"
+            )
+        if self.partition_rows is not None and self.partition_rows < 1:
+            raise SpecError(f"partition_rows must be >= 1; got {self.partition_rows} instead")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.group):
-            raise ValueError(f"group must be a plain name like 'expanded'; got {self.group!r}")
+            raise SpecError(f"group must be a plain name like 'expanded'; got {self.group!r}")
         if self.group in RESERVED_GROUPS:
-            raise ValueError(f"group must not be one of {RESERVED_GROUPS}; got {self.group!r}")
+            raise SpecError(f"group must not be one of {RESERVED_GROUPS}; got {self.group!r}")
 
 
 @dataclass(frozen=True)

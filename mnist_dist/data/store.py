@@ -32,7 +32,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 import mnist_dist
 from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.sources import N_PIXELS, RawMnist
-from mnist_dist.errors import StoreExistsError, StoreNotFoundError
+from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ PREPARE_HINT = "run `python -m jobs.prepare`"
 def split_spec(split: str) -> dict[str, Any]:
     """The `split` attribute recorded for split name `split` (one of `SPLITS`)."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r} instead")
+        raise SpecError(f"split must be one of {', '.join(SPLITS)}; got {split!r} instead")
     if split == "canonical":
         return {"name": "canonical"}
     return {"name": "seed", "test_size": SEED_TEST_SIZE, "random_state": SEED_RANDOM_STATE}
@@ -100,7 +100,7 @@ def build_store(
     Raises StoreExistsError when `path` holds something else, unless `force`.
     """
     if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be a positive integer; got {chunk_rows} instead")
+        raise SpecError(f"chunk_rows must be a positive integer; got {chunk_rows} instead")
     wanted = requested_provenance(raw, split, chunk_rows)
     if path.exists() and not force:
         check_reusable(path, wanted)
@@ -203,7 +203,7 @@ def zarr_array(location: str, name: str, mode: str = "r") -> zarr.Array:
     """Array `name` (e.g. "test/images") of the Zarr group at a path or URL."""
     node = zarr.open_group(location, mode=mode)[name]  # type: ignore[arg-type]
     if not isinstance(node, zarr.Array):
-        raise StoreNotFoundError(f"{location}: {name} is a group, not an array")
+        raise DataError(f"{location}: {name} is a group, not an array; expected a Zarr array")
     return node
 
 

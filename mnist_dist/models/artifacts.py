@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dist.atomic import write_json_atomic
-from mnist_dist.errors import ArtifactChecksumError, ModelNotFoundError
+from mnist_dist.errors import ArtifactChecksumError, ModelFormatError, ModelNotFoundError
 from mnist_dist.models.knn import GemmKnn, knn_from_bytes
 from mnist_dist.models.mlp import OnnxMlp, OrtSettings
 
@@ -47,22 +47,23 @@ def write_manifest(directory: Path, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest of a model directory; ModelNotFoundError when absent or not ours."""
+    """The manifest of a model directory; ModelNotFoundError when absent, ModelFormatError when
+    it is not a valid manifest of ours."""
     path = directory / MANIFEST
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: model manifest not found; run `python -m jobs.train`")
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ModelNotFoundError(f"{path}: manifest is not valid JSON ({exc})") from exc
+        raise ModelFormatError(f"{path}: manifest is not valid JSON ({exc})") from exc
     return check_manifest(manifest, str(path))
 
 
 def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
-    """`manifest` if it has our format and a SHA-256 for every artifact; else ModelNotFoundError."""
+    """`manifest` if it has our format and a SHA-256 for every artifact; else ModelFormatError."""
     found = manifest.get("format") if isinstance(manifest, dict) else None
     if found != MANIFEST_FORMAT:
-        raise ModelNotFoundError(
+        raise ModelFormatError(
             f"{where}: format must be {MANIFEST_FORMAT!r}; got {found!r} instead"
         )
     # A truncated or hand-edited manifest must fail here, not as a KeyError in ModelRef.
@@ -73,7 +74,7 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         or not isinstance(listed[name].get("sha256"), str)
     ]
     if missing:
-        raise ModelNotFoundError(
+        raise ModelFormatError(
             f"{where}: manifest lists no SHA-256 for {', '.join(missing)}; "
             "run `python -m jobs.train`"
         )
@@ -140,7 +141,11 @@ def read_manifest_at(location: str) -> dict[str, Any]:
         text = read_location(f"{location}/{MANIFEST}").decode()
     except (OSError, ValueError) as exc:
         raise ModelNotFoundError(f"{location}/{MANIFEST}: cannot read model manifest ({exc})") from exc
-    return check_manifest(json.loads(text), f"{location}/{MANIFEST}")
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{location}/{MANIFEST}: manifest is not valid JSON ({exc})") from exc
+    return check_manifest(manifest, f"{location}/{MANIFEST}")
 
 
 def verified(ref: ModelRef, name: str, data: bytes) -> bytes:
