@@ -58,6 +58,10 @@ class SpecError(MnistDistError, ValueError):
     """A job's settings are invalid or contradict each other: the message names the setting."""
 
 
+class ModelFormatError(MnistDistError, ValueError):
+    """A model manifest or artifact exists but is malformed (bad JSON, wrong fields or shapes)."""
+
+
 EXIT_CODES: dict[type[MnistDistError], int] = {
     DataError: 3,
     StoreNotFoundError: 4,
@@ -70,12 +74,16 @@ EXIT_CODES: dict[type[MnistDistError], int] = {
     ReportError: 11,
     ImageInputError: 12,
     SpecError: 13,
+    ModelFormatError: 14,
 }
 
 
 def exit_code_for(error: MnistDistError) -> int:
-    """Exit code for an mnist-dist error: the most specific match, else 2."""
+    """Exit code for an mnist-dist error: the most specific match, else 1.
+
+    2 is argparse's (and `cli.USAGE_EXIT`'s): a flag value refused before any work started.
+    """
     for cls in type(error).__mro__:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
-    return 2
+    return 1

@@ -39,11 +39,16 @@ from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import REPORT_NAME, render_report
 from mnist_dist.scoring import ScoreJob, ScoreResult, score
 from mnist_dist.throughput import SweepSpec, batch_sweep
-from mnist_dist.training import TrainSpec, models_exist, train_models
+from mnist_dist.training import (
+    DEFAULT_MODELS,
+    TrainSpec,
+    check_model_folder,
+    models_exist,
+    train_models,
+)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = Path("models")
 DEFAULT_PARTITION_ROWS = 2000
 
 
@@ -91,7 +96,7 @@ def ensure_store(store: Path) -> None:
         build_store(load_vendored(), store)
 
 
-def ensure_models(models: Path, store: Path, epochs: int) -> None:
+def ensure_models(models: Path, store: Path, epochs: int = TrainSpec.epochs) -> None:
     """Train both models when `models` holds no complete, verified model set."""
     if models_exist(models):
         return
@@ -110,6 +115,10 @@ def ensure_models(models: Path, store: Path, epochs: int) -> None:
 def ensure_inputs(spec: ScoreRunSpec) -> tuple[str, ModelRef]:
     """Absolute store location and a verified model reference; local ones are built if missing."""
     store, models = absolute(spec.store), absolute(spec.models)
+    if not is_url(store) and not is_url(models) and not models_exist(Path(models)):
+        # Refuse before building anything: the trained models would land in the wrong place.
+        check_model_folder(TrainSpec(store=Path(store), models=Path(models),
+                                     epochs=spec.train_epochs))
     if not is_url(store):
         ensure_store(Path(store))
         if not is_url(models):

@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +21,16 @@ import numpy as np
 import mnist_dist
 from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.store import open_store, read_split, store_info, store_provenance
-from mnist_dist.errors import StoreExistsError
+from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.models.artifacts import ModelRef, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
 
 log = logging.getLogger(__name__)
+
+# Where jobs.score looks for models: only the study's settings may be trained into it.
+DEFAULT_MODELS = Path("models")
 
 VERSIONED_PACKAGES = (
     "numpy", "scikit-learn", "dask", "distributed", "dask-ml", "zarr", "onnxruntime",
@@ -48,6 +51,26 @@ class TrainSpec:
     seed: int = 42
     train_limit: int | None = None
     force: bool = False
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that change the trained models (not where they are read or written)."""
+        return {"epochs": self.epochs, "seed": self.seed, "train_limit": self.train_limit}
+
+
+def check_model_folder(spec: TrainSpec) -> None:
+    """Raise SpecError when models trained with other than the study's settings would go into
+    the default model folder, where a later `jobs.score` would silently score them."""
+    study = TrainSpec(store=spec.store, models=spec.models).settings()
+    if spec.settings() == study or spec.models.resolve() != DEFAULT_MODELS.resolve():
+        return
+    differing = ", ".join(f"{key}={value}" for key, value in spec.settings().items()
+                          if study[key] != value)
+    raise SpecError(
+        f"models trained with {differing} must not go into the default model folder "
+        f"{DEFAULT_MODELS}/ (jobs.score scores what is there; the study's settings are "
+        f"epochs={study['epochs']}, seed={study['seed']}, all training rows); "
+        "pass --models DIR for them"
+    )
 
 
 def fit_scaler(store: Path, rows: int | None = None) -> Scaler:
@@ -78,6 +101,7 @@ def models_exist(directory: Path) -> bool:
 
 def train_models(spec: TrainSpec) -> dict[str, Any]:
     """Train, export, verify and checksum both models; returns the manifest."""
+    check_model_folder(spec)
     if spec.models.exists() and not spec.force:
         raise StoreExistsError(f"{spec.models} already exists; pass --force to retrain")
     open_store(spec.store)
@@ -91,7 +115,7 @@ def train_models(spec: TrainSpec) -> dict[str, Any]:
         knn = train_knn(x_train, y_train, scaler, x_test, y_test, tmp)
         mlp = train_and_export_mlp(x_train, y_train, scaler, x_test, y_test, tmp, spec)
         manifest = write_manifest(tmp, {
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "code_version": mnist_dist.__version__,
             "store": {"path": str(spec.store), **store_provenance(store_info(spec.store))},
             "n_train": len(x_train),

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -143,6 +144,30 @@ def test_remote_cluster_gives_the_same_report_as_a_local_run(
         np.testing.assert_array_equal(predictions_of(tmp_path / "remote")[name], values)
 
 
+# Stimuli of the scheduler's worker removal: the nanny reporting its dead worker, or the
+# worker's closed stream, whichever comes first.
+WORKER_LOSS = ("nanny-close-", "handle-worker-cleanup-")
+
+
+def scheduler_transitions(dask_scheduler: Any) -> list[tuple[str, str, str, str]]:
+    """The scheduler's transition log as (key, start, finish, stimulus) tuples."""
+    return [(str(t.key), t.start, t.finish, t.stimulus_id) for t in dask_scheduler.transition_log]
+
+
+def tasks_lost_with_a_worker_and_recomputed(transitions: list[tuple[str, str, str, str]]
+                                            ) -> set[str]:
+    """Keys taken from a departed worker (processing or in memory there) that were later
+    computed to memory again, i.e. on another worker."""
+    lost_at: dict[str, int] = {}
+    recomputed = set()
+    for index, (key, start, finish, stimulus) in enumerate(transitions):
+        if stimulus.startswith(WORKER_LOSS) and start in ("processing", "memory"):
+            lost_at.setdefault(key, index)
+        elif key in lost_at and (start, finish) == ("processing", "memory"):
+            recomputed.add(key)
+    return recomputed
+
+
 def test_a_worker_killed_mid_run_changes_nothing(
     medium: tuple[Path, Path], medium_reference: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
@@ -156,8 +181,11 @@ def test_a_worker_killed_mid_run_changes_nothing(
             victim_address, victim_pid = min(client.run(os.getpid).items())
         os.kill(victim_pid, signal.SIGKILL)
         _, stderr = job.communicate(timeout=300)
+        with Client(address, timeout=30) as client:
+            transitions = client.run_on_scheduler(scheduler_transitions)
     assert job.returncode == 0, stderr[-3000:]
     assert len(done_before) < 50, "the run finished before the worker was killed"
+    assert tasks_lost_with_a_worker_and_recomputed(transitions), "no task was lost and rerun"
     labels = zarr.open_group(str(store), mode="r")["test/labels"][:]
     assert_same_scores(run, medium_reference, labels)
     assert report_of(run)["dataset"]["partitions"] == 50
@@ -197,7 +225,7 @@ def write_tls_files(folder: Path, name: str) -> tuple[str, str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     valid = (now - datetime.timedelta(days=1), now + datetime.timedelta(days=7))
 
     def build(subject: str, issuer: x509.Name | None, signer: ec.EllipticCurvePrivateKey | None):
@@ -245,11 +273,11 @@ def test_tls_cluster_serves_clients_with_certificates_and_refuses_others(
         elapsed = time.monotonic() - started
     assert served.returncode == 0, served.stderr[-3000:]
     assert report_of(tmp_path / "ok")["cluster"]["scheduler"] == address
-    for refused in (plain, stranger):
+    for name, refused in (("plain", plain), ("stranger", stranger)):
         assert refused.returncode == 9, refused.stderr[-3000:]
         errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "cannot reach Dask scheduler" in errors[0]
-        assert not (tmp_path / "plain" / "report.json").exists()
+        assert not (tmp_path / name / "report.json").exists()
     assert elapsed < 100
 
 

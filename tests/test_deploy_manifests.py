@@ -13,6 +13,7 @@ import io
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,6 @@ def test_dockerfile_installs_base_dependencies_only() -> None:
 
 def test_base_dependencies_exclude_training() -> None:
     # The image installs `.`: TensorFlow must stay in the `train` extra, out of the base deps.
-    tomllib = pytest.importorskip("tomllib")
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     base = " ".join(project["dependencies"]).lower()
     assert "tensorflow" not in base and "tf2onnx" not in base

@@ -1,40 +1,83 @@
-"""The study's figures from full-size training on the default `seed` split (slow: ~2 minutes)."""
+"""The study's figures from full-size training on the default `seed` split (slow: ~3 minutes)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store, open_store
 from mnist_dist.models.knn import GemmKnn, load_knn, predict_sklearn
-from mnist_dist.models.mlp import OnnxMlp
-from mnist_dist.training import TrainSpec, train_models
+from mnist_dist.training import TrainSpec, fit_scaler, train_models
 
 pytestmark = pytest.mark.slow
 
 STUDY_KNN_PER_DIGIT = [98.1, 99.2, 94.1, 95.0, 93.6, 94.1, 97.2, 92.7, 89.9, 92.0]
+# MLP accuracy depends on the float rounding of training, which differs between machines of
+# one kind: it is tested over seeds, not one run. The study's seed plus the first two others.
+EXTRA_SEEDS = (0, 1)
+STUDY_MLP_MEAN, STUDY_MLP_EACH = 0.970, 0.967
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) -> tuple[Path, dict]:
-    """Seed-split store and models trained with the study's settings (10 epochs)."""
+    """Seed-split store and models trained with the study's settings (10 epochs, seed 42)."""
     root = tmp_path_factory.mktemp("full")
     store = build_store(vendored, root / "mnist.zarr")
     manifest = train_models(TrainSpec(store=store, models=root / "models"))
     return root, manifest
 
 
+@pytest.fixture(scope="module")
+def test_split(full: tuple[Path, dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The 14,000 test images uint8 (n, 784) and labels (n,)."""
+    group = open_store(full[0] / "mnist.zarr")
+    return group["test/images"][:], group["test/labels"][:]
+
+
+@pytest.fixture(scope="module")
+def other_seeds(full: tuple[Path, dict], test_split: tuple[np.ndarray, np.ndarray]
+                ) -> dict[int, dict[str, Any]]:
+    """The study's MLP trained with each of EXTRA_SEEDS and exported: per seed the ONNX path and
+    Keras' own probabilities float32 (n, 10) on the test split."""
+    from mnist_dist.models.mlp_train import MlpSettings, export_onnx, train_mlp
+
+    root, _ = full
+    group = open_store(root / "mnist.zarr")
+    x_train, y_train = group["train/images"][:], group["train/labels"][:]
+    scaler = fit_scaler(root / "mnist.zarr")
+    trained = {}
+    for seed in EXTRA_SEEDS:
+        model = train_mlp(x_train, y_train, scaler, MlpSettings(seed=seed))
+        path = root / f"mlp-seed{seed}.onnx"
+        export_onnx(model, scaler, path)
+        keras_proba = model.predict(scaler.transform(test_split[0], np.float32),
+                                    batch_size=1000, verbose=0)
+        trained[seed] = {"onnx": path, "keras_proba": keras_proba}
+    return trained
+
+
+def onnx_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
+    """A plain onnxruntime session's output for uint8 images: independent of `OnnxMlp`."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (name,) = [node.name for node in session.get_inputs()]
+    return session.run(None, {name: images})[0]
+
+
 def per_digit_percent(predictions: np.ndarray, labels: np.ndarray) -> list[float]:
     return [round(100 * float((predictions[labels == d] == d).mean()), 1) for d in range(10)]
 
 
-def test_knn_reproduces_the_study_exactly(full: tuple[Path, dict]) -> None:
+def test_knn_reproduces_the_study_exactly(
+    full: tuple[Path, dict], test_split: tuple[np.ndarray, np.ndarray]
+) -> None:
     root, manifest = full
-    group = open_store(root / "mnist.zarr")
-    x_test, y_test = group["test/images"][:], group["test/labels"][:]
+    x_test, y_test = test_split
     assert len(x_test) == 14_000
     predictions = GemmKnn(load_knn(root / "models")).predict(x_test)
     assert float((predictions == y_test).mean()) == pytest.approx(0.9465, abs=5e-6)
@@ -42,21 +85,46 @@ def test_knn_reproduces_the_study_exactly(full: tuple[Path, dict]) -> None:
     assert manifest["models"]["knn"]["test_accuracy"] == pytest.approx(0.9465, abs=5e-6)
 
 
-def test_fast_knn_equals_scikit_learn_on_the_whole_test_split(full: tuple[Path, dict]) -> None:
-    root, _ = full
-    group = open_store(root / "mnist.zarr")
-    x_test = group["test/images"][:]
-    model = load_knn(root / "models")
-    np.testing.assert_array_equal(GemmKnn(model).predict(x_test), predict_sklearn(model, x_test))
+def test_fast_knn_equals_scikit_learn_on_the_whole_test_split(
+    full: tuple[Path, dict], test_split: tuple[np.ndarray, np.ndarray]
+) -> None:
+    model = load_knn(full[0] / "models")
+    np.testing.assert_array_equal(GemmKnn(model).predict(test_split[0]),
+                                  predict_sklearn(model, test_split[0]))
 
 
-def test_mlp_meets_the_study_accuracy_and_onnx_matches_keras(full: tuple[Path, dict]) -> None:
+def test_manifest_records_the_exported_mlps_accuracy(
+    full: tuple[Path, dict], test_split: tuple[np.ndarray, np.ndarray]
+) -> None:
     root, manifest = full
-    mlp = manifest["models"]["mlp"]
-    # train_models verified ONNX against Keras on every test image (argmax and |dp| <= 1e-4).
-    assert mlp["onnx_max_abs_diff"] <= 1e-4
-    assert mlp["test_accuracy"] >= 0.970
-    group = open_store(root / "mnist.zarr")
-    onnx = OnnxMlp.load(root / "models" / "mlp.onnx")
-    accuracy = float((onnx.predict(group["test/images"][:]) == group["test/labels"][:]).mean())
-    assert accuracy == pytest.approx(mlp["test_accuracy"])
+    x_test, y_test = test_split
+    correct = int((onnx_probabilities(root / "models" / "mlp.onnx", x_test).argmax(axis=1)
+                   == y_test).sum())
+    # Session options may differ from the scoring ones: allow one near-tie to flip.
+    assert abs(manifest["models"]["mlp"]["test_accuracy"] * len(y_test) - correct) <= 1
+
+
+def test_onnx_export_equals_keras_on_the_whole_test_split(
+    other_seeds: dict[int, dict[str, Any]], test_split: tuple[np.ndarray, np.ndarray]
+) -> None:
+    for seed, trained in other_seeds.items():
+        onnx_proba = onnx_probabilities(trained["onnx"], test_split[0])
+        keras_proba = trained["keras_proba"]
+        assert float(np.abs(onnx_proba - keras_proba).max()) <= 1e-4, seed
+        np.testing.assert_array_equal(onnx_proba.argmax(axis=1), keras_proba.argmax(axis=1))
+
+
+def test_mlp_accuracy_over_three_seeds_meets_the_study(
+    full: tuple[Path, dict], other_seeds: dict[int, dict[str, Any]],
+    test_split: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """The study's three runs: 97.41, 97.20, 97.1 %. Ours: seed 42 (the manifest) and two more."""
+    root, _ = full
+    x_test, y_test = test_split
+    paths = {42: root / "models" / "mlp.onnx",
+             **{seed: trained["onnx"] for seed, trained in other_seeds.items()}}
+    accuracies = {seed: float((onnx_probabilities(path, x_test).argmax(axis=1) == y_test).mean())
+                  for seed, path in paths.items()}
+    print(f"MLP test accuracy by seed: {accuracies}")
+    assert statistics.mean(accuracies.values()) >= STUDY_MLP_MEAN, accuracies
+    assert min(accuracies.values()) >= STUDY_MLP_EACH, accuracies

@@ -282,11 +282,31 @@ def test_cli_as_subprocess(rendered: dict[str, str], tmp_path: Path) -> None:
     assert (tmp_path / "report.md").read_text() == rendered[".md"]
 
 
-def test_renderer_constants_match_the_document_builder() -> None:
+def test_the_renderer_reads_what_the_document_builder_writes(sample: dict, tmp_path: Path) -> None:
+    """A document built from a scoring result, written where a run writes it, renders as is."""
     from mnist_dist.predict import MODEL_NAMES
     from mnist_dist.report import document
+    from mnist_dist.scoring import ScoreResult
 
-    assert (render.SCHEMA, render.REPORT_NAME) == (document.SCHEMA, document.REPORT_NAME)
+    confusion = np.diag(np.full(10, 10)).astype(np.int64)
+    confusion[4, 9] = 1
+    result = ScoreResult(
+        n_images=101, partitions=2, partitions_computed=2,
+        confusion={name: confusion for name in MODEL_NAMES}, wall_seconds=1.5,
+        task_seconds={name: 0.5 for name in MODEL_NAMES},
+        misclassified={name: np.array([[7, 4, 9]]) for name in MODEL_NAMES},
+    )
+    manifest = {
+        "artifacts": {"model.bin": {"sha256": "0" * 64, "bytes": 1000}},
+        "models": {name: {"train_seconds": 1.0, "test_accuracy": 0.9, "artifacts": ["model.bin"]}
+                   for name in MODEL_NAMES},
+    }
+    gallery = {name: np.arange(784, dtype=np.uint8)[None] for name in MODEL_NAMES}
+    built = document.build_report(result, sample["dataset"], sample["cluster"], manifest,
+                                  sample["throughput"], sample["outputs"], gallery)
+    written = document.write_report(built, tmp_path)
+    assert report_job.main([str(written.parent)]) == 0
+    assert "99.01%" in (tmp_path / "report.md").read_text()  # 100 of 101 right
     assert analysis.MODELS == MODEL_NAMES
 
 

@@ -8,7 +8,7 @@ import os
 import statistics
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,6 @@ class BenchSpec:
     batch_sizes: tuple[int, ...] | None = None
     partition_sizes: tuple[int, ...] | None = None
     default_partition_rows: int = DEFAULT_PARTITION_ROWS
-    train_epochs: int = 3
 
     def sweep(self) -> SweepSpec:
         """Timing settings: full, or a quick smoke test."""
@@ -129,11 +128,17 @@ def commit_of(root: Path) -> str | None:
     return None
 
 
+def ensure_inputs(spec: BenchSpec) -> ModelRef:
+    """The store and models the bench measures, built when missing: models with the study's
+    settings, since they may land in the folder that `jobs.score` reads."""
+    ensure_store(spec.store)
+    ensure_models(spec.models, spec.store)
+    return ModelRef.from_directory(spec.models)
+
+
 def run_bench(spec: BenchSpec) -> dict[str, Any]:
     """Run every measurement; returns the bench document (also written under `spec.out`)."""
-    ensure_store(spec.store)
-    ensure_models(spec.models, spec.store, spec.train_epochs)
-    ref = ModelRef.from_directory(spec.models)
+    ref = ensure_inputs(spec)
     store = str(spec.store.resolve())
     spec.out.mkdir(parents=True, exist_ok=True)
     sweep_spec = spec.sweep()
@@ -183,7 +188,7 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
     cluster_rate = sum(statistics.median(samples) for samples in cluster_rates.values())
     document: dict[str, Any] = {
         "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "commit": commit_of(Path(mnist_dist.__file__).resolve().parents[1]),
         "code_version": mnist_dist.__version__,
         "quick": spec.quick,
