@@ -15,7 +15,7 @@ from mnist_dist.cli import (
 )
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.pipeline import DEFAULT_MODELS, ensure_store
-from mnist_dist.training import TrainSpec, train_models
+from mnist_dist.training import TrainSpec, check_model_folder, train_models
 
 
 def build_parser() -> JobArgumentParser:
@@ -46,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(args: argparse.Namespace) -> int:
     """Train, export, verify and checksum both models."""
-    ensure_store(args.store)
-    manifest = train_models(TrainSpec(
+    spec = TrainSpec(
         store=args.store, models=args.models, epochs=args.epochs, seed=args.seed,
         train_limit=args.train_limit, force=args.force,
-    ))
+    )
+    check_model_folder(spec)
+    ensure_store(args.store)
+    manifest = train_models(spec)
     for name, facts in manifest["models"].items():
         print(f"{name}: test accuracy {facts['test_accuracy']:.4f}, "
               f"trained in {facts['train_seconds']:.1f} s")
