@@ -29,6 +29,25 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def write_bytes_new(path: Path, data: bytes) -> None:
+    """Write `data` to a new file `path` atomically; FileExistsError when `path` exists and
+    holds other bytes (identical bytes are a retried task's own output and are kept)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)  # unlike os.replace, never replaces an existing file
+        except FileExistsError:
+            if not path.is_file() or path.read_bytes() != data:
+                raise
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     """Write `document` as indented JSON to `path` atomically."""
     write_bytes_atomic(path, (json.dumps(document, indent=2) + "\n").encode())

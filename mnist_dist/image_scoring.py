@@ -29,10 +29,10 @@ from distributed import Client
 
 import mnist_dist
 from mnist_dist import images as imaging
-from mnist_dist.atomic import write_bytes_atomic, write_json_atomic
+from mnist_dist.atomic import write_bytes_new, write_json_atomic
 from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
 from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.errors import DataError, ImageInputError, SpecError
+from mnist_dist.errors import DataError, ImageInputError, SpecError, StoreExistsError
 from mnist_dist.metrics import accuracy, confusion_matrix, per_class_accuracy
 from mnist_dist.models.artifacts import ModelRef, load_predictors, read_manifest
 from mnist_dist.pipeline import DEFAULT_MODELS, ensure_models, ensure_store, prepare_out
@@ -230,7 +230,13 @@ def score_files(
             rows[task.index] = ImageRow(task.index, task.path, task.label, error=message)
             continue
         if save_dir is not None and task.save_as is not None:
-            write_bytes_atomic(Path(save_dir) / task.save_as, imaging.to_png(digit))
+            target = Path(save_dir) / task.save_as
+            try:
+                write_bytes_new(target, imaging.to_png(digit))
+            except OSError as exc:  # includes an existing file this run did not write
+                rows[task.index] = ImageRow(task.index, task.path, task.label,
+                                            error=f"cannot save preprocessed {target} ({exc})")
+                continue
         digits.append(digit.reshape(imaging.SIDE * imaging.SIDE))
         scored.append(task)
     if scored:
@@ -415,11 +421,27 @@ def build_images_report(
     }
 
 
+def check_save_folder(folder: Path, tasks: Sequence[ImageTask]) -> None:
+    """StoreExistsError unless `folder` is a folder (or absent) holding none of the PNG names
+    the run will write: --save-preprocessed never replaces a file the run did not create."""
+    if folder.exists() and not folder.is_dir():
+        raise StoreExistsError(f"--save-preprocessed {folder} is a file; expected a folder")
+    taken = sorted(t.save_as for t in tasks if t.save_as and (folder / t.save_as).exists())
+    if taken:
+        shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
+        raise StoreExistsError(
+            f"--save-preprocessed {folder} already holds {shown}; expected a new or empty "
+            "folder (the run never overwrites files it did not create)"
+        )
+
+
 def run_image_scoring(spec: ImageScoreSpec) -> dict[str, Any]:
     """Score the image files of `spec`; returns the report (also written as report.json,
     report.md and report.html in `spec.out`). Per-file failures are rows, not exceptions."""
     files = list_image_files(spec.images)
     tasks = build_tasks(files, spec)
+    if spec.save_preprocessed is not None:  # before anything is built, trained or written
+        check_save_folder(spec.save_preprocessed, tasks)
     if not models_exist(spec.models):
         ensure_store(spec.store)
         ensure_models(spec.models, spec.store, spec.train_epochs)
