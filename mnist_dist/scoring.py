@@ -23,7 +23,7 @@ import zarr
 from distributed import Client, Future, as_completed
 from zarr.codecs import ZstdCodec
 
-from mnist_dist.data.store import zarr_array
+from mnist_dist.data.store import check_complete, zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError
 from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
 from mnist_dist.predict import (
@@ -156,6 +156,7 @@ def score(
 ) -> ScoreResult:
     """Run the graph on `client`, recording each finished partition under `job.run_dir`."""
     images, labels = open_split(job)
+    check_complete(job.store, job.split)  # before any task: a missing chunk reads as zeros
     n_images = int(images.shape[0])
     if not job.resume and not run_started(job.run_dir) and zarr_exists(job.predictions):
         raise StoreExistsError(f"{job.predictions}: predictions already exist; choose another --out")

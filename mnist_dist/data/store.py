@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.array import _shards_initialized
+from zarr.core.sync import sync
 from sklearn.model_selection import train_test_split
 from zarr.codecs import BloscCodec, BloscShuffle
 
@@ -205,6 +207,29 @@ def zarr_array(location: str, name: str, mode: str = "r") -> zarr.Array:
     if not isinstance(node, zarr.Array):
         raise DataError(f"{location}: {name} is a group, not an array; expected a Zarr array")
     return node
+
+
+def missing_chunks(array: zarr.Array) -> list[str]:
+    """Keys (e.g. `c/3/0`) of the chunks of `array` absent from its store: Zarr would read them
+    as the fill value, so a split with any missing would be scored as blank digits."""
+    if array.nchunks_initialized == array.nchunks:
+        return []
+    aa = array._async_array  # zarr names chunks only through its private helpers
+    present = set(sync(_shards_initialized(aa)))
+    return [key for key in aa._iter_shard_keys() if key not in present]
+
+
+def check_complete(location: str, split: str) -> None:
+    """DataError naming the missing chunks unless every chunk of the split's arrays exists."""
+    for name in ("images", "labels"):
+        missing = missing_chunks(zarr_array(location, f"{split}/{name}"))
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
+                                               if len(missing) > 5 else "")
+            raise DataError(
+                f"{location}/{split}/{name} is missing {len(missing)} chunk(s): {shown}; "
+                f"expected every chunk (rebuild the store: {PREPARE_HINT} --force)"
+            )
 
 
 def read_split(location: str, split: str, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
