@@ -207,7 +207,7 @@ def section(anchor: str, title: str, body: str) -> str:
 
 def model_tag(name: str) -> str:
     """The model's label, coloured like its charts."""
-    return f'<span class="tag {name}">{an.LABELS.get(name, name)}</span>'
+    return f'<span class="tag {esc(name)}">{esc(an.LABELS.get(name, name))}</span>'
 
 
 def facts(rows: list[tuple[str, str]]) -> str:
@@ -368,7 +368,7 @@ def gallery(report: dict[str, Any], name: str) -> str:
         return '<p class="note">No misclassified digits were sampled.</p>'
     figures = "".join(
         f'<figure class="digit">{image(plots.digit_png(decode_pixels(item)), alt(item), "px")}'
-        f'<figcaption><b>{item["true"]} → {item["predicted"]}</b>'
+        f'<figcaption><b>{esc(item["true"])} → {esc(item["predicted"])}</b>'
         f'<br>#{item["index"]:,}</figcaption></figure>'
         for item in items
     )
