@@ -52,6 +52,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / MANIFEST
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: model manifest not found; run `python -m jobs.train`")
+    check_inside_folder(str(directory), MANIFEST)
     try:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -158,8 +159,23 @@ def verified(ref: ModelRef, name: str, data: bytes) -> bytes:
     return data
 
 
+def check_inside_folder(directory: str, name: str) -> None:
+    """ModelFormatError when the local file `directory/name` is a link leading out of the folder."""
+    if is_url(directory):
+        return
+    folder = Path(directory).resolve()
+    target = (folder / name).resolve()
+    if target != folder and folder not in target.parents:
+        raise ModelFormatError(
+            f"{folder / name}: links to {target}, outside the model folder; "
+            "model files must lie inside it"
+        )
+
+
 def read_artifact(ref: ModelRef, name: str) -> bytes:
-    """Bytes of one artifact, refused unless they match the manifest's SHA-256."""
+    """Bytes of one artifact, refused unless it lies inside the model folder and matches the
+    manifest's SHA-256."""
+    check_inside_folder(ref.directory, name)
     try:
         data = read_location(ref.location(name))
     except FileNotFoundError as exc:
