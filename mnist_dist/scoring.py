@@ -158,8 +158,12 @@ def score(
     images, labels = open_split(job)
     check_complete(job.store, job.split)  # before any task: a missing chunk reads as zeros
     n_images = int(images.shape[0])
-    if not job.resume and not run_started(job.run_dir) and zarr_exists(job.predictions):
-        raise StoreExistsError(f"{job.predictions}: predictions already exist; choose another --out")
+    # Predictions are only ever resumed by the run that created them (its run.json names them).
+    if not run_started(job.run_dir) and zarr_exists(job.predictions):
+        raise StoreExistsError(
+            f"{job.predictions}: predictions already exist and belong to no run in "
+            f"{job.run_dir}; choose another --out or --predictions"
+        )
     done = start_run(job.run_dir, job_identity(job, n_images), job.resume)
     if not zarr_exists(job.predictions):
         create_prediction_store(job, n_images)
