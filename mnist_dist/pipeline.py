@@ -115,8 +115,9 @@ def ensure_models(models: Path, store: Path, epochs: int = TrainSpec.epochs) -> 
 def ensure_inputs(spec: ScoreRunSpec) -> tuple[str, ModelRef]:
     """Absolute store location and a verified model reference; local ones are built if missing."""
     store, models = absolute(spec.store), absolute(spec.models)
-    if not is_url(store) and not is_url(models) and not models_exist(Path(models)):
-        # Refuse before building anything: the trained models would land in the wrong place.
+    if not is_url(store) and not is_url(models) and not Path(models).exists():
+        # ensure_models trains only into a missing folder: refuse before building anything
+        # when its models would land in the wrong place.
         check_model_folder(TrainSpec(store=Path(store), models=Path(models),
                                      epochs=spec.train_epochs))
     if not is_url(store):
