@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
@@ -60,25 +60,32 @@ def _parse_int(text: str, low: int, high: int) -> int:
     return value
 
 
-def bounded_int(low: int, high: int, name: str) -> Callable[[str], int]:
-    """argparse type: an integer in [low, high]."""
-    def parse(text: str) -> int:
-        return _parse_int(text, low, high)
+T = TypeVar("T")
+
+
+def _named(parse: Callable[[str], T], name: str, doc: str) -> Callable[[str], T]:
+    """`parse` under the name argparse shows in its messages, with its docstring."""
     parse.__name__ = name
+    parse.__doc__ = f"argparse type: {doc}"
     return parse
 
 
-positive_int = bounded_int(1, MAX_COUNT, "positive_int")
-positive_int.__doc__ = "argparse type: an integer from 1 to MAX_COUNT."
-non_negative_int = bounded_int(0, MAX_COUNT, "non_negative_int")
-non_negative_int.__doc__ = "argparse type: an integer from 0 to MAX_COUNT."
-seed_int = bounded_int(0, MAX_SEED, "seed_int")
-seed_int.__doc__ = "argparse type: a random seed, 0 to 2**32 - 1."
-worker_count = bounded_int(1, MAX_WORKERS, "worker_count")
-worker_count.__doc__ = "argparse type: LocalCluster workers or threads, 1 to MAX_WORKERS."
+def bounded_int(low: int, high: int, name: str, doc: str) -> Callable[[str], int]:
+    """argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        return _parse_int(text, low, high)
+    return _named(parse, name, doc)
 
 
-def bounded_float(low: float, high: float, name: str, low_inclusive: bool = False
+positive_int = bounded_int(1, MAX_COUNT, "positive_int", "an integer from 1 to MAX_COUNT.")
+non_negative_int = bounded_int(0, MAX_COUNT, "non_negative_int", "an integer from 0 to MAX_COUNT.")
+seed_int = bounded_int(0, MAX_SEED, "seed_int", "a random seed, 0 to 2**32 - 1.")
+worker_count = bounded_int(
+    1, MAX_WORKERS, "worker_count", "LocalCluster workers or threads, 1 to MAX_WORKERS.",
+)
+
+
+def bounded_float(low: float, high: float, name: str, doc: str, low_inclusive: bool = False
                   ) -> Callable[[str], float]:
     """argparse type: a finite number in (low, high] (or [low, high] with `low_inclusive`)."""
     expected = f"a number {'>=' if low_inclusive else '>'} {low:g} and <= {high:g}"
@@ -92,24 +99,24 @@ def bounded_float(low: float, high: float, name: str, low_inclusive: bool = Fals
         if not math.isfinite(value) or not above or value > high:
             _refuse(expected, text)
         return value
-    parse.__name__ = name
-    return parse
+    return _named(parse, name, doc)
 
 
-positive_mib = bounded_float(0.0, MAX_MIB, "positive_mib")
-positive_mib.__doc__ = "argparse type: a memory target in MiB, > 0 and at most 1 TiB."
-positive_seconds = bounded_float(0.0, MAX_SECONDS, "positive_seconds")
-positive_seconds.__doc__ = "argparse type: a duration in seconds, > 0 and at most one day."
-non_negative_seconds = bounded_float(0.0, MAX_SECONDS, "non_negative_seconds", low_inclusive=True)
-non_negative_seconds.__doc__ = "argparse type: a duration in seconds, 0 to one day."
+positive_mib = bounded_float(
+    0.0, MAX_MIB, "positive_mib", "a memory target in MiB, > 0 and at most 1 TiB.",
+)
+positive_seconds = bounded_float(
+    0.0, MAX_SECONDS, "positive_seconds", "a duration in seconds, > 0 and at most one day.",
+)
+non_negative_seconds = bounded_float(
+    0.0, MAX_SECONDS, "non_negative_seconds", "a duration in seconds, 0 to one day.", low_inclusive=True,
+)
 # Digits to generate: the disk-space check, not this bound, refuses what will not fit.
-digit_count = bounded_int(1, 10**15, "digit_count")
-digit_count.__doc__ = "argparse type: a number of digits to generate, 1 to 10**15."
-epoch_count = bounded_int(1, MAX_EPOCHS, "epoch_count")
-epoch_count.__doc__ = "argparse type: training epochs, 1 to MAX_EPOCHS."
+digit_count = bounded_int(1, 10**15, "digit_count", "a number of digits to generate, 1 to 10**15.")
+epoch_count = bounded_int(1, MAX_EPOCHS, "epoch_count", "training epochs, 1 to MAX_EPOCHS.")
 
 
-def int_list_of(high: int, name: str) -> Callable[[str], tuple[int, ...]]:
+def int_list_of(high: int, name: str, doc: str) -> Callable[[str], tuple[int, ...]]:
     """argparse type: comma-separated integers from 1 to `high`, e.g. `1,10,100`."""
     expected = f"comma-separated integers from 1 to {high}"
 
@@ -120,14 +127,13 @@ def int_list_of(high: int, name: str) -> Callable[[str], tuple[int, ...]]:
         except argparse.ArgumentTypeError:
             _refuse(expected, text)
         return values
-    parse.__name__ = name
-    return parse
+    return _named(parse, name, doc)
 
 
-int_list = int_list_of(MAX_COUNT, "int_list")
-int_list.__doc__ = "argparse type: comma-separated positive integers, e.g. `1,10,100`."
-batch_sizes = int_list_of(MAX_BATCH_SIZE, "batch_sizes")
-batch_sizes.__doc__ = "argparse type: comma-separated batch sizes from 1 to MAX_BATCH_SIZE."
+int_list = int_list_of(MAX_COUNT, "int_list", "comma-separated positive integers, e.g. `1,10,100`.")
+batch_sizes = int_list_of(
+    MAX_BATCH_SIZE, "batch_sizes", "comma-separated batch sizes from 1 to MAX_BATCH_SIZE.",
+)
 
 
 def plain_name(text: str) -> str:
