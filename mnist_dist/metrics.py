@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 N_CLASSES = 10
@@ -30,3 +32,13 @@ def per_class_accuracy(confusion: np.ndarray) -> list[float | None]:
     return [
         float(confusion[d, d] / support[d]) if support[d] else None for d in range(N_CLASSES)
     ]
+
+
+def accuracy_summary(confusion: np.ndarray) -> dict[str, Any]:
+    """The report block of one model: accuracy, per-class accuracy, confusion (10x10) and count."""
+    return {
+        "accuracy": accuracy(confusion),
+        "per_class_accuracy": per_class_accuracy(confusion),
+        "confusion": confusion.astype(np.int64).tolist(),
+        "n_images": int(confusion.sum()),
+    }
