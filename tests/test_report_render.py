@@ -339,3 +339,34 @@ def test_crossover() -> None:
 def test_crossover_in_the_sample(sample: dict) -> None:
     knn, mlp = (analysis.throughput_series(sample["throughput"], m) for m in ("knn", "mlp"))
     assert analysis.crossover(knn, mlp).summary.startswith("The MLP is faster than KNN at every")
+
+
+# --- golden renderings: today's report.json re-renders to exactly the committed texts --------
+
+DATA = Path(__file__).parent / "data"
+PNG_URI = re.compile(r"data:image/png;base64,[A-Za-z0-9+/=]*")
+
+
+def masked(page: str) -> str:
+    """`page` with every PNG data URI's payload replaced (PNG bytes depend on matplotlib)."""
+    return PNG_URI.sub("data:image/png;base64,PNG", page)
+
+
+def test_score_report_matches_the_golden_renderings(rendered: dict[str, str]) -> None:
+    assert rendered[".md"] == (DATA / "report-sample.md").read_text(encoding="utf-8")
+    assert masked(rendered[".html"]) == (DATA / "report-sample.masked.html").read_text(
+        encoding="utf-8")
+
+
+def test_images_report_matches_the_golden_renderings(tmp_path: Path) -> None:
+    from mnist_dist.report import images_render
+
+    report = json.loads((DATA / "images-report-sample.json").read_text(encoding="utf-8"))
+    paths = {p.suffix: p for p in images_render.write_renderings(report, tmp_path)}
+    markdown = paths[".md"].read_text(encoding="utf-8")
+    assert markdown == (DATA / "images-report-sample.md").read_text(encoding="utf-8")
+    page = paths[".html"].read_text(encoding="utf-8")
+    assert masked(page) == (DATA / "images-report-sample.masked.html").read_text(
+        encoding="utf-8")
+    sheet = report["sheet"][0]["original_png_b64"]
+    assert f"data:image/png;base64,{sheet}" in page  # the sheet's own bytes, copied as they are
