@@ -9,6 +9,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mnist_dist.bench.scale import (
+    KNN_SIZES,
+    MLP_SIZES,
+    SCALE_PARTITION_MB,
+    ScaleSpec,
+    run_scale,
+    summary_text,
+)
 from mnist_dist.cli import (
     JobArgumentParser,
     add_cluster_arguments,
@@ -22,15 +30,7 @@ from mnist_dist.cli import (
 )
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
-from mnist_dist.pipeline import DEFAULT_MODELS
-from mnist_dist.scale_bench import (
-    DEFAULT_SCORE_PARTITION_MB,
-    KNN_SIZES,
-    MLP_SIZES,
-    ScaleSpec,
-    run_scale,
-    summary_text,
-)
+from mnist_dist.training import DEFAULT_MODELS
 
 
 def sizes(text: str) -> tuple[int, ...]:
@@ -57,7 +57,7 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--generate-partition-mb", type=positive_mib,
                         default=DEFAULT_GENERATE_PARTITION_MB,
                         help="memory target of a generation partition (default: %(default)s)")
-    parser.add_argument("--partition-mb", type=positive_mib, default=DEFAULT_SCORE_PARTITION_MB,
+    parser.add_argument("--partition-mb", type=positive_mib, default=SCALE_PARTITION_MB,
                         help="memory target of a scoring partition (default: %(default)s)")
     add_cluster_arguments(parser)
     parser.add_argument("--cleanup", action="store_true",

@@ -19,11 +19,11 @@ import pytest
 
 import jobs
 from mnist_dist import cli
+from mnist_dist.bench.scale import ScaleSpec
 from mnist_dist.cluster import ClusterSpec
 from mnist_dist.data.expand_graph import ExpandSpec
 from mnist_dist.errors import EXIT_CODES, SpecError
 from mnist_dist.partitioning import partition_rows
-from mnist_dist.scale_bench import ScaleSpec
 from mnist_dist.throughput import SweepSpec
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,9 +3,7 @@ dask-ml peers, scaling over workers, and per-worker peak memory."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import resource
 import shutil
 import statistics
 import time
@@ -17,7 +15,6 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-import psutil
 import zarr
 from distributed import Client
 from threadpoolctl import threadpool_limits
@@ -25,40 +22,21 @@ from threadpoolctl import threadpool_limits
 from mnist_dist.bench.baselines import parallel_post_fit_knn, parallel_post_fit_onnx
 from mnist_dist.cluster import ClusterSpec, local_cluster
 from mnist_dist.data.store import zarr_array
-from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import KnnModel
 from mnist_dist.models.scaler import Scaler
 from mnist_dist.predict import predict_partition
 from mnist_dist.scoring import ScoreJob, create_prediction_store, score, score_block
+from mnist_dist.worker_memory import peak_rss, reset_peak_rss, rss
 
 log = logging.getLogger(__name__)
-
-CLEAR_REFS = Path("/proc/self/clear_refs")
-STATUS = Path("/proc/self/status")
-
-
-def reset_peak_rss() -> bool:
-    """Reset this process's peak resident size (Linux: VmHWM); False where unsupported."""
-    try:
-        CLEAR_REFS.write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def peak_rss() -> int:
-    """Peak resident bytes of this process since start or the last `reset_peak_rss`."""
-    with contextlib.suppress(OSError):
-        for line in STATUS.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def warm_worker(ref: ModelRef, ort_threads: int) -> int:
     """Load both models into this process's cache; returns its resident bytes afterwards."""
     load_predictors(ref, ort_threads)
-    return int(psutil.Process().memory_info().rss)
+    return rss()
 
 
 def warm(client: Client, ref: ModelRef, ort_threads: int) -> dict[str, int]:

@@ -20,10 +20,9 @@ import os
 import platform
 import shutil
 import statistics
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +30,38 @@ import psutil
 from distributed import Client
 
 from mnist_dist.atomic import write_json_atomic
-from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
+from mnist_dist.bench.endtoend import warm_worker
+from mnist_dist.cluster import (
+    ClusterSpec,
+    cluster_facts,
+    connect,
+    ort_threads_for,
+    ship_models_if_needed,
+)
 from mnist_dist.data.expand import DeformParams
-from mnist_dist.data.expand_graph import ExpandSpec, directory_bytes, expand_store
+from mnist_dist.data.expand_graph import ExpandSpec, directory_bytes
 from mnist_dist.data.store import open_store
 from mnist_dist.errors import SpecError, StoreExistsError
+from mnist_dist.expand_job import expand_store
 from mnist_dist.metrics import accuracy, per_class_accuracy
-from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.partitioning import (
     DEFAULT_GENERATE_PARTITION_MB,
     SCORE_BYTES_PER_ROW,
     chunk_rows_of,
     partition_rows,
 )
-from mnist_dist.pipeline import ship_models_if_needed
 from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.worker_memory import start_rss_sampler, stop_rss_sampler
 
 log = logging.getLogger(__name__)
 
 SCALE_FORMAT = "mnist-dist-scale/1"
 MLP_SIZES = (70_000, 1_000_000, 8_100_000)
 KNN_SIZES = (14_000, 70_000, 140_000)
-DEFAULT_SCORE_PARTITION_MB = 64.0
+# Scoring partitions of the scale runs: generation's 64 MiB, not jobs.score's 20 (6,553 rows at
+# SCORE_BYTES_PER_ROW): fewer, larger tasks over millions of digits.
+SCALE_PARTITION_MB = 64.0
 TOLERANCE = 0.15
 MB = 1 << 20
 
@@ -70,7 +79,7 @@ class ScaleSpec:
     seed: int = 0
     params: DeformParams = field(default_factory=DeformParams)
     generate_partition_mb: float = DEFAULT_GENERATE_PARTITION_MB
-    score_partition_mb: float = DEFAULT_SCORE_PARTITION_MB
+    score_partition_mb: float = SCALE_PARTITION_MB
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     sample_seconds: float = 0.05
     cleanup: bool = False
@@ -92,52 +101,10 @@ class ScaleSpec:
         return self.out or self.work / "scale.json"
 
 
-# Per-worker sampler state; the functions below run inside worker processes (client.run).
-_sampler: dict[str, Any] = {}
-
-
-def start_rss_sampler(interval: float) -> int:
-    """Start sampling this process's RSS every `interval` seconds; returns the current RSS."""
-    stop_rss_sampler()
-    process = psutil.Process()
-    samples = [process.memory_info().rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(interval):
-            samples.append(process.memory_info().rss)
-
-    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
-    thread.start()
-    _sampler.update(stop=stop, thread=thread, samples=samples, process=process)
-    return samples[0]
-
-
-def stop_rss_sampler() -> dict[str, int]:
-    """Stop the sampler; the peak and median RSS it saw in bytes (empty when none ran).
-
-    The median shows whether memory trends upward: a longer run's peak, a maximum over more
-    samples, can be higher while the median stays put.
-    """
-    if not _sampler:
-        return {}
-    _sampler["stop"].set()
-    _sampler["thread"].join()
-    samples = [*_sampler["samples"], _sampler["process"].memory_info().rss]
-    _sampler.clear()
-    return {"peak": int(max(samples)), "median": int(statistics.median(samples))}
-
-
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process so far."""
     times = psutil.Process().cpu_times()
     return float(times.user + times.system)
-
-
-def warm_models(ref: ModelRef, ort_threads: int) -> int:
-    """Load the predictors into this worker's cache; returns its RSS afterwards."""
-    load_predictors(ref, ort_threads)
-    return int(psutil.Process().memory_info().rss)
 
 
 @dataclass
@@ -220,7 +187,7 @@ def score_one(
     shutil.rmtree(run_dir, ignore_errors=True)
     payload = ship_models_if_needed(client, ref)
     ort_threads = ort_threads_for(client)
-    loaded = client.run(warm_models, ref, ort_threads) if payload is None else {}
+    loaded = client.run(warm_worker, ref, ort_threads) if payload is None else {}
     job = ScoreJob(store=str(bench.resolve()), run_dir=run_dir, models=ref, split=group,
                    partition_rows=rows, ort_threads=ort_threads, model_names=(model,))
     with measured(client, spec.sample_seconds) as usage:
@@ -286,7 +253,7 @@ def run_scale(spec: ScaleSpec) -> dict[str, Any]:
     sizes = sorted(set(spec.mlp_sizes) | set(spec.knn_sizes))
     report: dict[str, Any] = {
         "format": SCALE_FORMAT,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "store": str(bench.resolve()), "seed": spec.seed, "deformation": spec.params.as_dict(),
         "partition_mb": {"generate": spec.generate_partition_mb,
                          "score": spec.score_partition_mb},
@@ -309,7 +276,7 @@ def run_scale(spec: ScaleSpec) -> dict[str, Any]:
     generated = [g for g in report["generation"] if not g["reused"]]
     report["generation_summary"] = memory_summary(generated) if generated else {}
     report["store_bytes"] = directory_bytes(bench)
-    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     if spec.cleanup:
         shutil.rmtree(bench)
         report["store_removed"] = True
