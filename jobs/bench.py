@@ -24,7 +24,7 @@ from mnist_dist.cli import (
     setup_logging,
 )
 from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.pipeline import DEFAULT_MODELS
+from mnist_dist.training import DEFAULT_MODELS
 
 REGRESSION_EXIT = 1
 

@@ -1,4 +1,5 @@
-"""Throughput vs batch size of each predictor, measured inside one worker process."""
+"""Throughput vs batch size of each predictor, measured inside one worker process: the one
+sweep spec and timing loop (jobs.score's table; `bench.sweep` adds its baselines and rounds)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,22 @@ import numpy as np
 
 from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import SpecError
-from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import ModelPayload, load_predictors
 
 BATCH_SIZES = (1, 10, 100, 1000, 10000)
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """Which batch sizes to time and for how long: at least `min_repeats`, up to `min_seconds`."""
+    """Timing of each (predictor, batch size): at least `min_repeats` calls and `min_seconds`,
+    stopping early once `max_seconds` is spent (at least one call) or at `max_repeats`."""
 
     batch_sizes: tuple[int, ...] = BATCH_SIZES
     min_repeats: int = 1
     max_repeats: int = 50
     min_seconds: float = 1.0
+    max_seconds: float = math.inf
 
     def __post_init__(self) -> None:
         if any(size < 1 for size in self.batch_sizes):  # () switches the sweep off
@@ -40,6 +44,8 @@ class SweepSpec:
             raise SpecError(
                 f"sweep seconds must be a finite number >= 0; got {self.min_seconds} instead"
             )
+        if math.isnan(self.max_seconds) or self.max_seconds <= 0:
+            raise SpecError(f"max_seconds must be > 0; got {self.max_seconds} instead")
 
 
 def sample_images(store: str, split: str, n: int) -> np.ndarray:
@@ -49,18 +55,31 @@ def sample_images(store: str, split: str, n: int) -> np.ndarray:
     return np.resize(head, (n, head.shape[1])) if len(head) < n else head
 
 
-def time_batches(predict: Any, images: np.ndarray, batch: int, spec: SweepSpec) -> list[float]:
-    """Seconds of each repeated call of `predict` on a batch of `batch` images."""
-    predict(images[:batch])  # warm-up: lazy initialisation and allocator growth
+def time_batches(
+    predict: Any, images: np.ndarray, batch: int, spec: SweepSpec, warmup_rows: int | None = None
+) -> list[float]:
+    """Seconds of each call of `predict` on `batch` images (different rows each call), after
+    one warm-up call on `warmup_rows` rows (default: the whole batch)."""
+    predict(images[: batch if warmup_rows is None else min(batch, warmup_rows)])
     times: list[float] = []
+    spent = 0.0
     while len(times) < spec.max_repeats:
         offset = (len(times) * batch) % max(1, len(images) - batch + 1)
         start = time.perf_counter()
         predict(images[offset : offset + batch])
         times.append(time.perf_counter() - start)
-        if len(times) >= spec.min_repeats and sum(times) >= spec.min_seconds:
+        spent += times[-1]
+        enough = len(times) >= spec.min_repeats and spent >= spec.min_seconds
+        if enough or spent >= spec.max_seconds:
             break
     return times
+
+
+def batch_rate(model: str, batch: int, times: list[float]) -> dict[str, Any]:
+    """Median seconds per batch and images/s of one (model, batch size)."""
+    median = statistics.median(times)
+    return {"model": model, "batch_size": batch, "seconds_per_batch": median,
+            "images_per_second": batch / median}
 
 
 def batch_sweep(
@@ -74,10 +93,7 @@ def batch_sweep(
     for name, predict in (("knn", predictors.knn.predict), ("mlp", predictors.mlp.predict)):
         for batch in spec.batch_sizes:
             times = time_batches(predict, images, batch, spec)
-            median = statistics.median(times)
-            rows.append({
-                "model": name, "batch_size": batch, "seconds_per_batch": median,
-                "images_per_second": batch / median, "ms_per_image": 1e3 * median / batch,
-                "repeats": len(times),
-            })
+            rate = batch_rate(name, batch, times)
+            rows.append({**rate, "ms_per_image": 1e3 * rate["seconds_per_batch"] / batch,
+                         "repeats": len(times)})
     return rows

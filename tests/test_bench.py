@@ -22,8 +22,12 @@ from mnist_dist.bench import history
 from mnist_dist.bench.knn_inputs import BORDER_PIXELS, border_ring, hard_inputs
 from mnist_dist.bench.roofline import knn_flops, mlp_flops
 from mnist_dist.bench.run import TARGET_MAXIMA, TARGETS, commit_of, targets
-from mnist_dist.bench.sweep import SweepSpec, sweep_on_worker
+from mnist_dist.bench.sweep import WARMUP_ROWS, BenchSweepSpec, model_bytes, sweep_on_worker
+from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.knn import GemmKnn, KnnModel
+from mnist_dist.throughput import time_batches
+from tests.helpers import small_knn_model
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHTLY = ROOT / "deploy" / "nightly"
@@ -116,7 +120,7 @@ def test_quick_bench_prints_the_table_and_writes_page_and_history(
 
 
 def test_sweep_without_baselines_says_so(small_store: Path, small_models: Path) -> None:
-    spec = SweepSpec(batch_sizes=(1, 7), min_repeats=1, min_seconds=0.0, matmul_size=64)
+    spec = BenchSweepSpec(batch_sizes=(1, 7), min_repeats=1, min_seconds=0.0, matmul_size=64)
     swept = sweep_on_worker(
         ModelRef.from_directory(small_models), str(small_store), "test", spec, 1, False
     )
@@ -125,6 +129,30 @@ def test_sweep_without_baselines_says_so(small_store: Path, small_models: Path) 
     assert swept["skipped"] == "baselines skipped (--skip-baselines)"
     assert swept["n_reference"] == 3000
     assert len(swept["matmul_1thread"]) >= 2
+
+
+def test_timing_loop_warms_up_then_stops_at_max_seconds() -> None:
+    calls: list[int] = []
+    spec = BenchSweepSpec(batch_sizes=(100,), min_repeats=3, max_seconds=1e-12)
+    times = time_batches(lambda x: calls.append(len(x)), np.zeros((300, 784), np.uint8), 100,
+                         spec, warmup_rows=WARMUP_ROWS)
+    assert calls == [WARMUP_ROWS, 100] and len(times) == 1  # max_seconds beats min_repeats
+    with pytest.raises(SpecError, match="batch_sizes must be positive"):
+        BenchSweepSpec(batch_sizes=())
+
+
+def test_model_bytes_counts_the_reference_once() -> None:
+    model = small_knn_model()
+    knn = GemmKnn(model)
+    assert knn.reference is model.reference  # contiguous already: GemmKnn keeps the model's
+    own = sum(value.nbytes for name, value in vars(knn).items()
+              if isinstance(value, np.ndarray) and name != "reference")
+    kept = model.reference.nbytes + model.labels.nbytes + 2 * 784 * 8  # + scaler mean, scale
+    assert model_bytes(knn) == own + kept
+    # A non-contiguous reference is copied: then both arrays are resident and both count.
+    strided = np.zeros((600, 784), np.uint8)[::2]
+    copied = GemmKnn(KnnModel(strided, model.labels, model.scaler))
+    assert model_bytes(copied) == model_bytes(knn) + model.reference.nbytes
 
 
 # --- roofline arithmetic and targets -------------------------------------------------------

@@ -12,7 +12,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mnist_dist.data.expand import DeformParams, generate_partition
-from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.inputs import N_PIXELS
 from mnist_dist.throughput import sample_images
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from distributed import Client
+
 import mnist_dist
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.bench import endtoend, history, render
@@ -25,14 +27,16 @@ from mnist_dist.bench.roofline import (
     rate_summary,
     roofline,
 )
-from mnist_dist.bench.sweep import BATCH_SIZES, SweepSpec, sweep_on_worker
+from mnist_dist.bench.sweep import BenchSweepSpec, sweep_on_worker
 from mnist_dist.bench.tuning import tune_on_worker
 from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
 from mnist_dist.data.store import DEFAULT_STORE
+from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn
-from mnist_dist.pipeline import DEFAULT_MODELS, DEFAULT_PARTITION_ROWS, ensure_models, ensure_store
-from mnist_dist.training import library_versions
+from mnist_dist.score_job import DEFAULT_PARTITION_ROWS
+from mnist_dist.throughput import BATCH_SIZES
+from mnist_dist.training import DEFAULT_MODELS, library_versions
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +83,14 @@ class BenchSpec:
     partition_sizes: tuple[int, ...] | None = None
     default_partition_rows: int = DEFAULT_PARTITION_ROWS
 
-    def sweep(self) -> SweepSpec:
+    def sweep(self) -> BenchSweepSpec:
         """Timing settings: full, or a quick smoke test."""
         if self.quick:
-            return SweepSpec(batch_sizes=self.batch_sizes or QUICK_BATCH_SIZES, min_repeats=2,
-                             min_seconds=0.05, max_seconds=2.0, matmul_size=512,
-                             paired_rounds=2)
-        return SweepSpec(batch_sizes=self.batch_sizes or BATCH_SIZES)
+            return BenchSweepSpec(
+                batch_sizes=self.batch_sizes or QUICK_BATCH_SIZES, min_repeats=2,
+                min_seconds=0.05, max_seconds=2.0, matmul_size=512, paired_rounds=2,
+            )
+        return BenchSweepSpec(batch_sizes=self.batch_sizes or BATCH_SIZES)
 
     def partitions(self) -> tuple[int, ...]:
         """Partition sizes of the end-to-end runs, always including the default."""
@@ -166,22 +171,9 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
             peers = endtoend.peers(
                 client, store, spec.split, ref, knn_model, default_rows, ort_threads
             )
-            worker = min(client.scheduler_info(n_workers=-1)["workers"])
-            log.info("sweeping batch sizes %s on %s", sweep_spec.batch_sizes, worker)
-            swept = client.submit(
-                sweep_on_worker, ref, store, spec.split, sweep_spec, ort_threads, spec.baselines,
-                workers=[worker], pure=False,
-            ).result()
-            log.info("timing KNN and onnxruntime settings on %s", worker)
-            tuning = client.submit(
-                tune_on_worker, ref, store, spec.split, spec.tuning_images(),
-                1 if spec.quick else 3, cores, workers=[worker], pure=False,
-            ).result()
-            log.info("timing the KNN on hard inputs on %s", worker)
-            hard = client.submit(
-                knn_inputs_on_worker, ref, store, spec.split, *spec.hard_inputs(),
-                workers=[worker], pure=False,
-            ).result()
+            swept, tuning, hard = on_one_worker(
+                client, spec, ref, store, sweep_spec, ort_threads, cores
+            )
             cluster_rates = client.run(matmul_gflops, 1, sweep_spec.matmul_size)
         scaling = run_scaling(spec, store, ref, facts, default_run, workdir)
     flops = {"knn": knn_flops(swept["n_reference"]), "mlp": mlp_flops(swept["hidden"])}
@@ -221,6 +213,30 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
     document["targets"] = targets(document["figures"])
     finish(document, spec)
     return document
+
+
+def on_one_worker(
+    client: Client, spec: BenchSpec, ref: ModelRef, store: str, sweep_spec: BenchSweepSpec,
+    ort_threads: int, cores: int,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The batch sweep, the settings grid and the KNN's hard inputs, each run on one worker."""
+    worker = min(client.scheduler_info(n_workers=-1)["workers"])
+    log.info("sweeping batch sizes %s on %s", sweep_spec.batch_sizes, worker)
+    swept = client.submit(
+        sweep_on_worker, ref, store, spec.split, sweep_spec, ort_threads, spec.baselines,
+        workers=[worker], pure=False,
+    ).result()
+    log.info("timing KNN and onnxruntime settings on %s", worker)
+    tuning = client.submit(
+        tune_on_worker, ref, store, spec.split, spec.tuning_images(),
+        1 if spec.quick else 3, cores, workers=[worker], pure=False,
+    ).result()
+    log.info("timing the KNN on hard inputs on %s", worker)
+    hard = client.submit(
+        knn_inputs_on_worker, ref, store, spec.split, *spec.hard_inputs(),
+        workers=[worker], pure=False,
+    ).result()
+    return swept, tuning, hard
 
 
 def run_scaling(

@@ -20,23 +20,24 @@ from mnist_dist.bench.baselines import (
 )
 from mnist_dist.bench.roofline import MATMUL_SIZE, blas_facts, knn_flops, matmul_gflops
 from mnist_dist.errors import SpecError
-from mnist_dist.models.artifacts import ModelRef, load_predictors
-from mnist_dist.throughput import sample_images
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import load_predictors
+from mnist_dist.models.knn import GemmKnn
+from mnist_dist.throughput import SweepSpec, batch_rate, sample_images, time_batches
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZES = (1, 10, 100, 1000, 10000)
+# Warm-up calls of at most this many rows: a slow baseline's large batch is not paid twice.
+WARMUP_ROWS = 64
 
 
 @dataclass(frozen=True)
-class SweepSpec:
-    """Timing of each (predictor, batch size): at least `min_repeats` calls and `min_seconds`,
-    stopping early once `max_seconds` is spent (at least one call) or at `max_repeats`."""
+class BenchSweepSpec(SweepSpec):
+    """The sweep's timing with the bench's defaults, plus the matmul size of the roofline
+    samples and the paired rounds (`paired_rounds` rounds on `paired_batch` images)."""
 
-    batch_sizes: tuple[int, ...] = BATCH_SIZES
     min_repeats: int = 3
     max_repeats: int = 200
-    min_seconds: float = 1.0
     max_seconds: float = 20.0
     matmul_size: int = MATMUL_SIZE
     paired_rounds: int = 5
@@ -45,36 +46,13 @@ class SweepSpec:
     def __post_init__(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise SpecError(f"batch_sizes must be positive; got {self.batch_sizes} instead")
-        if self.min_repeats < 1 or self.max_repeats < self.min_repeats:
-            raise SpecError(
-                f"need 1 <= min_repeats <= max_repeats; got {self.min_repeats}, "
-                f"{self.max_repeats} instead"
-            )
-
-
-def time_predictor(predict: Predict, images: np.ndarray, batch: int, spec: SweepSpec) -> list[float]:
-    """Seconds of each call of `predict` on `batch` images (different rows each call)."""
-    predict(images[: min(batch, 64)])  # warm-up: lazy initialisation, allocator growth
-    times: list[float] = []
-    spent = 0.0
-    while len(times) < spec.max_repeats:
-        offset = (len(times) * batch) % max(1, len(images) - batch + 1)
-        start = time.perf_counter()
-        predict(images[offset : offset + batch])
-        times.append(time.perf_counter() - start)
-        spent += times[-1]
-        enough = len(times) >= spec.min_repeats and spent >= spec.min_seconds
-        if enough or spent >= spec.max_seconds:
-            break
-    return times
+        super().__post_init__()
 
 
 def summarise(model: str, batch: int, times: list[float]) -> dict[str, Any]:
     """Median images/s and per-batch latency p50/p95 of one (model, batch size)."""
-    median = statistics.median(times)
     return {
-        "model": model, "batch_size": batch, "repeats": len(times),
-        "seconds_per_batch": median, "images_per_second": batch / median,
+        **batch_rate(model, batch, times), "repeats": len(times),
         "latency_p50_ms": 1e3 * float(np.percentile(times, 50)),
         "latency_p95_ms": 1e3 * float(np.percentile(times, 95)),
     }
@@ -89,7 +67,7 @@ def timed_call(predict: Predict, images: np.ndarray) -> float:
 
 def paired_rounds(
     knn: Predict, sklearn: Predict | None, images: np.ndarray, n_reference: int,
-    gemm_flops: float, spec: SweepSpec,
+    gemm_flops: float, spec: BenchSweepSpec,
 ) -> dict[str, Any]:
     """Rounds of matmul, our KNN, scikit-learn's, matmul on the same batch: each round's ratios
     see one machine load, and their medians are robust to load that changes between rounds.
@@ -123,7 +101,7 @@ def paired_rounds(
 
 
 def sweep_on_worker(
-    ref: ModelRef, store: str, split: str, spec: SweepSpec, ort_threads: int, baselines: bool
+    ref: ModelRef, store: str, split: str, spec: BenchSweepSpec, ort_threads: int, baselines: bool
 ) -> dict[str, Any]:
     """Sweep our two predictors (and the baselines) on this worker, with the single-thread
     matmul rate measured between them so the roofline sees the same conditions."""
@@ -150,7 +128,7 @@ def sweep_on_worker(
         # baselines alike, and the matmul rate is sampled between batch sizes.
         for batch in spec.batch_sizes:
             for name, predict in candidates.items():
-                times = time_predictor(predict, images, batch, spec)
+                times = time_batches(predict, images, batch, spec, WARMUP_ROWS)
                 measured[name, batch] = summarise(name, batch, times)
                 log.info("%s batch %d: %.0f images/s", name, batch,
                          measured[name, batch]["images_per_second"])
@@ -170,7 +148,15 @@ def sweep_on_worker(
     }
 
 
-def model_bytes(knn: Any) -> int:
-    """Bytes of every array the KNN keeps resident (its float32 GEMM operand included)."""
-    arrays = [value for value in vars(knn).values() if isinstance(value, np.ndarray)]
-    return int(sum(a.nbytes for a in arrays) + knn.model.reference.nbytes)
+def model_bytes(knn: GemmKnn) -> int:
+    """Bytes of every array the KNN keeps resident, its model's and its own (the float32 GEMM
+    operand included), an array sharing memory with one counted already not again:
+    `knn.reference` is the model's own array when that is contiguous."""
+    counted: list[np.ndarray] = []
+    for owner in (knn.model.scaler, knn.model, knn):
+        for value in vars(owner).values():
+            if isinstance(value, np.ndarray) and not any(
+                np.shares_memory(value, seen) for seen in counted
+            ):
+                counted.append(value)
+    return int(sum(array.nbytes for array in counted))

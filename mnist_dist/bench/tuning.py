@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mnist_dist.models.artifacts import ModelRef, load_predictors, read_artifact
+from mnist_dist.models.artifacts import ModelRef, read_artifact
+from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import GemmKnn, vote
 from mnist_dist.models.mlp import GRAPH_OPTIMIZATION, OnnxMlp, OrtSettings
 from mnist_dist.throughput import sample_images
