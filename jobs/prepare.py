@@ -20,9 +20,10 @@ from mnist_dist.cli import (
     seed_int,
     setup_logging,
 )
-from mnist_dist.data.expand_graph import ExpandSpec, run_expand, summary_line
+from mnist_dist.data.expand_graph import ExpandSpec
 from mnist_dist.data.sources import download, load_source
 from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, DEFAULT_STORE, SPLITS, build_store, store_info
+from mnist_dist.expand_job import run_expand, summary_line
 from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
 
 

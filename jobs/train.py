@@ -14,8 +14,8 @@ from mnist_dist.cli import (
     setup_logging,
 )
 from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.pipeline import DEFAULT_MODELS, ensure_store
-from mnist_dist.training import TrainSpec, check_model_folder, train_models
+from mnist_dist.ensure import ensure_store
+from mnist_dist.training import DEFAULT_MODELS, TrainSpec, check_model_folder, train_models
 
 
 def build_parser() -> JobArgumentParser:

@@ -5,6 +5,9 @@ meant, NaN, inf, absurdly large, empty, text, a bad list member) is refused whil
 line is parsed, before any work starts, with one line `error: --flag must be …; got … instead`
 on stderr and exit code `USAGE_EXIT` (2, argparse's). Settings that are each valid but wrong
 together, or wrong for the data, fail later with `SpecError` (exit 13).
+
+Flag defaults come from the settings (`mnist_dist.settings`) as text, so a bad value in a
+config file or environment variable is refused by the same type as the flag, naming both.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import NoReturn, TypeVar
 
 from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
+from mnist_dist.settings import SECTION, check_settings, setting
 
 log = logging.getLogger("mnist_dist")
 
@@ -35,8 +39,32 @@ MAX_SECONDS = 86_400.0  # one day
 MAX_EPOCHS = 10_000  # the study trains 10
 
 
+class SettingText(str):
+    """A flag's default: the text of a setting, remembering which one (for error messages)."""
+
+    key: str
+
+
+def from_setting(key: str) -> SettingText:
+    """The setting `key` as the text its flag would take (lists comma-separated)."""
+    value = setting(key)
+    text = SettingText(",".join(map(str, value)) if isinstance(value, list) else str(value))
+    text.key = key
+    return text
+
+
 class JobArgumentParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one `error: …` line (no usage block), exit code 2."""
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> object:
+        try:
+            return super()._get_value(action, arg_string)  # type: ignore[misc]
+        except argparse.ArgumentError as exc:
+            if not isinstance(arg_string, SettingText):
+                raise
+            raise argparse.ArgumentError(
+                action, f"{exc.message} (from the setting {SECTION}.{arg_string.key})"
+            ) from None
 
     def error(self, message: str) -> NoReturn:
         """Print `message` as one line naming the flag, then exit with USAGE_EXIT."""
@@ -207,6 +235,7 @@ def setup_logging(verbose: bool = False) -> None:
 def run_job(job: Callable[[], int]) -> int:
     """Run `job`; an mnist-dist error becomes one `error: …` line on stderr and its exit code."""
     try:
+        check_settings()
         return job()
     except MnistDistError as err:
         print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dask.system import cpu_count
-from distributed import Client, LocalCluster
+from distributed import Client, Future, LocalCluster
 from distributed.security import Security
 
 from mnist_dist import installed_versions
 from mnist_dist.data.store import read_split
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
+from mnist_dist.models.cache import ModelPayload
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +216,14 @@ def cluster_facts(client: Client) -> dict[str, Any]:
         "threads_per_worker": sorted({w["nthreads"] for w in workers.values()}),
         "memory_limit_per_worker": sorted({w.get("memory_limit", 0) for w in workers.values()}),
     }
+
+
+def ship_models_if_needed(client: Client, ref: ModelRef) -> Future | None:
+    """Broadcast the models once to every worker when some cannot read them themselves."""
+    missing = workers_without_models(client, ref)
+    if not missing:
+        return None
+    worker, reason = next(iter(missing.items()))
+    log.info("%d worker(s) cannot read the models at %s (%s: %s); sending them to every "
+             "worker once", len(missing), ref.directory, worker, reason)
+    return client.scatter(ModelPayload.read(ref), broadcast=True, hash=True)

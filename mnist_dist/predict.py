@@ -1,4 +1,4 @@
-"""Per-partition work of the scoring graph: pure NumPy in, NumPy/dicts out, no Dask.
+"""Per-partition work of the scoring graph: NumPy in, NumPy/dicts out, no Dask.
 
 Tasks carry only a `ModelRef` (location and checksums) and, when the workers cannot read the
 models themselves, a once-per-worker broadcast payload; the predictors come from the
@@ -14,7 +14,8 @@ import numpy as np
 
 from mnist_dist.errors import SpecError
 from mnist_dist.metrics import confusion_matrix
-from mnist_dist.models.artifacts import ModelPayload, ModelRef, Predictors, load_predictors
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import ModelPayload, Predictors, load_predictors
 
 MODEL_NAMES = ("knn", "mlp")
 

@@ -13,15 +13,24 @@ from pathlib import Path
 from typing import Any
 
 from mnist_dist.atomic import write_json_atomic
-from mnist_dist.errors import StoreExistsError
+from mnist_dist.errors import DataError, StoreExistsError
+from mnist_dist.provenance import differing_keys
 
 RUN_FILE = "run.json"
+REPORT_FILE = "report.json"  # written last: its presence marks a finished run
 PARTITIONS_DIR = "partitions"
 
 
 def marker_path(run_dir: Path, index: int) -> Path:
     """Where the marker of partition `index` lives."""
     return run_dir / PARTITIONS_DIR / f"{index:06d}.json"
+
+
+def prepare_out(out: Path) -> None:
+    """Create the run folder; refuse one that already holds a finished report."""
+    if (out / REPORT_FILE).exists():
+        raise StoreExistsError(f"{out / REPORT_FILE} exists; choose a new --out for this run")
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_started(run_dir: Path) -> bool:
@@ -38,9 +47,9 @@ def start_run(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[int
                 f"{run_dir} holds an unfinished run; pass --resume to continue it "
                 "or choose a new --out"
             )
-        recorded = json.loads(run_file.read_text())
+        recorded = read_run_file(run_file)
         if recorded != identity:
-            changed = sorted(k for k in identity if recorded.get(k) != identity[k])
+            changed = sorted(differing_keys(recorded, identity))
             raise StoreExistsError(
                 f"{run_file}: cannot resume, the run differs in {', '.join(changed)}; "
                 "choose a new --out"
@@ -51,11 +60,22 @@ def start_run(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[int
     return {}
 
 
+def read_run_file(path: Path) -> dict[str, Any]:
+    """The JSON object in a run record (`run.json` or a partition marker); DataError otherwise."""
+    try:
+        recorded = json.loads(path.read_bytes())
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read this run record ({exc}); choose a new --out") from exc
+    if not isinstance(recorded, dict):
+        raise DataError(f"{path}: this run record is not a JSON object; choose a new --out")
+    return recorded
+
+
 def finished_partitions(run_dir: Path) -> dict[int, dict[str, Any]]:
     """Markers of the finished partitions, keyed by partition index."""
     markers = {}
     for path in sorted((run_dir / PARTITIONS_DIR).glob("*.json")):
-        marker = json.loads(path.read_text())
+        marker = read_run_file(path)
         markers[int(marker["index"])] = marker
     return markers
 

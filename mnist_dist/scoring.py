@@ -25,7 +25,8 @@ from zarr.codecs import ZstdCodec
 
 from mnist_dist.data.store import check_complete, zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError
-from mnist_dist.models.artifacts import ModelPayload, ModelRef, load_predictors
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.predict import (
     MODEL_NAMES,
     check_model_names,

@@ -23,18 +23,18 @@ from mnist_dist.atomic import (
 )
 from mnist_dist.errors import ArtifactChecksumError, ModelFormatError, ModelNotFoundError
 from mnist_dist.metrics import confusion_matrix
-from mnist_dist.models import artifacts
+from mnist_dist.models import cache
 from mnist_dist.models.artifacts import (
     ARTIFACTS,
     MANIFEST,
     MANIFEST_FORMAT,
     ModelRef,
     file_sha256,
-    load_predictors,
     read_artifact,
     read_manifest,
     write_manifest,
 )
+from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import GemmKnn, KnnModel
 from mnist_dist.predict import predict_partition
 from tests.helpers import small_knn_model, tiny_mlp_probabilities, tiny_onnx_mlp, write_model_dir
@@ -58,8 +58,8 @@ def model_dir(tmp_path: Path, knn_model: KnnModel) -> Path:
 @pytest.fixture
 def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty predictor cache and load counter, restored after the test."""
-    monkeypatch.setattr(artifacts, "_cache", {})
-    monkeypatch.setattr(artifacts, "load_count", 0)
+    monkeypatch.setattr(cache, "_cache", {})
+    monkeypatch.setattr(cache, "load_count", 0)
 
 
 def flip_byte(path: Path, position: int = -1) -> None:
@@ -201,15 +201,15 @@ def test_manifest_without_a_checksum(
 def test_load_predictors_caches(model_dir: Path) -> None:
     ref = ModelRef.from_directory(model_dir)
     first = load_predictors(ref)
-    assert artifacts.load_count == 1
+    assert cache.load_count == 1
     assert load_predictors(ref) is first
     assert load_predictors(ModelRef.from_directory(model_dir)) is first  # equal refs share
-    assert artifacts.load_count == 1
+    assert cache.load_count == 1
     two_threads = load_predictors(ref, ort_threads=2)
     assert two_threads is not first
-    assert artifacts.load_count == 2
+    assert cache.load_count == 2
     assert load_predictors(ref, ort_threads=2) is two_threads
-    assert artifacts.load_count == 2
+    assert cache.load_count == 2
 
 
 @pytest.mark.usefixtures("fresh_cache")
@@ -218,7 +218,7 @@ def test_load_predictors_verifies_checksums(model_dir: Path) -> None:
     flip_byte(model_dir / "mlp.onnx")
     with pytest.raises(ArtifactChecksumError, match=r"mlp\.onnx: SHA-256 is"):
         load_predictors(ref)
-    assert artifacts.load_count == 0
+    assert cache.load_count == 0
 
 
 @pytest.mark.usefixtures("fresh_cache")
@@ -243,7 +243,7 @@ def test_predict_partition(model_dir: Path, knn_model: KnnModel, queries: np.nda
     mlp = predict_partition(queries, "mlp", ref)
     assert mlp.dtype == np.uint8
     assert mlp.shape == (len(queries),)
-    assert artifacts.load_count == 1
+    assert cache.load_count == 1
     assert confusion_matrix(knn, mlp).sum() == len(queries)
     with pytest.raises(ValueError, match=r"model must be one of \('knn', 'mlp'\); got 'svm'"):
         predict_partition(queries, "svm", ref)

@@ -298,7 +298,7 @@ def test_models_only_on_the_client_are_sent_to_each_worker_once(
                                "--models", "memory://client-only-models",
                                "--out", str(tmp_path / "run"), "--partition-rows", "50", *FAST])
         with Client(address, timeout=30) as client:
-            loads = client.run(lambda: __import__("mnist_dist.models.artifacts",
+            loads = client.run(lambda: __import__("mnist_dist.models.cache",
                                                   fromlist=["load_count"]).load_count)
     assert code == 0, capsys.readouterr().err[-3000:]
     report = report_of(tmp_path / "run")

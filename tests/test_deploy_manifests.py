@@ -23,7 +23,7 @@ from dask.utils import parse_bytes
 
 from jobs import score
 from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.pipeline import DEFAULT_MODELS
+from mnist_dist.training import DEFAULT_MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"

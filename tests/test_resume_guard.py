@@ -29,3 +29,36 @@ def test_resume_on_a_new_out_refuses_another_runs_predictions(
     for name, values in before.items():
         np.testing.assert_array_equal(zarr.open_group(str(theirs), mode="r")[name][:], values)
     assert not (tmp_path / "second" / "run.json").exists()
+
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"\xff\xfe"])
+def test_a_corrupt_run_json_is_one_error_line_naming_it(
+    small_store: Path, small_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    content: bytes,
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_bytes(content)
+    code = score_job.main(["--store", str(small_store), "--models", str(small_models), *FAST,
+                           "--out", str(out), "--resume"])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 3, errors
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "run.json" in errors[0]
+    assert (out / "run.json").read_bytes() == content
+
+
+def test_a_corrupt_partition_marker_is_one_error_line_naming_it(
+    small_store: Path, small_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ["--store", str(small_store), "--models", str(small_models), *FAST]
+    out = tmp_path / "run"
+    assert score_job.main([*data, "--out", str(out)]) == 0
+    (out / "report.json").unlink()  # an interrupted run: every partition done, no report yet
+    marker = sorted((out / "partitions").glob("*.json"))[0]
+    marker.write_bytes(b"{truncated")
+    capsys.readouterr()
+    code = score_job.main([*data, "--out", str(out), "--resume"])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert code == 3, errors
+    assert len(errors) == 1 and marker.name in errors[0]

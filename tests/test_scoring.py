@@ -14,7 +14,7 @@ from distributed import Client, LocalCluster
 from mnist_dist.cluster import check_versions, package_versions, version_mismatches
 from mnist_dist.errors import StoreExistsError
 from mnist_dist.metrics import confusion_matrix
-from mnist_dist.models import artifacts
+from mnist_dist.models import cache
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.scoring import ScoreJob, score, score_in_process
@@ -69,7 +69,7 @@ def test_models_load_once_per_worker_and_tasks_carry_only_a_reference(
         for run in range(2):
             job = make_job(small_store, small_models, tmp_path / str(run), 50)
             score(client, job, show_progress=False)
-        loads = client.run(lambda: artifacts.load_count)
+        loads = client.run(lambda: cache.load_count)
     assert set(loads.values()) == {1}, loads
 
 

@@ -1,4 +1,4 @@
-"""The Dask graph that writes an expanded split of deformed digits into the store, streaming.
+"""The lazy Dask graph of an expanded split of deformed digits, and its plan (no cluster here).
 
 Layout added to a store (see `store.py` for the rest)::
 
@@ -10,7 +10,7 @@ with group attributes `format`, `n`, `seed`, `source` (the split deformed), `n_s
 what the digits are. One task reads the source split from the store on a worker (it is shared
 from there), every partition task deforms its rows with `expand.generate_partition`, and
 `da.store` writes them into chunk-aligned arrays: the client never holds the expanded digits.
-The group is built under a temporary name and renamed into place when complete.
+`mnist_dist.expand_job` runs it on a cluster, under a temporary name renamed into place.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import math
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,13 +28,10 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-from distributed import Client, progress
 from numcodecs import Blosc
 from zarr.codecs import BloscCodec, BloscShuffle
 
 import mnist_dist
-from mnist_dist.atomic import swap_into_place, temporary_sibling
-from mnist_dist.cluster import ClusterSpec, connect
 from mnist_dist.data.expand import (
     DRAWS_PER_DIGIT,
     DeformParams,
@@ -51,6 +47,7 @@ from mnist_dist.partitioning import (
     check_aligned,
     partition_rows,
 )
+from mnist_dist.provenance import describe_differences
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +98,6 @@ class ExpandSpec:
             raise SpecError(f"group must be a plain name like 'expanded'; got {self.group!r}")
         if self.group in RESERVED_GROUPS:
             raise SpecError(f"group must not be one of {RESERVED_GROUPS}; got {self.group!r}")
-
-
-@dataclass(frozen=True)
-class ExpandResult:
-    """What was written (or found): sizes, timing and disk usage in bytes."""
-
-    store: Path
-    group: str
-    n: int
-    partitions: int
-    partition_rows: int
-    chunk_rows: int
-    wall_seconds: float
-    group_bytes: int
-    store_bytes: int
-    reused: bool
 
 
 def expanded_attrs(spec: ExpandSpec, n_source: int, chunk_rows: int) -> dict[str, Any]:
@@ -178,60 +159,6 @@ def plan_expand(spec: ExpandSpec) -> ExpandPlan:
     return ExpandPlan(spec, attrs, rows, chunk_rows, reuse, needed)
 
 
-def execute(client: Client, plan: ExpandPlan, show_progress: bool = False) -> ExpandResult:
-    """Write the planned group on `client`'s workers (nothing to do when it is reused)."""
-    if plan.reuse:
-        return reused(plan)
-    spec, rows, chunk_rows = plan.spec, plan.partition_rows, plan.chunk_rows
-    target = spec.store / spec.group
-    store = str(spec.store.resolve())
-    tmp = temporary_sibling(target)
-    try:
-        wall = write_expanded(client, store, tmp, spec, rows, chunk_rows, plan.attrs,
-                              show_progress)
-        swap_into_place(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    result = result_for(spec, rows, chunk_rows, wall, reused=False)
-    log.info("wrote %s: %d digits in %.1f s, %s on disk", target, spec.n, wall,
-             format_bytes(result.group_bytes))
-    return result
-
-
-def reused(plan: ExpandPlan) -> ExpandResult:
-    """The result for an existing group with the requested provenance."""
-    log.info("reusing %s/%s (same n, seed, source and deformation)",
-             plan.spec.store, plan.spec.group)
-    return result_for(plan.spec, plan.partition_rows, plan.chunk_rows, 0.0, reused=True)
-
-
-def expand_store(client: Client, spec: ExpandSpec, show_progress: bool = False) -> ExpandResult:
-    """Plan and write the expanded split on `client`; an identical existing one is reused."""
-    return execute(client, plan_expand(spec), show_progress)
-
-
-def run_expand(spec: ExpandSpec, cluster: ClusterSpec, show_progress: bool = False) -> ExpandResult:
-    """Plan first (refusing before any cluster starts), then write on the `cluster` described."""
-    plan = plan_expand(spec)
-    if plan.reuse:
-        return reused(plan)
-    with connect(cluster) as client:
-        return execute(client, plan, show_progress)
-
-
-def summary_line(result: ExpandResult) -> str:
-    """One line for the job's output: what was written, how fast, and the disk it takes."""
-    where = f"{result.store}/{result.group}"
-    disk = (f"{format_bytes(result.group_bytes)} on disk "
-            f"({result.group_bytes / result.n:.0f} B/digit), store {format_bytes(result.store_bytes)}")
-    if result.reused:
-        return f"expanded {where}: n={result.n} already present (same provenance); {disk}"
-    rate = result.n / result.wall_seconds if result.wall_seconds else float("nan")
-    return (f"expanded {where}: n={result.n} in {result.partitions} partitions of "
-            f"{result.partition_rows} rows, {result.wall_seconds:.1f} s ({rate:,.0f} digits/s); "
-            f"{disk}")
-
-
 def existing_is_reusable(root: zarr.Group, spec: ExpandSpec, attrs: dict[str, Any]) -> bool:
     """True when `spec.group` exists with the same provenance; raise if it differs (no force)."""
     if spec.group not in root:
@@ -241,38 +168,11 @@ def existing_is_reusable(root: zarr.Group, spec: ExpandSpec, attrs: dict[str, An
         return not spec.force
     if spec.force:
         return False
-    diff = ", ".join(
-        f"{key}: {found[key]!r} != requested {attrs[key]!r}"
-        for key in PROVENANCE_KEYS if found[key] != attrs[key]
-    )
+    diff = describe_differences(found, provenance(attrs))
     raise StoreExistsError(
         f"{spec.store}/{spec.group} exists with different provenance ({diff}); "
         "pass --force to regenerate it"
     )
-
-
-def write_expanded(
-    client: Client, store: str, tmp: Path, spec: ExpandSpec, rows: int, chunk_rows: int,
-    attrs: dict[str, Any], show_progress: bool,
-) -> float:
-    """Create the arrays under `tmp`, run the graph, write `attrs` last; returns wall seconds."""
-    group = zarr.open_group(str(tmp), mode="w")
-    targets: list[Any] = [
-        group.create_array(name, shape=shape, chunks=chunks, dtype="uint8",
-                           compressors=store_codec())
-        for name, shape, chunks in (("images", (spec.n, 784), (chunk_rows, 784)),
-                                    ("labels", (spec.n,), (chunk_rows,)))
-    ]
-    images, labels = generation_arrays(store, spec, rows)
-    stored = da.store([images, labels], targets, lock=False, compute=False)
-    start = time.perf_counter()
-    futures = client.compute(stored)
-    if show_progress:
-        progress(futures)
-    client.gather(futures)
-    wall = time.perf_counter() - start
-    group.attrs.update(attrs)
-    return wall
 
 
 def generation_arrays(store: str, spec: ExpandSpec, rows: int) -> tuple[da.Array, da.Array]:
@@ -346,18 +246,6 @@ def check_disk_space(spec: ExpandSpec, root: zarr.Group, chunk_rows: int) -> int
     return needed
 
 
-def result_for(
-    spec: ExpandSpec, rows: int, chunk_rows: int, wall: float, reused: bool
-) -> ExpandResult:
-    """The ExpandResult of `spec`, measuring the disk usage now."""
-    return ExpandResult(
-        store=spec.store, group=spec.group, n=spec.n, partitions=-(-spec.n // rows),
-        partition_rows=rows, chunk_rows=chunk_rows, wall_seconds=wall,
-        group_bytes=directory_bytes(spec.store / spec.group),
-        store_bytes=directory_bytes(spec.store), reused=reused,
-    )
-
-
 def directory_bytes(path: Path) -> int:
     """Disk usage of a directory tree in bytes (allocated blocks, like `du`)."""
     total = 0
@@ -375,3 +263,9 @@ def format_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} {units[-1]}"
+
+
+def __getattr__(name: str):  # INTERIM-SHIM: removed when the issue-12 moves are merged
+    from mnist_dist import expand_job
+
+    return getattr(expand_job, name)

@@ -26,15 +26,16 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.array import _shards_initialized
-from zarr.core.sync import sync
 from sklearn.model_selection import train_test_split
 from zarr.codecs import BloscCodec, BloscShuffle
+from zarr.core.array import _shards_initialized
+from zarr.core.sync import sync
 
 import mnist_dist
 from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.sources import N_PIXELS, RawMnist
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
+from mnist_dist.provenance import describe_differences
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,7 @@ def check_reusable(path: Path, wanted: dict[str, Any]) -> None:
             f"{path} exists and is not a mnist-dist store; pass --force to overwrite it"
         )
     if found != wanted:
-        diff = ", ".join(
-            f"{key}: {found[key]!r} != requested {wanted[key]!r}"
-            for key in PROVENANCE_KEYS if found[key] != wanted[key]
-        )
+        diff = describe_differences(found, wanted)
         raise StoreExistsError(
             f"store {path} exists with different provenance ({diff}); pass --force to rebuild"
         )

@@ -1,4 +1,4 @@
-"""Model artifacts: the checksummed manifest, and loading both predictors once per process.
+"""Model artifacts: the checksummed manifest, model references and verified reads.
 
 A model directory holds `knn.npz`, `knn.json`, `mlp.onnx`, `mlp.json` and `manifest.json`,
 which lists every artifact with its SHA-256. Nothing is ever unpickled.
@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.errors import ArtifactChecksumError, ModelFormatError, ModelNotFoundError
-from mnist_dist.models.knn import GemmKnn, knn_from_bytes
-from mnist_dist.models.mlp import OnnxMlp, OrtSettings
-
-log = logging.getLogger(__name__)
+from mnist_dist.locations import is_url, local_path, read_location
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "mnist-dist-models/1"
@@ -80,26 +75,6 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             "run `python -m jobs.train`"
         )
     return manifest
-
-
-def is_url(location: str) -> bool:
-    """True for fsspec URLs such as `s3://…` (`file://` counts as a plain path)."""
-    return "://" in location and not location.startswith("file://")
-
-
-def local_path(location: str) -> str:
-    """A plain path for `file://` URLs (Zarr and NumPy want plain paths); others unchanged."""
-    return location.removeprefix("file://")
-
-
-def read_location(location: str) -> bytes:
-    """Bytes of a local file or an fsspec URL."""
-    if is_url(location):
-        import fsspec
-
-        with fsspec.open(location, "rb") as f:
-            return f.read()
-    return Path(local_path(location)).read_bytes()
 
 
 @dataclass(frozen=True)
@@ -183,53 +158,9 @@ def read_artifact(ref: ModelRef, name: str) -> bytes:
     return verified(ref, name, data)
 
 
-@dataclass(frozen=True)
-class ModelPayload:
-    """The artifacts' bytes, broadcast once to every worker that cannot read `ModelRef.directory`."""
+def __getattr__(name: str):  # INTERIM-SHIM: removed when the issue-12 moves are merged
+    if name in ("ModelPayload", "Predictors", "load_predictors", "load_count"):
+        from mnist_dist.models import cache
 
-    artifacts: tuple[tuple[str, bytes], ...]
-
-    @classmethod
-    def read(cls, ref: ModelRef) -> ModelPayload:
-        """Read and verify every artifact on this (the client's) side."""
-        return cls(tuple((name, read_artifact(ref, name)) for name in ARTIFACTS))
-
-
-@dataclass(frozen=True)
-class Predictors:
-    """Both loaded predictors; shared by every thread of a process."""
-
-    knn: GemmKnn
-    mlp: OnnxMlp
-
-
-_cache: dict[tuple[ModelRef, int], Predictors] = {}
-_cache_lock = threading.Lock()
-load_count = 0  # loads performed by this process; lets tests prove "once per worker"
-
-
-def load_predictors(
-    ref: ModelRef, ort_threads: int = 1, payload: ModelPayload | None = None
-) -> Predictors:
-    """Both predictors for `ref`, loaded and verified at most once per process.
-
-    With a `payload` the bytes come from it (still verified) instead of `ref.directory`.
-    """
-    global load_count
-    key = (ref, ort_threads)
-    with _cache_lock:
-        if key not in _cache:
-            log.info("loading models from %s (ORT threads %d)",
-                     "the broadcast payload" if payload else ref.directory, ort_threads)
-            shipped = dict(payload.artifacts) if payload else {}
-
-            def artifact(name: str) -> bytes:
-                return verified(ref, name, shipped[name]) if payload else read_artifact(ref, name)
-
-            knn = GemmKnn(knn_from_bytes(artifact("knn.npz"), artifact("knn.json")))
-            settings = OrtSettings(intra_op_threads=ort_threads)
-            mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings)
-            _cache.clear()  # a process serves one model set at a time; free the previous one
-            _cache[key] = Predictors(knn, mlp)
-            load_count += 1
-        return _cache[key]
+        return getattr(cache, name)
+    raise AttributeError(name)

@@ -1,0 +1,159 @@
+"""The score job end to end: inputs ready, scoring on Dask, throughput sweep, report files."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import zarr
+from distributed import Client, Future, performance_report
+
+from mnist_dist.cluster import (
+    ClusterSpec,
+    check_store_readable,
+    check_versions,
+    cluster_facts,
+    connect,
+    ort_threads_for,
+    ship_models_if_needed,
+)
+from mnist_dist.data.store import DEFAULT_STORE, zarr_array
+from mnist_dist.ensure import ensure_models, ensure_store
+from mnist_dist.locations import absolute, is_url
+from mnist_dist.models.artifacts import ModelRef, read_manifest_at
+from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.report.document import build_report, write_report
+from mnist_dist.report.render import render_report
+from mnist_dist.run_state import prepare_out
+from mnist_dist.scoring import ScoreJob, ScoreResult, score
+from mnist_dist.throughput import SweepSpec, batch_sweep
+from mnist_dist.training import DEFAULT_MODELS, TrainSpec, check_model_folder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PARTITION_ROWS = 2000
+
+
+def default_out() -> Path:
+    """A new run folder per invocation, so finished runs are never overwritten."""
+    return Path("runs") / datetime.now().strftime("score-%Y%m%d-%H%M%S")
+
+
+@dataclass(frozen=True)
+class ScoreRunSpec:
+    """Everything `python -m jobs.score` needs; defaults are what a laptop user gets.
+
+    `store` and `models` are local paths or fsspec URLs (`file://`, `s3://`, …) that the
+    workers read directly; `predictions` (default `OUT/predictions.zarr`) is where they write.
+    """
+
+    store: str = str(DEFAULT_STORE)
+    models: str = str(DEFAULT_MODELS)
+    out: Path = field(default_factory=default_out)
+    predictions: str = ""
+    split: str = "test"
+    partition_rows: int = DEFAULT_PARTITION_ROWS
+    model_names: tuple[str, ...] = MODEL_NAMES
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    sweep: SweepSpec = field(default_factory=SweepSpec)
+    train_epochs: int = 10
+    show_progress: bool = True
+    performance_report: bool = False
+    resume: bool = False
+
+
+def ensure_inputs(spec: ScoreRunSpec) -> tuple[str, ModelRef]:
+    """Absolute store location and a verified model reference; local ones are built if missing."""
+    store, models = absolute(spec.store), absolute(spec.models)
+    if not is_url(store) and not is_url(models) and not Path(models).exists():
+        # ensure_models trains only into a missing folder: refuse before building anything
+        # when its models would land in the wrong place.
+        check_model_folder(TrainSpec(store=Path(store), models=Path(models),
+                                     epochs=spec.train_epochs))
+    if not is_url(store):
+        ensure_store(Path(store))
+        if not is_url(models):
+            ensure_models(Path(models), Path(store), spec.train_epochs)
+    return store, ModelRef.from_location(models)
+
+
+def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
+    """Run the main job; returns the report document (also written to `out/report.json`)."""
+    store, ref = ensure_inputs(spec)
+    manifest = read_manifest_at(ref.directory)
+    prepare_out(spec.out)
+    with connect(spec.cluster) as client:
+        check_versions(client)
+        check_store_readable(client, store, spec.split)
+        payload = ship_models_if_needed(client, ref)
+        ort_threads = ort_threads_for(client)
+        job = ScoreJob(
+            store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
+            split=spec.split, partition_rows=spec.partition_rows, ort_threads=ort_threads,
+            model_names=spec.model_names, resume=spec.resume,
+        )
+        started = time.perf_counter()
+        with optional_performance_report(spec):
+            result = score(client, job, spec.show_progress, payload)
+        log.info("scored %d images in %.1f s; measuring throughput vs batch size",
+                 result.n_images, time.perf_counter() - started)
+        throughput = measure_on_one_worker(client, ref, store, spec, ort_threads, payload)
+        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
+                   "models_shipped": payload is not None,
+                   "worker_rss_bytes": worker_memory(client)}
+    dataset = {
+        "store": store, "split": spec.split, "partition_rows": spec.partition_rows,
+        "store_split": zarr.open_group(store, mode="r").attrs.get("split"),
+    }
+    outputs = {"predictions": job.predictions, "models": ref.directory}
+    if spec.performance_report:
+        outputs["performance_report"] = str((spec.out / "dask-performance.html").resolve())
+    gallery = gallery_pixels(store, spec.split, result)
+    report = build_report(result, dataset, cluster, manifest, throughput, outputs, gallery)
+    write_report(report, spec.out)
+    render_report(report, spec.out)
+    return report
+
+
+def gallery_pixels(store: str, split: str, result: ScoreResult) -> dict[str, np.ndarray]:
+    """Pixels (k, 784) of each model's sampled misclassified digits: a few rows, not the data."""
+    images = zarr_array(store, f"{split}/images")
+    return {
+        name: np.asarray(images.get_orthogonal_selection((rows[:, 0], slice(None))))
+        if len(rows) else np.empty((0, 784), np.uint8)
+        for name, rows in result.misclassified.items()
+    }
+
+
+def optional_performance_report(spec: ScoreRunSpec) -> contextlib.AbstractContextManager[Any]:
+    """Dask's performance report around the scoring graph, when asked for."""
+    if spec.performance_report:
+        return performance_report(filename=str(spec.out / "dask-performance.html"))
+    return contextlib.nullcontext()
+
+
+def worker_memory(client: Client) -> dict[str, int]:
+    """Resident memory of each worker process after the run (models loaded), in bytes."""
+    return client.run(lambda: psutil.Process().memory_info().rss)
+
+
+def measure_on_one_worker(
+    client: Client, ref: ModelRef, store: str, spec: ScoreRunSpec, ort_threads: int,
+    payload: Future | None = None,
+) -> list[dict[str, Any]]:
+    """The batch-size sweep, run inside one worker so it sees what the tasks see."""
+    if not spec.sweep.batch_sizes:
+        return []
+    worker = min(client.scheduler_info(n_workers=-1)["workers"])
+    future = client.submit(
+        batch_sweep, ref, store, spec.split, spec.sweep, ort_threads, payload,
+        workers=[worker], pure=False,
+    )
+    return future.result()
