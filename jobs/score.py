@@ -27,7 +27,8 @@ from mnist_dist.cli import (
 )
 from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.errors import ImageInputError, exit_code_for
-from mnist_dist.image_scoring import ImageScoreSpec, run_image_scoring
+from mnist_dist.images.job import run_image_scoring
+from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.partitioning import DEFAULT_SCORE_PARTITION_MB, score_partition_rows
 from mnist_dist.pipeline import DEFAULT_MODELS, DEFAULT_PARTITION_ROWS, ScoreRunSpec, run_score
 from mnist_dist.report.document import summary_text

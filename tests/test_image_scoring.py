@@ -1,4 +1,4 @@
-"""Scoring image files on Dask (`mnist_dist.image_scoring`) and `jobs.score --images`."""
+"""Scoring image files on Dask (`mnist_dist.images`) and `jobs.score --images`."""
 
 from __future__ import annotations
 
@@ -20,21 +20,19 @@ from mnist_dist.cluster import ClusterSpec
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DataError, ImageInputError
-from mnist_dist.image_scoring import (
-    SCHEMA,
-    ImageRow,
-    ImageScoreSpec,
-    ImageTask,
-    choose_sheet,
+from mnist_dist.images.files import (
     label_from_name,
     list_image_files,
     match_labels,
     output_names,
     read_labels_csv,
-    run_image_scoring,
-    score_files,
 )
-from mnist_dist.models.artifacts import ModelRef, load_predictors
+from mnist_dist.images.job import run_image_scoring
+from mnist_dist.images.report import SCHEMA
+from mnist_dist.images.spec import ImageScoreSpec
+from mnist_dist.images.tasks import ImageRow, ImageTask, choose_sheet, score_files
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import load_predictors
 from mnist_dist.training import TrainSpec, train_models
 
 REPO = Path(__file__).resolve().parents[1]

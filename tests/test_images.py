@@ -1,4 +1,4 @@
-"""Preprocessing of your own images (`mnist_dist.images`): each step, and the safety checks."""
+"""Preprocessing of your own images (`mnist_dist.images.preprocess`): each step, safety checks."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_dist import images
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.errors import ImageInputError, MnistDistError, exit_code_for
+from mnist_dist.images.preprocess import (
+    centre_by_mass,
+    fix_polarity,
+    isolate_ink,
+    load_image,
+    preprocess,
+)
 
 N_DIGITS = 300
 FLOOR = 26  # grey levels: pixels under the 10% noise floor (25.5) are the only ones zeroed
@@ -53,7 +59,7 @@ def test_unmodified_mnist_digit_saved_as_png_comes_back_nearly_the_same(
     for i, digit in enumerate(digits):
         path = tmp_path / f"{i}.png"
         Image.fromarray(digit).save(path)
-        out = images.preprocess(images.load_image(path))
+        out = preprocess(load_image(path))
         assert out.shape == (28, 28) and out.dtype == np.uint8
         diff = np.abs(out.astype(np.int64) - digit)
         diffs.append(diff.mean())
@@ -66,17 +72,17 @@ def test_unmodified_mnist_digit_saved_as_png_comes_back_nearly_the_same(
 
 def test_dark_ink_on_light_paper_is_inverted(digits: np.ndarray) -> None:
     for digit in digits[:20]:
-        straight = images.preprocess(Image.fromarray(digit))
-        inverted = images.preprocess(Image.fromarray(255 - digit))
+        straight = preprocess(Image.fromarray(digit))
+        inverted = preprocess(Image.fromarray(255 - digit))
         np.testing.assert_array_equal(inverted, straight)
 
 
 def test_fix_polarity_decides_by_the_ink_not_the_area() -> None:
     page = np.full((400, 300), 230.0)
     page[100:300, 148:152] = 20.0  # a thin dark "1": 0.7% of the pixels
-    fixed = images.fix_polarity(page)
+    fixed = fix_polarity(page)
     assert fixed[0, 0] == pytest.approx(25.0) and fixed[200, 150] == pytest.approx(235.0)
-    np.testing.assert_array_equal(images.fix_polarity(255.0 - page), 255.0 - page)
+    np.testing.assert_array_equal(fix_polarity(255.0 - page), 255.0 - page)
 
 
 def test_lighting_gradient_and_noise_are_removed() -> None:
@@ -84,7 +90,7 @@ def test_lighting_gradient_and_noise_are_removed() -> None:
     cols = np.indices((300, 400))[1]
     page = 150.0 + 80.0 * cols / 400 + rng.normal(0.0, 4.0, (300, 400))
     page[60:240, 195:215] = 30.0  # a dark bar of ink
-    ink = images.isolate_ink(images.fix_polarity(page))
+    ink = isolate_ink(fix_polarity(page))
     assert ink[100, 205] == pytest.approx(255.0, abs=20)
     assert np.count_nonzero(ink) == pytest.approx(180 * 20, rel=0.02)  # paper is 0 everywhere
 
@@ -93,15 +99,15 @@ def test_specks_do_not_stretch_the_bounding_box(digits: np.ndarray) -> None:
     page = np.zeros((300, 300), dtype=np.uint8)
     big = np.asarray(Image.fromarray(digits[0]).resize((112, 112), Image.Resampling.BICUBIC))
     page[40:152, 60:172] = big
-    clean = images.preprocess(Image.fromarray(page))
+    clean = preprocess(Image.fromarray(page))
     page[200:202, 250:252] = 255  # dust far from the digit
-    np.testing.assert_array_equal(images.preprocess(Image.fromarray(page)), clean)
+    np.testing.assert_array_equal(preprocess(Image.fromarray(page)), clean)
 
 
 def test_long_side_fits_20_px_keeping_the_aspect_ratio() -> None:
     page = np.zeros((500, 600), dtype=np.uint8)
     page[100:150, 50:450] = 255  # 400 x 50: aspect 8:1
-    out = images.preprocess(Image.fromarray(page))
+    out = preprocess(Image.fromarray(page))
     height, width = ink_box(out, level=128)
     assert width == 20 and 2 <= height <= 3
     np.testing.assert_allclose(centre_of_mass(out), (14.0, 14.0), atol=0.5)
@@ -110,7 +116,7 @@ def test_long_side_fits_20_px_keeping_the_aspect_ratio() -> None:
 def test_small_sources_are_scaled_up_to_the_box() -> None:
     page = np.zeros((40, 40), dtype=np.uint8)
     page[10:20, 18:22] = 255  # a 10 px tall bar
-    height, _ = ink_box(images.preprocess(Image.fromarray(page)), level=128)
+    height, _ = ink_box(preprocess(Image.fromarray(page)), level=128)
     assert height in (19, 20, 21)
 
 
@@ -119,7 +125,7 @@ def test_centre_of_mass_lands_on_14_14_wherever_the_digit_was(digits: np.ndarray
     for top, left in ((0, 0), (300, 10), (17, 250)):
         page = np.zeros((400, 350), dtype=np.uint8)
         page[top : top + 84, left : left + 84] = big
-        out = images.preprocess(Image.fromarray(page))
+        out = preprocess(Image.fromarray(page))
         np.testing.assert_allclose(centre_of_mass(out), (14.0, 14.0), atol=0.5)
         assert max(ink_box(out)) <= 22
 
@@ -128,35 +134,35 @@ def test_lopsided_ink_stays_inside_the_canvas() -> None:
     digit = np.zeros((20, 20))
     digit[:5, :5] = 255.0  # heavy corner: the centre of mass is far from the box centre
     digit[:, 19] = digit[19, :] = 30.0
-    out = images.centre_by_mass(digit)
+    out = centre_by_mass(digit)
     assert out.sum() == pytest.approx(digit.sum(), rel=0.01)  # nothing was cut off
 
 
 def test_hairline_strokes_are_thickened_to_mnist_width() -> None:
     page = np.full((600, 400), 255, dtype=np.uint8)
     page[100:500, 198:201] = 0  # a "1" drawn with a 3 px pen: 0.75% of its height
-    out = images.preprocess(Image.fromarray(page))
+    out = preprocess(Image.fromarray(page))
     widths = (out[6:22] >= 128).sum(axis=1)
     assert 2 <= np.median(widths) <= 3
 
 
 def test_blank_and_flat_images_are_refused() -> None:
     with pytest.raises(ImageInputError, match="blank"):
-        images.preprocess(Image.new("L", (60, 40), 255))
+        preprocess(Image.new("L", (60, 40), 255))
     rng = np.random.default_rng(1)
     paper = np.clip(200 + rng.normal(0, 3, (80, 80)), 0, 255).astype(np.uint8)
     with pytest.raises(ImageInputError, match="blank"):
-        images.preprocess(Image.fromarray(paper))
+        preprocess(Image.fromarray(paper))
 
 
 def test_transparent_and_16_bit_images(digits: np.ndarray) -> None:
-    expected = images.preprocess(Image.fromarray(digits[1]))
+    expected = preprocess(Image.fromarray(digits[1]))
     rgba = np.zeros((28, 28, 4), dtype=np.uint8)  # black strokes on a transparent canvas
     rgba[..., 3] = digits[1]
-    assert min_shifted_diff(images.preprocess(Image.fromarray(rgba)), expected) <= 2
+    assert min_shifted_diff(preprocess(Image.fromarray(rgba)), expected) <= 2
     deep = Image.fromarray(digits[1].astype(np.uint16) * 257)
     assert deep.mode.startswith("I;16")
-    assert min_shifted_diff(images.preprocess(deep), expected) <= 2
+    assert min_shifted_diff(preprocess(deep), expected) <= 2
 
 
 def test_exif_orientation_is_applied(digits: np.ndarray, tmp_path: Path) -> None:
@@ -165,7 +171,7 @@ def test_exif_orientation_is_applied(digits: np.ndarray, tmp_path: Path) -> None
     exif[0x0112] = 6  # "rotate 90 clockwise to view"
     path = tmp_path / "sideways.png"
     upright.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
-    loaded = images.load_image(path)
+    loaded = load_image(path)
     np.testing.assert_array_equal(np.asarray(loaded), np.asarray(upright))
 
 
@@ -185,14 +191,14 @@ def test_huge_images_are_refused_before_decoding(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.png"
     bomb.write_bytes(png_with_size(10_000, 10_000))
     with pytest.raises(ImageInputError, match=r"at most 50,000,000 pixels; got 10000x10000"):
-        images.load_image(bomb)
+        load_image(bomb)
     bomb.write_bytes(png_with_size(100_000, 100_000))  # Pillow's own limit refuses it first
     with pytest.raises(ImageInputError, match=r"at most 50,000,000 pixels; got far more"):
-        images.load_image(bomb)
+        load_image(bomb)
     modest = tmp_path / "modest.png"
     Image.new("L", (200, 100)).save(modest)
     with pytest.raises(ImageInputError, match="decompression bomb"):
-        images.load_image(modest, max_pixels=10_000)
+        load_image(modest, max_pixels=10_000)
 
 
 def test_animated_and_multi_page_files_are_refused(tmp_path: Path) -> None:
@@ -200,27 +206,27 @@ def test_animated_and_multi_page_files_are_refused(tmp_path: Path) -> None:
     for name in ("anim.png", "pages.tif"):
         frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
         with pytest.raises(ImageInputError, match="must have one frame; got 2"):
-            images.load_image(tmp_path / name)
+            load_image(tmp_path / name)
 
 
 def test_unreadable_files_are_refused_with_their_name(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.jpg"
     garbage.write_bytes(b"this is not an image at all")
     with pytest.raises(ImageInputError, match=r"garbage\.jpg: not a readable PNG, JPEG"):
-        images.load_image(garbage)
+        load_image(garbage)
     gif = tmp_path / "digit.png"
     Image.new("L", (20, 20)).save(gif, format="GIF")
     with pytest.raises(ImageInputError, match="not a readable"):
-        images.load_image(gif)
+        load_image(gif)
     good = tmp_path / "good.png"
     noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
     Image.fromarray(noise).save(good)  # incompressible: 200 bytes hold a fraction of it
     truncated = tmp_path / "truncated.png"
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ImageInputError, match=r"truncated\.png: cannot decode"):
-        images.load_image(truncated)
+        load_image(truncated)
     with pytest.raises(ImageInputError, match="not a file"):
-        images.load_image(tmp_path)
+        load_image(tmp_path)
 
 
 def test_image_input_error_is_a_value_error_with_its_own_exit_code() -> None:

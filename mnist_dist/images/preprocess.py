@@ -49,6 +49,7 @@ refused), and every decoder failure turned into `ImageInputError` with the file 
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -332,8 +333,6 @@ def paste(canvas: np.ndarray, image: np.ndarray, top: int, left: int) -> None:
 
 def to_png(pixels: np.ndarray) -> bytes:
     """PNG bytes of a uint8 (h, w) grayscale array."""
-    import io
-
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
@@ -341,8 +340,6 @@ def to_png(pixels: np.ndarray) -> bytes:
 
 def thumbnail_png(image: Image.Image, side: int = 96) -> bytes:
     """PNG bytes of a small copy of `image` (long side <= `side`), for contact sheets."""
-    import io
-
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         image = Image.fromarray(np.rint(to_grayscale(image)).astype(np.uint8))
     small = image.convert("RGBA") if image.mode not in ("L", "RGB", "RGBA") else image.copy()

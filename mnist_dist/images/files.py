@@ -1,0 +1,113 @@
+"""The image files of a run: listing them, their labels (from names or a CSV), output names."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mnist_dist.errors import DataError, ImageInputError
+from mnist_dist.images.preprocess import EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+NAME_LABEL = re.compile(r"^([0-9])(?![0-9])")
+
+
+def list_image_files(paths: Iterable[Path]) -> list[Path]:
+    """Files named directly, plus image files found (recursively, sorted) in folders named.
+
+    Raises ImageInputError for a path that does not exist or when no image file is found.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        if path.is_dir():
+            candidates = images_in_folder(path)
+        elif path.exists():
+            candidates = [path]
+        else:
+            raise ImageInputError(f"{path}: no such file or folder")
+        for candidate in candidates:
+            key = candidate.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(candidate)
+    if not found:
+        raise ImageInputError(
+            f"no image files ({', '.join(EXTENSIONS)}) found in "
+            f"{', '.join(str(p) for p in paths)}"
+        )
+    return found
+
+
+def images_in_folder(folder: Path) -> list[Path]:
+    """The image files under `folder`, recursively and sorted, skipping hidden entries."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.suffix.lower() in EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def label_from_name(path: Path) -> int | None:
+    """The digit a file name starts with (`7_anything.png`, `7.png` → 7); None otherwise."""
+    match = NAME_LABEL.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def read_labels_csv(path: Path) -> list[tuple[str, int]]:
+    """(file, digit) rows of a labels CSV; a `file,digit` header and `#` comments are allowed."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the labels file ({exc})") from exc
+    entries = []
+    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) < 2:
+            raise DataError(f"{path}:{number}: a row must be `file,digit`; got {row!r} instead")
+        name, digit = row[0].strip(), row[1].strip()
+        if number == 1 and digit.lower() in ("digit", "label"):
+            continue
+        if digit not in tuple("0123456789"):
+            raise DataError(f"{path}:{number}: digit must be 0-9; got {digit!r} instead")
+        entries.append((name, int(digit)))
+    return entries
+
+
+def match_labels(
+    files: Sequence[Path], entries: Sequence[tuple[str, int]], base: Path
+) -> list[int | None]:
+    """The label of each file: by path (relative to `base`, the CSV's folder, or the current
+    folder), else by file name when the CSV names that file name once."""
+    by_path: dict[Path, int] = {}
+    by_name: dict[str, int | None] = {}
+    for name, digit in entries:
+        entry = Path(name)
+        for candidate in ([entry] if entry.is_absolute() else [base / entry, entry]):
+            by_path[candidate.resolve()] = digit
+        by_name[entry.name] = None if entry.name in by_name else digit  # None: ambiguous
+    labels = [by_path.get(f.resolve(), by_name.get(f.name)) for f in files]
+    unmatched = len(entries) - sum(label is not None for label in labels)
+    if unmatched > 0:
+        log.warning("%d label rows matched no listed image (or were ambiguous)", unmatched)
+    return labels
+
+
+def output_names(files: Sequence[Path]) -> list[str]:
+    """A distinct PNG name per file for `--save-preprocessed`: its stem, suffixed if taken."""
+    taken: set[str] = set()
+    names = []
+    for file in files:
+        stem, n = file.stem, 1
+        name = f"{stem}.png"
+        while name.lower() in taken:
+            n += 1
+            name = f"{stem}-{n}.png"
+        taken.add(name.lower())
+        names.append(name)
+    return names

@@ -1,0 +1,55 @@
+"""The settings of one image run: `ImageScoreSpec`, validated on construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from mnist_dist.cluster import ClusterSpec
+from mnist_dist.data.store import DEFAULT_STORE
+from mnist_dist.errors import SpecError
+from mnist_dist.images.preprocess import MAX_PIXELS
+from mnist_dist.training import DEFAULT_MODELS, TrainSpec
+
+DEFAULT_PARTITION_FILES = 200
+SHEET_LIMIT = 100
+
+
+def default_images_out() -> Path:
+    """A new run folder per invocation, so finished runs are never overwritten."""
+    return Path("runs") / datetime.now().strftime("images-%Y%m%d-%H%M%S")
+
+
+@dataclass(frozen=True)
+class ImageScoreSpec:
+    """Everything `python -m jobs.score --images ...` needs.
+
+    `images` are files or folders (searched recursively for `preprocess.EXTENSIONS`); labels come
+    from a `file,digit` CSV (`labels`) or from names like `7_anything.png`
+    (`labels_from_names`), never both. `store` is used only to train missing models.
+    """
+
+    images: tuple[Path, ...]
+    models: Path = DEFAULT_MODELS
+    store: Path = DEFAULT_STORE
+    out: Path = field(default_factory=default_images_out)
+    labels: Path | None = None
+    labels_from_names: bool = False
+    save_preprocessed: Path | None = None
+    partition_files: int = DEFAULT_PARTITION_FILES
+    sheet_limit: int = SHEET_LIMIT
+    max_pixels: int = MAX_PIXELS
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    train_epochs: int = TrainSpec.epochs
+
+    def __post_init__(self) -> None:
+        if not self.images:
+            raise SpecError("images must name at least one file or folder; got none instead")
+        if self.labels is not None and self.labels_from_names:
+            raise SpecError("labels and labels_from_names exclude each other; choose one")
+        if self.partition_files < 1:
+            raise SpecError(f"partition_files must be >= 1; got {self.partition_files} instead")
+        if self.sheet_limit < 0:
+            raise SpecError(f"sheet_limit must be >= 0; got {self.sheet_limit} instead")
+
