@@ -18,7 +18,7 @@ import pytest
 
 from jobs import report as report_job
 from mnist_dist.errors import ReportError
-from mnist_dist.report import analysis, plots, render
+from mnist_dist.report import analysis, plots, render, schema
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).parent / "data" / "report-sample.json"
@@ -221,7 +221,7 @@ def test_render_work_does_not_grow_with_images(
     assert seconds[1] < 3 * seconds[0] + 1.0
     html = (tmp_path / "72" / "report.html").read_text()
     assert "1,008,000 images" in html
-    assert html.count('<img class="px"') == 2 * render.GALLERY_LIMIT
+    assert html.count('<img class="px"') == 2 * schema.GALLERY_LIMIT
 
 
 def test_report_without_sweep_or_gallery_renders(sample: dict, tmp_path: Path) -> None:

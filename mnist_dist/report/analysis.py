@@ -12,10 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from mnist_dist.report.formats import EN_DASH, pct, points
+
 # The report's model sections, in display order (the same names as `predict.MODEL_NAMES`,
 # kept here so that rendering never imports the prediction stack).
 MODELS = ("knn", "mlp")
 LABELS = {"knn": "KNN", "mlp": "MLP"}
+TOP_PAIRS = 5  # confused pairs shown per model
 
 
 @dataclass(frozen=True)
@@ -153,3 +156,44 @@ def model_bytes(model: dict[str, Any]) -> int:
 def worker_rss(cluster: dict[str, Any]) -> list[tuple[str, int]]:
     """(worker address, resident bytes), sorted by address."""
     return sorted((str(k), int(v)) for k, v in cluster.get("worker_rss_bytes", {}).items())
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One figure of this run next to the study's: ours as a number (with its display format
+    and its path in report.json, if any), theirs and the comparison as text."""
+
+    label: str
+    ours: float | None
+    fmt: str
+    key: tuple[str, ...] | None
+    theirs: str
+    note: str
+
+
+def study_comparison(report: dict[str, Any]) -> list[StudyRow]:
+    """The headline comparison: both accuracies and the ms/image at the study's batch size."""
+    models, study = report["models"], STUDY
+    knn, mlp = models["knn"]["accuracy"], models["mlp"]["accuracy"]
+    low, high = study.mlp_accuracy_range
+    rows = [
+        StudyRow("KNN accuracy", knn, "pct", ("models", "knn", "accuracy"),
+                 pct(study.knn_accuracy), f"{points(knn - study.knn_accuracy)} points"),
+        StudyRow("MLP accuracy", mlp, "pct", ("models", "mlp", "accuracy"),
+                 f"{100 * low:.1f}–{100 * high:.1f}%", range_note(mlp, low, high)),
+    ]
+    for name, theirs in study.ms_per_image:
+        ours = at_batch(throughput_series(report.get("throughput", []), name), study.batch_size)
+        note = EN_DASH if ours is None else f"{ours / theirs:.2g}× the study's time"
+        rows.append(StudyRow(f"{LABELS[name]} ms/image at batch {study.batch_size:,}", ours,
+                             "sig", None, f"{theirs}", note))
+    return rows
+
+
+def range_note(value: float, low: float, high: float) -> str:
+    """Where `value` falls relative to the range [low, high]."""
+    if value < low:
+        return f"{points(value - low)} points below the range"
+    if value > high:
+        return f"{points(value - high)} points above the range"
+    return "within the range"

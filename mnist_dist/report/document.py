@@ -14,8 +14,9 @@ import numpy as np
 
 import mnist_dist
 from mnist_dist.atomic import write_json_atomic
-from mnist_dist.metrics import accuracy, per_class_accuracy
-from mnist_dist.report.render import REPORT_NAME, SCHEMA
+from mnist_dist.metrics import accuracy_summary
+from mnist_dist.report.formats import digit_lines
+from mnist_dist.report.schema import REPORT_NAME, SCHEMA
 from mnist_dist.scoring import ScoreResult
 
 
@@ -39,10 +40,7 @@ def model_section(
     seconds = task_seconds / max(1, threads)
     trained = manifest["models"][name]
     return {
-        "accuracy": accuracy(confusion),
-        "per_class_accuracy": per_class_accuracy(confusion),
-        "confusion": confusion.astype(np.int64).tolist(),
-        "n_images": int(confusion.sum()),
+        **accuracy_summary(confusion),
         "task_seconds": task_seconds,
         "seconds": seconds,
         "images_per_second": result.n_images / seconds if seconds > 0 else None,
@@ -98,17 +96,9 @@ def write_report(report: dict[str, Any], out: Path) -> Path:
 def summary_text(report: dict[str, Any]) -> str:
     """A short human summary: overall and per-digit accuracy of both models, and speed."""
     dataset, timing = report["dataset"], report["timing"]
-    lines = [
-        (
-            f"scored {dataset['n_images']:,} images of {dataset['store']} ({dataset['split']}) "
-            f"in {timing['wall_seconds']:.1f} s ({timing['images_per_second']:,.0f} images/s, "
-            f"{report['cluster']['workers']} workers, {report['cluster']['threads']} threads)"
-        ),
-        "digit      " + " ".join(f"{d:>5}" for d in range(10)) + "   overall",
-    ]
-    for name, model in report["models"].items():
-        cells = " ".join(
-            "    -" if a is None else f"{100 * a:5.1f}" for a in model["per_class_accuracy"]
-        )
-        lines.append(f"{name.upper():<10} {cells}   {100 * model['accuracy']:.2f}%")
-    return "\n".join(lines)
+    line = (
+        f"scored {dataset['n_images']:,} images of {dataset['store']} ({dataset['split']}) "
+        f"in {timing['wall_seconds']:.1f} s ({timing['images_per_second']:,.0f} images/s, "
+        f"{report['cluster']['workers']} workers, {report['cluster']['threads']} threads)"
+    )
+    return "\n".join([line, *digit_lines(report["models"])])

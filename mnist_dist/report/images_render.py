@@ -6,42 +6,33 @@ contact-sheet PNGs embedded as base64 `data:` URIs, nothing fetched from the net
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import Any
 
 from mnist_dist.atomic import write_bytes_atomic
+from mnist_dist.report.formats import (
+    HYPHEN,
+    data_uri,
+    digit_lines,
+    fixed,
+    markdown_table,
+    pct,
+)
+from mnist_dist.report.pages import Num, render_page, stylesheet
 
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"
 ROW_LIMIT = 1000  # rows shown in report.md / report.html; report.json holds all of them
 MODELS = ("knn", "mlp")
-DASH = "-"
-
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 2px 8px; text-align: right; }
-td.file, th.file { text-align: left; font-family: monospace; }
-td.error { text-align: left; color: #a00; }
-td.wrong { background: #fdd; }
-.sheet { display: flex; flex-wrap: wrap; gap: 10px; }
-.card { border: 1px solid #ccc; padding: 6px; width: 220px; font-size: 12px; }
-.card.wrong { border-color: #c00; background: #fff4f4; }
-.card .pair { display: flex; gap: 6px; align-items: center; height: 96px; }
-.card img.original { max-width: 96px; max-height: 96px; background: #eee; }
-.card img.digit { width: 84px; height: 84px; image-rendering: pixelated; }
-.card .name { font-family: monospace; overflow-wrap: anywhere; }
-"""
+HEADERS = ["file", "label", "KNN", "MLP", "p(MLP)", "runner-up", "p(runner-up)", "status"]
+DIGITS = [str(d) for d in range(10)]
 
 
 def cell(value: Any, digits: int = 3) -> str:
     """A table cell's text: `-` for None, fixed decimals for floats."""
-    if value is None:
-        return DASH
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+        return fixed(value, digits)
+    return HYPHEN if value is None else str(value)
 
 
 def summary_line(report: dict[str, Any]) -> str:
@@ -59,15 +50,7 @@ def accuracy_lines(report: dict[str, Any]) -> list[str]:
     sections = report.get("accuracy")
     if not sections:
         return []
-    lines = ["digit      " + " ".join(f"{d:>5}" for d in range(10)) + "   overall"]
-    for name in MODELS:
-        model = sections[name]
-        cells = " ".join(
-            "    -" if a is None else f"{100 * a:5.1f}" for a in model["per_class_accuracy"]
-        )
-        lines.append(f"{name.upper():<10} {cells}   {100 * model['accuracy']:.2f}% "
-                     f"of {model['n_images']:,}")
-    return lines
+    return digit_lines({name: sections[name] for name in MODELS}, counts=True)
 
 
 def row_cells(row: dict[str, Any]) -> list[str]:
@@ -77,9 +60,6 @@ def row_cells(row: dict[str, Any]) -> list[str]:
         cell(row["mlp_probability"]), cell(row["runner_up"]),
         cell(row["runner_up_probability"]), "error: " + row["error"] if row["error"] else "ok",
     ]
-
-
-HEADERS = ["file", "label", "KNN", "MLP", "p(MLP)", "runner-up", "p(runner-up)", "status"]
 
 
 def text_table(report: dict[str, Any]) -> str:
@@ -96,17 +76,16 @@ def text_table(report: dict[str, Any]) -> str:
     return "\n".join(lines + ["", summary_line(report), *accuracy_lines(report)])
 
 
-def markdown_row(cells: list[str]) -> str:
-    """One Markdown table row, with `|` escaped."""
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+def accuracy_cells(model: dict[str, Any], name: str) -> list[str]:
+    """A model's accuracy row: name, overall %, files, then each digit's % (one decimal)."""
+    return [name.upper(), pct(model["accuracy"], 2, HYPHEN), str(model["n_images"])] + [
+        pct(a, 1, HYPHEN, unit="") for a in model["per_class_accuracy"]
+    ]
 
 
-def confusion_markdown(confusion: list[list[int]]) -> list[str]:
-    """A 10x10 confusion matrix as a Markdown table (rows: true digit)."""
-    lines = [markdown_row(["true \\ predicted"] + [str(d) for d in range(10)]),
-             markdown_row(["---"] * 11)]
-    lines += [markdown_row([str(d)] + [str(n) for n in confusion[d]]) for d in range(10)]
-    return lines
+def confusion_cells(confusion: list[list[int]]) -> list[list[str]]:
+    """The rows of a 10x10 confusion matrix: the true digit, then its ten counts."""
+    return [[str(d)] + [str(n) for n in confusion[d]] for d in range(10)]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -114,22 +93,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = ["# Image scoring report", "", summary_line(report), ""]
     sections = report.get("accuracy")
     if sections:
-        lines += ["## Accuracy on the labelled files", "",
-                  markdown_row(["model", "accuracy", "files"] + [str(d) for d in range(10)]),
-                  markdown_row(["---"] * 13)]
+        lines += ["## Accuracy on the labelled files", "", markdown_table(
+            ["model", "accuracy", "files", *DIGITS],
+            [accuracy_cells(sections[name], name) for name in MODELS])]
         for name in MODELS:
-            model = sections[name]
-            lines.append(markdown_row(
-                [name.upper(), f"{100 * model['accuracy']:.2f}%", str(model["n_images"])]
-                + [DASH if a is None else f"{100 * a:.1f}" for a in model["per_class_accuracy"]]
-            ))
-        for name in MODELS:
-            lines += ["", f"### {name.upper()} confusion", ""]
-            lines += confusion_markdown(sections[name]["confusion"])
+            lines += ["", f"### {name.upper()} confusion", "", markdown_table(
+                ["true \\ predicted", *DIGITS], confusion_cells(sections[name]["confusion"]))]
         lines.append("")
     files = report["files"]
-    lines += ["## Files", "", markdown_row(HEADERS), markdown_row(["---"] * len(HEADERS))]
-    lines += [markdown_row(row_cells(row)) for row in files[:ROW_LIMIT]]
+    lines += ["## Files", "",
+              markdown_table(HEADERS, [row_cells(row) for row in files[:ROW_LIMIT]])]
     if len(files) > ROW_LIMIT:
         lines += ["", f"First {ROW_LIMIT:,} of {len(files):,} files; report.json has all."]
     lines += ["", "## Preprocessing", "",
@@ -137,109 +110,66 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def esc(value: Any) -> str:
-    """HTML-escaped text of a cell value."""
-    return html.escape(cell(value))
-
-
-def html_table(
-    headers: list[str], rows: list[list[str]], classes: list[list[str]] | None = None
-) -> str:
-    """An HTML table of already-escaped cells, with optional per-cell classes."""
-    head = "".join(f"<th>{h}</th>" for h in headers)
-    body = []
-    for r, row in enumerate(rows):
-        tds = []
-        for c, value in enumerate(row):
-            cls = classes[r][c] if classes else ""
-            tds.append(f'<td class="{cls}">{value}</td>' if cls else f"<td>{value}</td>")
-        body.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
-
-
-def accuracy_html(sections: dict[str, Any]) -> str:
-    """Per-class accuracy of both models and their confusion matrices."""
-    rows = [
-        [name.upper(), f"{100 * sections[name]['accuracy']:.2f}%", str(sections[name]["n_images"])]
-        + [DASH if a is None else f"{100 * a:.1f}" for a in sections[name]["per_class_accuracy"]]
-        for name in MODELS
-    ]
-    parts = ["<h2>Accuracy on the labelled files</h2>",
-             html_table(["model", "accuracy", "files"] + [str(d) for d in range(10)], rows)]
+def accuracy_view(sections: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy rows of both models and each model's confusion rows, mistakes marked."""
+    confusion = []
     for name in MODELS:
-        confusion = sections[name]["confusion"]
-        cells = [[str(d)] + [str(n) for n in confusion[d]] for d in range(10)]
-        classes = [["" if c == 0 or c - 1 == d or confusion[d][c - 1] == 0 else "wrong"
-                    for c in range(11)] for d in range(10)]
-        parts += [f"<h3>{name.upper()} confusion (rows: true digit)</h3>",
-                  html_table(["true \\ predicted"] + [str(d) for d in range(10)], cells, classes)]
-    return "\n".join(parts)
+        counts = sections[name]["confusion"]
+        confusion.append((name.upper(), [
+            [Num(text, cls="" if c == 0 or c - 1 == d or counts[d][c - 1] == 0 else "wrong")
+             for c, text in enumerate(cells)]
+            for d, cells in enumerate(confusion_cells(counts))
+        ]))
+    rows = [[Num(text) for text in accuracy_cells(sections[name], name)] for name in MODELS]
+    return {"rows": rows, "confusion": confusion}
 
 
-def sheet_html(report: dict[str, Any]) -> str:
+def sheet_view(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The contact sheet: original | 28x28 | answers, one card per sampled file."""
-    if not report["sheet"]:
-        return ""
     files = report["files"]
     cards = []
     for entry in report["sheet"]:
         row = files[entry["index"]]
         label = row["label"]
-        wrong = label is not None and (row["knn"] != label or row["mlp"] != label)
         truth = "" if label is None else f" · label {label}"
-        cards.append(
-            f'<div class="card{" wrong" if wrong else ""}"><div class="pair">'
-            f'<img class="original" alt="original" '
-            f'src="data:image/png;base64,{entry["original_png_b64"]}">'
-            f'<img class="digit" alt="28x28" '
-            f'src="data:image/png;base64,{entry["preprocessed_png_b64"]}"></div>'
-            f'<div class="name">{html.escape(row["file"])}</div>'
-            f"<div>KNN {esc(row['knn'])} · MLP {esc(row['mlp'])} "
-            f"({esc(row['mlp_probability'])}; {esc(row['runner_up'])}: "
-            f"{esc(row['runner_up_probability'])}){html.escape(truth)}</div></div>"
-        )
-    shown = len(report["sheet"])
-    note = (f"{shown} of {report['inputs']['n_scored']:,} scored files; "
-            "mistakes and disagreements first.")
-    return (f"<h2>Contact sheet</h2><p>original | 28x28 as the models see it | answers. "
-            f"{html.escape(note)}</p><div class=\"sheet\">{''.join(cards)}</div>")
+        cards.append({
+            "wrong": label is not None and (row["knn"] != label or row["mlp"] != label),
+            "original": data_uri(entry["original_png_b64"]),
+            "digit": data_uri(entry["preprocessed_png_b64"]),
+            "file": row["file"],
+            "answers": f"KNN {cell(row['knn'])} · MLP {cell(row['mlp'])} "
+                       f"({cell(row['mlp_probability'])}; {cell(row['runner_up'])}: "
+                       f"{cell(row['runner_up_probability'])}){truth}",
+        })
+    return cards
 
 
-def files_html(report: dict[str, Any]) -> str:
+def file_rows(report: dict[str, Any]) -> list[list[Num]]:
     """The per-file table (first `ROW_LIMIT` rows), errors and mistakes highlighted."""
-    files = report["files"]
-    rows, classes = [], []
-    for row in files[:ROW_LIMIT]:
-        cells = [html.escape(c) for c in row_cells(row)]
+    rows = []
+    for row in report["files"][:ROW_LIMIT]:
         label = row["label"]
         marks = ["file", "", "", "", "", "", "", "error" if row["error"] else ""]
         if label is not None and row["error"] is None:
             marks[2] = "wrong" if row["knn"] != label else ""
             marks[3] = "wrong" if row["mlp"] != label else ""
-        rows.append(cells)
-        classes.append(marks)
-    note = (f"<p>First {ROW_LIMIT:,} of {len(files):,} files; report.json has all.</p>"
-            if len(files) > ROW_LIMIT else "")
-    return "<h2>Files</h2>" + html_table(HEADERS, rows, classes) + note
+        rows.append([Num(text, cls=mark) for text, mark in zip(row_cells(row), marks)])
+    return rows
 
 
 def render_html(report: dict[str, Any]) -> str:
     """`report.html`: summary, accuracy, contact sheet and the files table, self-contained."""
-    sections = report.get("accuracy")
-    steps = " → ".join(f"<code>{html.escape(s)}</code>" for s in report["preprocessing"]["steps"])
-    body = [
-        "<h1>Image scoring report</h1>",
-        f"<p>{html.escape(summary_line(report))}</p>",
-        accuracy_html(sections) if sections else "",
-        sheet_html(report),
-        files_html(report),
-        f"<h2>Preprocessing</h2><p>{steps}</p>",
-    ]
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<title>mnist-dist image scoring</title>"
-        f"<style>{CSS}</style></head><body>\n" + "\n".join(b for b in body if b)
-        + "\n</body></html>\n"
+    sections, files = report.get("accuracy"), report["files"]
+    return render_page(
+        "images.html", css=stylesheet("images.css"), summary=summary_line(report),
+        accuracy=accuracy_view(sections) if sections else None,
+        sheet=sheet_view(report),
+        sheet_note=(f"{len(report['sheet'])} of {report['inputs']['n_scored']:,} scored files; "
+                    "mistakes and disagreements first."),
+        headers=HEADERS, files=file_rows(report),
+        files_note=(f"First {ROW_LIMIT:,} of {len(files):,} files; report.json has all."
+                    if len(files) > ROW_LIMIT else ""),
+        steps=report["preprocessing"]["steps"],
     )
 
 

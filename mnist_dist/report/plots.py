@@ -6,7 +6,6 @@ sizes), so drawing time does not depend on how many images were scored.
 
 from __future__ import annotations
 
-import base64
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,28 +39,29 @@ STYLE: dict[Any, Any] = {
 }
 
 
-def data_uri(png: bytes) -> str:
-    """A `data:image/png;base64,…` URI for embedding `png` in HTML."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
 @contextmanager
-def figure(width: float, height: float, **margins: float) -> Iterator[Figure]:
-    """A fresh Agg figure in the report style (no pyplot: nothing global to clean up).
+def figure(
+    width: float, height: float, dpi: int = DPI, style: dict[Any, Any] | None = None,
+    **margins: float,
+) -> Iterator[Figure]:
+    """A fresh Agg figure, in the report style unless `style` is given (no pyplot: nothing
+    global to clean up).
 
     Fixed `margins` (`subplots_adjust` fractions) rather than a layout engine: twice as fast.
     """
-    with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(width, height), dpi=DPI)
+    with matplotlib.rc_context(STYLE if style is None else style):
+        fig = Figure(figsize=(width, height), dpi=dpi)
         FigureCanvasAgg(fig)  # Agg explicitly, without touching pyplot's global backend
         fig.subplots_adjust(**margins)
         yield fig
 
 
-def png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes without version or time metadata."""
+def png_bytes(fig: Figure, dpi: int = DPI, tight: bool = False) -> bytes:
+    """The figure as PNG bytes without version or time metadata (`tight`: cropped to what
+    is drawn)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata=PNG_METADATA, facecolor="white")
+    fig.savefig(buffer, format="png", dpi=dpi, metadata=PNG_METADATA, facecolor="white",
+                bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 

@@ -1,0 +1,200 @@
+"""The score report's `report.html`: the values of each section, for `templates/score.html`.
+
+Python decides what each cell says (formatted numbers, their report.json paths, classes);
+the template decides the markup. Every number outside a plain label carries `data-key` (its
+path in report.json) and `data-fmt`, which lets tests read the page back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mnist_dist.report import analysis as an
+from mnist_dist.report import plots
+from mnist_dist.report.formats import EN_DASH, FORMATS, compact, count, data_uri
+from mnist_dist.report.pages import Num, Row, render_page, stylesheet
+from mnist_dist.report.schema import GALLERY_LIMIT, SCHEMA, decode_pixels, meta
+
+NAV = (
+    ("accuracy", "Accuracy"), ("confusion", "Confusion"), ("errors", "Errors"),
+    ("speed", "Speed"), ("deployment", "Deployment"), ("study", "vs. the study"),
+    ("facts", "Run facts"),
+)
+
+
+def num(
+    value: Any, fmt: str, key: tuple[Any, ...] | None = None, cls: str = "", title: str = ""
+) -> Num:
+    """`value` formatted as `fmt`; `key` (its path in report.json) lets tests check it."""
+    return Num(FORMATS[fmt](value), json.dumps(list(key)) if key else None,
+               fmt if key else "", cls, title)
+
+
+def sign_class(value: float | None) -> str:
+    """CSS class of a difference: green when positive, red when negative."""
+    return "" if not value else ("pos" if value > 0 else "neg")
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The whole self-contained HTML page (CSS inline, images as data URIs)."""
+    return render_page(
+        "score.html", css=stylesheet("score.css"), schema=SCHEMA, report=report,
+        labels=an.LABELS, models=an.MODELS, nav=NAV, cards=cards(report),
+        created=report.get("created", ""), n_images=count(report["dataset"]["n_images"]),
+        accuracy=accuracy_view(report),
+        confusion=[confusion_view(report, m) for m in an.MODELS],
+        pairs={m: pair_rows(report, m) for m in an.MODELS},
+        galleries={m: gallery(report, m) for m in an.MODELS},
+        speed=speed_view(report), deployment=deployment_view(report),
+        study=study_view(report), facts=facts_view(report),
+    )
+
+
+def cards(report: dict[str, Any]) -> list[tuple[Num, str]]:
+    """The headline numbers of the header, each with its label."""
+    data, cluster, timing = report["dataset"], report["cluster"], report["timing"]
+    wall = num(timing["wall_seconds"], "sig", ("timing", "wall_seconds"))
+    return [
+        (num(report["models"][m]["accuracy"], "pct", ("models", m, "accuracy")),
+         f"{an.LABELS[m]} accuracy") for m in an.MODELS
+    ] + [
+        (num(data["n_images"], "int", ("dataset", "n_images")), "images scored"),
+        (Num(wall.text + " s", wall.key, wall.fmt), "wall time"),
+        (num(timing["images_per_second"], "sig", ("timing", "images_per_second")), "images / s"),
+        (Num(f"{cluster['workers']} / {cluster['threads']}"), "workers / threads"),
+    ]
+
+
+def accuracy_view(report: dict[str, Any]) -> dict[str, Any]:
+    """Per-digit and overall accuracy rows with MLP − KNN, and the grouped bar chart."""
+    models = report["models"]
+    per_class = {m: models[m]["per_class_accuracy"] for m in an.MODELS}
+    diff = an.differences(per_class["knn"], per_class["mlp"])
+    rows = [
+        Row(str(d), [num(per_class[m][d], "pct", ("models", m, "per_class_accuracy", d))
+                     for m in an.MODELS] + [num(diff[d], "points", cls=sign_class(diff[d]))])
+        for d in range(10)
+    ]
+    overall = models["mlp"]["accuracy"] - models["knn"]["accuracy"]
+    rows.append(Row("overall", [num(models[m]["accuracy"], "pct", ("models", m, "accuracy"))
+                                for m in an.MODELS]
+                    + [num(overall, "points", cls=sign_class(overall))], cls="total"))
+    return {"rows": rows, "chart": data_uri(plots.accuracy_chart(per_class, diff))}
+
+
+def confusion_view(report: dict[str, Any], name: str) -> dict[str, Any]:
+    """Heatmaps (counts and row percentages) of one model, and the counts as table rows."""
+    confusion = an.as_confusion(report, name)
+    percent = an.row_percentages(confusion)
+    label = an.LABELS[name]
+    rows = [
+        Row(str(t), [
+            num(int(confusion[t, p]), "int", ("models", name, "confusion", t, p),
+                "diag" if t == p else "", f"{percent[t, p]:.1f}% of digit {t}")
+            for p in range(10)
+        ], kind="th")
+        for t in range(10)
+    ]
+    png = plots.confusion_chart(confusion, percent, f"{label} confusion matrix")
+    return {"label": label, "chart": data_uri(png), "rows": rows}
+
+
+def pair_rows(report: dict[str, Any], name: str) -> list[Row]:
+    """Top confused (true → predicted) pairs of one model with counts and row shares."""
+    return [
+        Row(f"{p.true} → {p.predicted}", [
+            num(p.count, "int", ("models", name, "confusion", p.true, p.predicted)),
+            num(p.share, "pct"),
+        ])
+        for p in an.confused_pairs(an.as_confusion(report, name), an.TOP_PAIRS)
+    ]
+
+
+def gallery(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """Up to GALLERY_LIMIT misclassified digits: image, alternative text and caption."""
+    items = report["models"][name].get("misclassified", [])[:GALLERY_LIMIT]
+    return [
+        {"uri": data_uri(plots.digit_png(decode_pixels(item))),
+         "alt": f"digit {item['true']} predicted as {item['predicted']}",
+         "true": item["true"], "predicted": item["predicted"], "index": f"#{item['index']:,}"}
+        for item in items
+    ]
+
+
+def speed_view(report: dict[str, Any]) -> dict[str, Any]:
+    """Each model's share of the run, and the throughput sweep (chart, table, crossover)."""
+    models, sweep = report["models"], report.get("throughput", [])
+    run_rows = [
+        Row(m, [num(models[m].get(f), "sig", ("models", m, f))
+                for f in ("task_seconds", "seconds", "images_per_second")], kind="tag")
+        for m in an.MODELS
+    ]
+    series = {m: an.throughput_series(sweep, m) for m in an.MODELS}
+    if not any(s.batch_sizes for s in series.values()):
+        return {"run_rows": run_rows, "sweep_rows": None}
+    cross = an.crossover(series["knn"], series["mlp"])
+    indexed = sorted(enumerate(sweep), key=lambda r: (r[1]["model"], r[1]["batch_size"]))
+    sweep_rows = [
+        Row(r["model"], [
+            num(r["batch_size"], "int", ("throughput", i, "batch_size")),
+            num(r["images_per_second"], "sig", ("throughput", i, "images_per_second")),
+            num(r["ms_per_image"], "sig", ("throughput", i, "ms_per_image")),
+            num(r.get("repeats"), "int", ("throughput", i, "repeats")),
+        ], kind="tag")
+        for i, r in indexed
+    ]
+    return {"run_rows": run_rows, "sweep_rows": sweep_rows, "crossover": cross.summary,
+            "chart": data_uri(plots.throughput_chart(series, cross))}
+
+
+def deployment_view(report: dict[str, Any]) -> dict[str, Any]:
+    """Training time, size on disk, artifacts and worker memory of each model."""
+    models = report["models"]
+    train = {m: float(models[m].get("train_seconds") or 0.0) for m in an.MODELS}
+    disk = {m: an.model_bytes(models[m]) for m in an.MODELS}
+    rows = [
+        Row(m, [num(models[m].get("train_seconds"), "sig", ("models", m, "train_seconds")),
+                num(disk[m], "size")], kind="tag",
+            artifacts=[(f, num(a["bytes"], "size", ("models", m, "artifacts", f, "bytes")))
+                       for f, a in models[m].get("artifacts", {}).items()])
+        for m in an.MODELS
+    ]
+    rss = [Row(w, [num(b, "size", ("cluster", "worker_rss_bytes", w))], kind="code")
+           for w, b in an.worker_rss(report["cluster"])]
+    return {"rows": rows, "rss_rows": rss,
+            "chart": data_uri(plots.footprint_chart(train, disk))}
+
+
+def study_view(report: dict[str, Any]) -> dict[str, Any]:
+    """Our figures next to the study's: the headline rows and KNN per digit."""
+    rows = [Row(r.label, [num(r.ours, r.fmt, r.key), Num(r.theirs), Num(r.note)])
+            for r in an.study_comparison(report)]
+    ours = report["models"]["knn"]["per_class_accuracy"]
+    theirs = an.STUDY.knn_per_class
+    diff = an.differences(list(theirs), ours)
+    digits = [
+        Row("this run", [num(ours[d], "pct", ("models", "knn", "per_class_accuracy", d))
+                         for d in range(10)]),
+        Row("study", [num(t, "pct") for t in theirs]),
+        Row("difference (points)", [num(x, "points", cls=sign_class(x)) for x in diff]),
+    ]
+    return {"rows": rows, "digits": digits}
+
+
+def facts_view(report: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    """(label, value) rows of each facts table: data, cluster, timing, outputs, versions,
+    model checksums and the report's own fields."""
+    groups = {
+        "data": report["dataset"], "timing": report["timing"],
+        "outputs": report.get("outputs", {}), "cluster": report["cluster"],
+        "versions": report.get("versions", {}), "report": meta(report),
+    }
+    view = {name: [(k, compact(v)) for k, v in values.items()]
+            for name, values in groups.items()}
+    view["checksums"] = [
+        (f"{an.LABELS[m]} · {f}", a.get("sha256", EN_DASH)) for m in an.MODELS
+        for f, a in report["models"][m].get("artifacts", {}).items()
+    ]
+    return view
+

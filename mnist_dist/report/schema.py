@@ -1,0 +1,185 @@
+"""The score report's `report.json` schema: its name, its file name, and the checks the
+renderer relies on (fields present and of the right types), so a corrupt or hostile document
+is one ReportError naming the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_dist.errors import ReportError
+from mnist_dist.report.analysis import MODELS
+
+SCHEMA = "mnist-dist-report/1"
+REPORT_NAME = "report.json"
+GALLERY_LIMIT = 12
+PIXELS = 784
+REQUIRED = (
+    ("dataset", "store"), ("dataset", "split"), ("dataset", "n_images"),
+    ("cluster", "workers"), ("cluster", "threads"),
+    ("timing", "wall_seconds"), ("timing", "images_per_second"),
+) + tuple(
+    ("models", m, f) for m in MODELS for f in ("accuracy", "per_class_accuracy", "confusion")
+)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_integer(value: Any) -> bool:
+    """An int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_positive(value: Any) -> bool:
+    """A number above zero."""
+    return is_number(value) and value > 0
+
+
+# What the renderer formats: field path → (what it must be, its test, may it be absent/null).
+Kind = tuple[str, Callable[[Any], bool], bool]
+NUMBER: Kind = ("a number", is_number, False)
+INTEGER: Kind = ("an integer", is_integer, False)
+TEXT: Kind = ("a string", lambda v: isinstance(v, str), False)
+OPTIONAL_TEXT: Kind = ("a string", lambda v: isinstance(v, str), True)
+OPTIONAL_NUMBER: Kind = ("a number or null", is_number, True)
+OPTIONAL_OBJECT: Kind = ("an object", lambda v: isinstance(v, dict), True)
+OPTIONAL_LIST: Kind = ("a list", lambda v: isinstance(v, list), True)
+TOP_FIELDS: dict[tuple[str, ...], Kind] = {
+    ("dataset", "store"): TEXT, ("dataset", "split"): TEXT, ("dataset", "n_images"): INTEGER,
+    ("cluster", "workers"): INTEGER, ("cluster", "threads"): INTEGER,
+    ("cluster", "worker_rss_bytes"): OPTIONAL_OBJECT,
+    ("timing", "wall_seconds"): NUMBER, ("timing", "images_per_second"): NUMBER,
+    ("throughput",): OPTIONAL_LIST, ("outputs",): OPTIONAL_OBJECT, ("versions",): OPTIONAL_OBJECT,
+}
+MODEL_FIELDS: dict[str, Kind] = {
+    "accuracy": NUMBER, "task_seconds": OPTIONAL_NUMBER, "seconds": OPTIONAL_NUMBER,
+    "images_per_second": OPTIONAL_NUMBER, "train_seconds": OPTIONAL_NUMBER,
+    "artifacts": OPTIONAL_OBJECT, "misclassified": OPTIONAL_LIST,
+}
+ARTIFACT_FIELDS: dict[str, Kind] = {"bytes": NUMBER, "sha256": OPTIONAL_TEXT}
+SWEEP_FIELDS: dict[str, Kind] = {
+    "model": TEXT, "batch_size": ("a positive integer", lambda v: is_integer(v) and v > 0, False),
+    "images_per_second": ("a positive number", is_positive, False),
+    "ms_per_image": ("a positive number", is_positive, False),
+    "repeats": ("an integer or null", is_integer, True),
+}
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    """Load and check a report.json; ReportError says what is missing or wrong."""
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        message = f"report {path} does not exist; run `python -m jobs.score` first"
+        raise ReportError(message) from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"report {path} must be readable JSON; got {exc} instead") from exc
+    if not isinstance(report, dict):
+        raise ReportError(f"report {path} must be a JSON object; got {type(report).__name__}")
+    check_report(report)
+    return report
+
+
+def check_report(report: dict[str, Any]) -> None:
+    """Raise ReportError unless `report` has the schema and the fields the renderer needs."""
+    if report.get("schema") != SCHEMA:
+        raise ReportError(
+            f"report schema must be {SCHEMA!r}; got {report.get('schema')!r} instead"
+        )
+    for path in REQUIRED:
+        if lookup(report, path) is None:
+            raise ReportError(f"report field {'.'.join(path)} is missing")
+    for path, kind in TOP_FIELDS.items():
+        check_field(report, path, kind)
+    for name in MODELS:
+        check_model(name, report["models"][name])
+    for i, row in enumerate(report.get("throughput") or []):
+        check_object(row, f"throughput.{i}", SWEEP_FIELDS)
+
+
+def lookup(document: Any, path: tuple[Any, ...]) -> Any:
+    """The value at `path` (keys and list indices) in `document`, None if absent.
+
+    ReportError when a step of the path exists but is not an object (e.g. a number).
+    """
+    for depth, key in enumerate(path):
+        if isinstance(key, str) and not isinstance(document, dict):
+            where = ".".join(map(str, path[:depth]))
+            raise ReportError(f"report field {where} must be an object; got {document!r} instead")
+        try:
+            document = document[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return document
+
+
+def check_field(document: Any, path: tuple[str, ...], kind: Kind) -> None:
+    """ReportError unless the value at `path` is of `kind` (or absent/null where allowed)."""
+    check_value(lookup(document, path), ".".join(path), kind)
+
+
+def check_object(value: Any, name: str, fields: dict[str, Kind]) -> None:
+    """ReportError unless `value` is an object whose `fields` have their kinds."""
+    if not isinstance(value, dict):
+        raise ReportError(f"report field {name} must be an object; got {value!r:.80} instead")
+    for field, kind in fields.items():
+        check_value(value.get(field), f"{name}.{field}", kind)
+
+
+def check_value(value: Any, name: str, kind: Kind) -> None:
+    """ReportError naming field `name` unless `value` is of `kind`."""
+    what, test, optional = kind
+    if value is None and optional:
+        return
+    if value is None or not test(value):
+        raise ReportError(f"report field {name} must be {what}; got {value!r:.80} instead")
+
+
+def check_model(name: str, model: Any) -> None:
+    """Raise ReportError unless the model's fields have their types and shapes and its gallery
+    pixels decode."""
+    check_object(model, f"models.{name}", MODEL_FIELDS)
+    for field, shape, kind in (("confusion", (10, 10), INTEGER),
+                               ("per_class_accuracy", (10,), OPTIONAL_NUMBER)):
+        try:
+            got = np.shape(model[field])
+        except ValueError:  # ragged nested lists
+            got = "ragged"
+        if got != shape:
+            raise ReportError(f"models.{name}.{field} must have shape {shape}; got {got} instead")
+        for index in np.ndindex(shape):
+            value = lookup(model[field], index)
+            check_value(value, ".".join(map(str, ("models", name, field, *index))), kind)
+    for file, artifact in (model.get("artifacts") or {}).items():
+        check_object(artifact, f"models.{name}.artifacts.{file}", ARTIFACT_FIELDS)
+    for i, item in enumerate((model.get("misclassified") or [])[:GALLERY_LIMIT]):
+        check_object(item, f"models.{name}.misclassified.{i}", {"index": INTEGER})
+        decode_pixels(item)
+
+
+def meta(report: dict[str, Any]) -> dict[str, Any]:
+    """The document-level fields: schema, creation time, code version."""
+    return {k: report.get(k) for k in ("schema", "created", "code_version")}
+
+
+def decode_pixels(item: dict[str, Any]) -> np.ndarray:
+    """The (784,) uint8 pixels of a gallery entry; ReportError if they are not 784 bytes."""
+    try:
+        raw = base64.b64decode(item["pixels_b64"], validate=True)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ReportError(f"gallery entry {item.get('index')} has no valid pixels_b64") from exc
+    if len(raw) != PIXELS:
+        raise ReportError(
+            f"gallery entry {item.get('index')} must hold 784 pixels; got {len(raw)} instead"
+        )
+    return np.frombuffer(raw, dtype=np.uint8)
