@@ -8,7 +8,6 @@ regression against earlier runs on the same machine.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mnist_dist.bench.render import table_text
 from mnist_dist.bench.run import BENCH_JSON, BenchSpec, run_bench
@@ -17,14 +16,13 @@ from mnist_dist.cli import (
     add_cluster_arguments,
     batch_sizes,
     cluster_spec,
+    from_setting,
     int_list,
     path_arg,
     plain_name,
     run_job,
     setup_logging,
 )
-from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.training import DEFAULT_MODELS
 
 REGRESSION_EXIT = 1
 
@@ -32,12 +30,15 @@ REGRESSION_EXIT = 1
 def build_parser() -> JobArgumentParser:
     """The command line of `jobs.bench`."""
     parser = JobArgumentParser(prog="python -m jobs.bench", description=__doc__)
-    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE)
-    parser.add_argument("--models", type=path_arg, default=DEFAULT_MODELS)
-    parser.add_argument("--out", type=path_arg, default=Path("runs/bench"),
-                        help="folder for bench.json, bench.txt, bench.html (default: runs/bench)")
+    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
+                        help="Zarr store (default: %(default)s)")
+    parser.add_argument("--models", type=path_arg, default=from_setting("models"),
+                        help="model folder (default: %(default)s)")
+    parser.add_argument("--out", type=path_arg, default=from_setting("bench.out"),
+                        help="folder for bench.json, bench.txt, bench.html (default: %(default)s)")
     add_cluster_arguments(parser)
-    parser.add_argument("--split", type=plain_name, default="test", help="store group to score (default: test)")
+    parser.add_argument("--split", type=plain_name, default=from_setting("score.split"),
+                        help="store group to score (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes and short timings: a smoke test for CI")
     parser.add_argument("--skip-baselines", action="store_true",
@@ -45,9 +46,11 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--history", type=path_arg,
                         help="JSON-lines history: compare with earlier runs, then append this one")
     parser.add_argument("--batch-sizes", type=batch_sizes,
-                        help="batch sizes of the sweep (default: 1,10,100,1000,10000)")
+                        help="batch sizes of the sweep (default: the setting score.batch-sizes, "
+                        f"{from_setting('score.batch-sizes')})")
     parser.add_argument("--partition-sizes", type=int_list,
-                        help="partition rows of the end-to-end runs (default: 500,1000,2000,3500)")
+                        help="partition rows of the end-to-end runs (default: 500,1000,3500 and "
+                        "jobs.score's default)")
     return parser
 
 

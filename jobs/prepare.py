@@ -13,6 +13,7 @@ from mnist_dist.cli import (
     add_cluster_arguments,
     cluster_spec,
     digit_count,
+    from_setting,
     path_arg,
     positive_int,
     positive_mib,
@@ -22,9 +23,8 @@ from mnist_dist.cli import (
 )
 from mnist_dist.data.expand_graph import ExpandSpec
 from mnist_dist.data.sources import download, load_source
-from mnist_dist.data.store import DEFAULT_CHUNK_ROWS, DEFAULT_STORE, SPLITS, build_store, store_info
+from mnist_dist.data.store import SPLITS, build_store, store_info
 from mnist_dist.expand_job import run_expand, summary_line
-from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
 
 
 def build_parser() -> JobArgumentParser:
@@ -35,16 +35,21 @@ def build_parser() -> JobArgumentParser:
                         "(default: the vendored copy)")
     origin.add_argument("--download", type=path_arg, metavar="DIR",
                         help="download the IDX files into DIR, then use them")
-    parser.add_argument("--split", choices=SPLITS, default="seed")
-    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE)
-    parser.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS)
+    parser.add_argument("--split", choices=SPLITS, default=from_setting("prepare.split"),
+                        help="seed: the study's 80/20 split; canonical: 60k/10k "
+                        "(default: %(default)s)")
+    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
+                        help="Zarr store to write (default: %(default)s)")
+    parser.add_argument("--chunk-rows", type=positive_int,
+                        default=from_setting("prepare.chunk-rows"),
+                        help="rows per Zarr chunk (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild an existing store")
     expand = parser.add_argument_group("expanded test set (deformed digits, generated on Dask)")
     expand.add_argument("--expand", type=digit_count, metavar="N",
                         help="write N deformed test digits as group `expanded`")
-    expand.add_argument("--seed", type=seed_int, default=0,
-                        help="seed of the deformations (default: 0)")
-    expand.add_argument("--partition-mb", type=positive_mib, default=DEFAULT_GENERATE_PARTITION_MB,
+    expand.add_argument("--seed", type=seed_int, default=from_setting("expand.seed"),
+                        help="seed of the deformations (default: %(default)s)")
+    expand.add_argument("--partition-mb", type=positive_mib, default=from_setting("expand.partition-mb"),
                         help="memory target per generation partition in MiB, rounded down to "
                         "whole chunks (default: %(default)s)")
     add_cluster_arguments(expand)

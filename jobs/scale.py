@@ -7,12 +7,10 @@ fresh workers, and writes images/s and peak worker memory per size to WORK/scale
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from mnist_dist.bench.scale import (
     KNN_SIZES,
     MLP_SIZES,
-    SCALE_PARTITION_MB,
     ScaleSpec,
     run_scale,
     summary_text,
@@ -21,6 +19,7 @@ from mnist_dist.cli import (
     JobArgumentParser,
     add_cluster_arguments,
     cluster_spec,
+    from_setting,
     int_list,
     path_arg,
     positive_mib,
@@ -28,9 +27,6 @@ from mnist_dist.cli import (
     seed_int,
     setup_logging,
 )
-from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.partitioning import DEFAULT_GENERATE_PARTITION_MB
-from mnist_dist.training import DEFAULT_MODELS
 
 
 def sizes(text: str) -> tuple[int, ...]:
@@ -41,10 +37,11 @@ def sizes(text: str) -> tuple[int, ...]:
 def build_parser() -> JobArgumentParser:
     """The command line of `jobs.scale`."""
     parser = JobArgumentParser(prog="python -m jobs.scale", description=__doc__)
-    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE,
+    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
                         help="base store whose test split is deformed (default: %(default)s)")
-    parser.add_argument("--models", type=path_arg, default=DEFAULT_MODELS)
-    parser.add_argument("--work", type=path_arg, default=Path("runs/scale"),
+    parser.add_argument("--models", type=path_arg, default=from_setting("models"),
+                        help="model folder (default: %(default)s)")
+    parser.add_argument("--work", type=path_arg, default=from_setting("scale.work"),
                         help="folder of the benchmark store and runs (default: %(default)s)")
     parser.add_argument("--out", type=path_arg, help="report path (default: WORK/scale.json)")
     parser.add_argument("--mlp-sizes", type=sizes, default=MLP_SIZES,
@@ -52,12 +49,13 @@ def build_parser() -> JobArgumentParser:
                         "8100000)")
     parser.add_argument("--knn-sizes", type=sizes, default=KNN_SIZES,
                         help="N scored with the KNN only, or `none` (default: 14000,70000,140000)")
-    parser.add_argument("--seed", type=seed_int, default=0,
-                        help="seed of the deformations (default: 0)")
+    parser.add_argument("--seed", type=seed_int, default=from_setting("expand.seed"),
+                        help="seed of the deformations (default: %(default)s)")
     parser.add_argument("--generate-partition-mb", type=positive_mib,
-                        default=DEFAULT_GENERATE_PARTITION_MB,
+                        default=from_setting("expand.partition-mb"),
                         help="memory target of a generation partition (default: %(default)s)")
-    parser.add_argument("--partition-mb", type=positive_mib, default=SCALE_PARTITION_MB,
+    parser.add_argument("--partition-mb", type=positive_mib,
+                        default=from_setting("scale.partition-mb"),
                         help="memory target of a scoring partition (default: %(default)s)")
     add_cluster_arguments(parser)
     parser.add_argument("--cleanup", action="store_true",

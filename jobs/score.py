@@ -16,6 +16,7 @@ from mnist_dist.cli import (
     batch_sizes,
     cluster_spec,
     epoch_count,
+    from_setting,
     non_empty,
     non_negative_seconds,
     path_arg,
@@ -25,45 +26,48 @@ from mnist_dist.cli import (
     run_job,
     setup_logging,
 )
-from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.errors import ImageInputError, exit_code_for
 from mnist_dist.images.job import run_image_scoring
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.partitioning import DEFAULT_SCORE_PARTITION_MB, score_partition_rows
-from mnist_dist.pipeline import DEFAULT_MODELS, DEFAULT_PARTITION_ROWS, ScoreRunSpec, run_score
 from mnist_dist.report.document import summary_text
 from mnist_dist.report.images_render import text_table
-from mnist_dist.throughput import BATCH_SIZES, SweepSpec
+from mnist_dist.score_job import ScoreRunSpec, run_score
+from mnist_dist.throughput import SweepSpec
 
 
 def build_parser() -> JobArgumentParser:
     """The command line of `jobs.score`."""
     parser = JobArgumentParser(prog="python -m jobs.score", description=__doc__)
-    parser.add_argument("--store", type=non_empty, default=str(DEFAULT_STORE),
-                        help="Zarr store: path or fsspec URL the workers can read")
-    parser.add_argument("--models", type=non_empty, default=str(DEFAULT_MODELS),
+    parser.add_argument("--store", type=non_empty, default=from_setting("store"),
+                        help="Zarr store: path or fsspec URL the workers can read "
+                        "(default: %(default)s)")
+    parser.add_argument("--models", type=non_empty, default=from_setting("models"),
                         help="model directory: path or fsspec URL (sent to workers that "
-                        "cannot read it)")
+                        "cannot read it; default: %(default)s)")
     parser.add_argument("--out", type=path_arg, help="run folder (default: runs/score-<time>)")
     parser.add_argument("--predictions", type=non_empty,
                         help="Zarr store the workers write (default: OUT/predictions.zarr)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out: only missing partitions")
-    parser.add_argument("--split", type=plain_name, default="test", help="store group to score (default: test)")
+    parser.add_argument("--split", type=plain_name, default=from_setting("score.split"),
+                        help="store group to score (default: %(default)s)")
     partitions = parser.add_mutually_exclusive_group()
-    partitions.add_argument("--partition-mb", type=positive_mib, default=DEFAULT_SCORE_PARTITION_MB,
+    partitions.add_argument("--partition-mb", type=positive_mib, default=from_setting("score.partition-mb"),
                             help="memory target per partition in MiB, rounded down to whole "
                             "store chunks (default: %(default)s, i.e. 2,000 rows in the "
                             "default store)")
     partitions.add_argument("--partition-rows", type=positive_int,
                             help="rows per partition, instead of --partition-mb")
     add_cluster_arguments(parser)
-    parser.add_argument("--batch-sizes", type=batch_sizes, default=BATCH_SIZES,
-                        help="batch sizes of the throughput table (default: 1,10,100,1000,10000)")
-    parser.add_argument("--sweep-seconds", type=non_negative_seconds, default=1.0,
-                        help="minimum timing per batch size (default: 1.0)")
-    parser.add_argument("--epochs", type=epoch_count, default=10,
-                        help="MLP epochs if the models must be trained first")
+    parser.add_argument("--batch-sizes", type=batch_sizes,
+                        default=from_setting("score.batch-sizes"),
+                        help="batch sizes of the throughput table (default: %(default)s)")
+    parser.add_argument("--sweep-seconds", type=non_negative_seconds,
+                        default=from_setting("score.sweep-seconds"),
+                        help="minimum timing per batch size (default: %(default)s)")
+    parser.add_argument("--epochs", type=epoch_count, default=from_setting("train.epochs"),
+                        help="MLP epochs if the models must be trained first "
+                        "(default: %(default)s)")
     parser.add_argument("--performance-report", action="store_true",
                         help="save Dask's performance report as OUT/dask-performance.html")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -104,8 +108,7 @@ def score(args: argparse.Namespace) -> int:
     spec = ScoreRunSpec(
         store=args.store, models=args.models, split=args.split,
         predictions=args.predictions or "", resume=args.resume,
-        partition_rows=args.partition_rows or score_partition_rows(
-            args.store, args.split, args.partition_mb, DEFAULT_PARTITION_ROWS),
+        partition_mb=args.partition_mb, partition_rows=args.partition_rows,
         cluster=cluster_spec(args),
         sweep=SweepSpec(batch_sizes=args.batch_sizes, min_seconds=args.sweep_seconds),
         train_epochs=args.epochs,

@@ -7,25 +7,29 @@ import argparse
 from mnist_dist.cli import (
     JobArgumentParser,
     epoch_count,
+    from_setting,
     path_arg,
     positive_int,
     run_job,
     seed_int,
     setup_logging,
 )
-from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.ensure import ensure_store
-from mnist_dist.training import DEFAULT_MODELS, TrainSpec, check_model_folder, train_models
+from mnist_dist.training import TrainSpec, check_model_folder, train_models
 
 
 def build_parser() -> JobArgumentParser:
     """The command line of `jobs.train`."""
     parser = JobArgumentParser(prog="python -m jobs.train", description=__doc__)
-    parser.add_argument("--store", type=path_arg, default=DEFAULT_STORE,
-                        help="Zarr store (built from the vendored MNIST if missing)")
-    parser.add_argument("--models", type=path_arg, default=DEFAULT_MODELS)
-    parser.add_argument("--epochs", type=epoch_count, default=10)
-    parser.add_argument("--seed", type=seed_int, default=42)
+    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
+                        help="Zarr store, built from the vendored MNIST if missing "
+                        "(default: %(default)s)")
+    parser.add_argument("--models", type=path_arg, default=from_setting("models"),
+                        help="model folder to write (default: %(default)s)")
+    parser.add_argument("--epochs", type=epoch_count, default=from_setting("train.epochs"),
+                        help="MLP epochs (default: %(default)s)")
+    parser.add_argument("--seed", type=seed_int, default=from_setting("train.seed"),
+                        help="MLP seed (default: %(default)s)")
     parser.add_argument("--train-limit", type=positive_int,
                         help="train on the first N training rows only (quick runs)")
     parser.add_argument("--force", action="store_true", help="replace existing models")

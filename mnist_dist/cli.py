@@ -197,17 +197,21 @@ def add_cluster_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
     parser.add_argument("--scheduler", type=non_empty, help="address of a running Dask "
                         "scheduler, tcp:// or tls:// (default: start a LocalCluster sized to "
                         "this machine)")
-    parser.add_argument("--connect-timeout", type=positive_seconds, default=30.0,
-                        help="seconds to wait for the scheduler (default: 30)")
+    parser.add_argument("--connect-timeout", type=positive_seconds,
+                        default=from_setting("cluster.connect-timeout"),
+                        help="seconds to wait for the scheduler (default: %(default)s)")
     parser.add_argument("--tls-ca", type=non_empty, help="CA certificate (PEM) for a tls:// "
                         "scheduler")
     parser.add_argument("--tls-cert", type=non_empty, help="client certificate (PEM)")
     parser.add_argument("--tls-key", type=non_empty, help="client private key (PEM)")
     parser.add_argument("--workers", type=worker_count, help="LocalCluster worker processes")
-    parser.add_argument("--threads-per-worker", type=worker_count, default=1,
-                        help="LocalCluster threads per worker (default: 1)")
-    parser.add_argument("--dashboard-address", type=bind_address, default="127.0.0.1:0",
-                        help="LocalCluster dashboard bind address (default: 127.0.0.1, any port)")
+    parser.add_argument("--threads-per-worker", type=worker_count,
+                        default=from_setting("cluster.threads-per-worker"),
+                        help="LocalCluster threads per worker (default: %(default)s)")
+    parser.add_argument("--dashboard-address", type=bind_address,
+                        default=from_setting("cluster.dashboard-address"),
+                        help="LocalCluster dashboard bind address (default: %(default)s, i.e. "
+                        "127.0.0.1, any free port)")
 
 
 def cluster_spec(args: argparse.Namespace) -> ClusterSpec:

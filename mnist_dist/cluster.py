@@ -23,6 +23,7 @@ from mnist_dist.data.store import read_split
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload
+from mnist_dist.settings import setting_field
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +60,9 @@ class ClusterSpec:
 
     scheduler: str | None = None
     n_workers: int | None = None
-    threads_per_worker: int = 1
-    connect_timeout: float = 30.0
-    dashboard_address: str = "127.0.0.1:0"
+    threads_per_worker: int = setting_field("cluster.threads-per-worker")
+    connect_timeout: float = setting_field("cluster.connect-timeout")
+    dashboard_address: str = setting_field("cluster.dashboard-address")
     tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:

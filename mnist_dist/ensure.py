@@ -25,7 +25,7 @@ def ensure_store(store: Path) -> None:
         build_store(load_vendored(), store)
 
 
-def ensure_models(models: Path, store: Path, epochs: int = TrainSpec.epochs) -> None:
+def ensure_models(models: Path, store: Path, epochs: int | None = None) -> None:
     """Train both models when `models` holds no complete, verified model set."""
     if models_exist(models):
         return
@@ -33,7 +33,8 @@ def ensure_models(models: Path, store: Path, epochs: int = TrainSpec.epochs) -> 
         ModelRef.from_directory(models)  # raises the precise error (checksum, missing file)
     log.info("models %s not found: training them on %s (takes a minute or two)", models, store)
     try:
-        train_models(TrainSpec(store=store, models=models, epochs=epochs))
+        train_models(TrainSpec(store=store, models=models,
+                               **({} if epochs is None else {"epochs": epochs})))
     except ImportError as exc:
         raise MnistDistError(
             f"models {models} not found and training needs TensorFlow ({exc}); "

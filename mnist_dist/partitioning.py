@@ -37,12 +37,12 @@ from pathlib import Path
 import zarr
 
 from mnist_dist.errors import SpecError
+from mnist_dist.settings import setting
 
 MIB = 1 << 20
 SCORE_BYTES_PER_ROW = 10 * 1024
 GENERATE_BYTES_PER_ROW = 2 * 1024
-DEFAULT_SCORE_PARTITION_MB = 20.0  # 2,048 rows → 2,000 with the default 2,000-row chunks
-DEFAULT_GENERATE_PARTITION_MB = 64.0  # 32,768 rows → 32,000 with 2,000-row chunks
+DEFAULT_GENERATE_PARTITION_MB = 64.0  # INTERIM-SHIM: removed when the issue-12 moves merge
 
 
 def partition_rows(target_mb: float, bytes_per_row: int, chunk_rows: int) -> int:
@@ -73,15 +73,19 @@ def chunk_rows_of(store: Path | str, component: str) -> int:
     return int(array.chunks[0])
 
 
-def score_partition_rows(
-    store: Path | str, split: str, target_mb: float, default_chunk_rows: int
-) -> int:
+def default_score_rows() -> int:
+    """Rows per scoring partition with the default settings in a store of default chunks."""
+    return partition_rows(setting("score.partition-mb"), SCORE_BYTES_PER_ROW,
+                          setting("prepare.chunk-rows"))
+
+
+def score_partition_rows(store: Path | str, split: str, target_mb: float) -> int:
     """Scoring partition rows for `split` of `store` within `target_mb` MiB per partition.
 
-    A store that does not exist yet will be built with `default_chunk_rows`-row chunks.
+    A store that does not exist yet will be built with the `prepare.chunk-rows` setting.
     """
     try:
         chunk_rows = chunk_rows_of(store, f"{split}/images")
     except (OSError, KeyError, ValueError):  # includes zarr's not-found errors
-        chunk_rows = default_chunk_rows
+        chunk_rows = setting("prepare.chunk-rows")
     return partition_rows(target_mb, SCORE_BYTES_PER_ROW, chunk_rows)

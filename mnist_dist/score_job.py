@@ -24,26 +24,25 @@ from mnist_dist.cluster import (
     ort_threads_for,
     ship_models_if_needed,
 )
-from mnist_dist.data.store import DEFAULT_STORE, zarr_array
+from mnist_dist.data.store import zarr_array
 from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.locations import absolute, is_url
 from mnist_dist.models.artifacts import ModelRef, read_manifest_at
+from mnist_dist.partitioning import score_partition_rows
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
 from mnist_dist.run_state import prepare_out
 from mnist_dist.scoring import ScoreJob, ScoreResult, score
+from mnist_dist.settings import setting, setting_field
 from mnist_dist.throughput import SweepSpec, batch_sweep
-from mnist_dist.training import DEFAULT_MODELS, TrainSpec, check_model_folder
+from mnist_dist.training import TrainSpec, check_model_folder
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PARTITION_ROWS = 2000
-
-
 def default_out() -> Path:
     """A new run folder per invocation, so finished runs are never overwritten."""
-    return Path("runs") / datetime.now().strftime("score-%Y%m%d-%H%M%S")
+    return Path(setting("runs")) / datetime.now().strftime("score-%Y%m%d-%H%M%S")
 
 
 @dataclass(frozen=True)
@@ -52,18 +51,20 @@ class ScoreRunSpec:
 
     `store` and `models` are local paths or fsspec URLs (`file://`, `s3://`, …) that the
     workers read directly; `predictions` (default `OUT/predictions.zarr`) is where they write.
+    Partitions hold `partition_rows` rows, or else as many whole chunks as fit `partition_mb`.
     """
 
-    store: str = str(DEFAULT_STORE)
-    models: str = str(DEFAULT_MODELS)
+    store: str = setting_field("store")
+    models: str = setting_field("models")
     out: Path = field(default_factory=default_out)
     predictions: str = ""
-    split: str = "test"
-    partition_rows: int = DEFAULT_PARTITION_ROWS
+    split: str = setting_field("score.split")
+    partition_mb: float = setting_field("score.partition-mb")
+    partition_rows: int | None = None
     model_names: tuple[str, ...] = MODEL_NAMES
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     sweep: SweepSpec = field(default_factory=SweepSpec)
-    train_epochs: int = 10
+    train_epochs: int = setting_field("train.epochs")
     show_progress: bool = True
     performance_report: bool = False
     resume: bool = False
@@ -89,6 +90,7 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
     store, ref = ensure_inputs(spec)
     manifest = read_manifest_at(ref.directory)
     prepare_out(spec.out)
+    rows = spec.partition_rows or score_partition_rows(store, spec.split, spec.partition_mb)
     with connect(spec.cluster) as client:
         check_versions(client)
         check_store_readable(client, store, spec.split)
@@ -96,7 +98,7 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
         ort_threads = ort_threads_for(client)
         job = ScoreJob(
             store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
-            split=spec.split, partition_rows=spec.partition_rows, ort_threads=ort_threads,
+            split=spec.split, partition_rows=rows, ort_threads=ort_threads,
             model_names=spec.model_names, resume=spec.resume,
         )
         started = time.perf_counter()
@@ -109,7 +111,7 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
                    "models_shipped": payload is not None,
                    "worker_rss_bytes": worker_memory(client)}
     dataset = {
-        "store": store, "split": spec.split, "partition_rows": spec.partition_rows,
+        "store": store, "split": spec.split, "partition_rows": rows,
         "store_split": zarr.open_group(store, mode="r").attrs.get("split"),
     }
     outputs = {"predictions": job.predictions, "models": ref.directory}

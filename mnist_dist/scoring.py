@@ -35,6 +35,7 @@ from mnist_dist.predict import (
     timed_predictions,
 )
 from mnist_dist.run_state import run_started, start_run, write_marker
+from mnist_dist.settings import setting_field
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ class ScoreJob:
     run_dir: Path
     models: ModelRef
     predictions: str = ""
-    split: str = "test"
-    partition_rows: int = 2000
+    split: str = setting_field("score.split")
+    partition_rows: int = setting_field("prepare.chunk-rows")  # one chunk per task
     ort_threads: int = 1
     model_names: tuple[str, ...] = MODEL_NAMES
     sample_misclassified: int = 12

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import Field, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,30 @@ def setting(key: str) -> Any:
         return dask.config.get(f"{SECTION}.{key}")
     except KeyError:
         raise SpecError(f"unknown setting {SECTION}.{key}") from None
+
+
+def package_default(key: str) -> Any:
+    """The value `settings.yaml` ships for `key`, whatever the user's overrides."""
+    value: Any = load_defaults()[SECTION]
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def setting_field(key: str, convert: Callable[[Any], Any] = lambda value: value) -> Any:
+    """A dataclass field whose default is the setting `key` when the instance is made."""
+    made: Field[Any] = field(default_factory=lambda: convert(setting(key)))
+    return made
+
+
+def default_store() -> Path:
+    """The store every job reads unless told otherwise."""
+    return Path(setting("store"))
+
+
+def default_models() -> Path:
+    """The model folder jobs.train writes and jobs.score reads unless told otherwise."""
+    return Path(setting("models"))
 
 
 def unknown_keys(given: Mapping[str, Any], known: Mapping[str, Any], prefix: str) -> list[str]:

@@ -15,8 +15,7 @@ from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, load_predictors
-
-BATCH_SIZES = (1, 10, 100, 1000, 10000)
+from mnist_dist.settings import setting_field
 
 
 @dataclass(frozen=True)
@@ -24,10 +23,10 @@ class SweepSpec:
     """Timing of each (predictor, batch size): at least `min_repeats` calls and `min_seconds`,
     stopping early once `max_seconds` is spent (at least one call) or at `max_repeats`."""
 
-    batch_sizes: tuple[int, ...] = BATCH_SIZES
+    batch_sizes: tuple[int, ...] = setting_field("score.batch-sizes", tuple)
     min_repeats: int = 1
     max_repeats: int = 50
-    min_seconds: float = 1.0
+    min_seconds: float = setting_field("score.sweep-seconds")
     max_seconds: float = math.inf
 
     def __post_init__(self) -> None:

@@ -26,11 +26,11 @@ from mnist_dist.models.artifacts import ModelRef, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
+from mnist_dist.settings import default_models, package_default, setting_field
 
 log = logging.getLogger(__name__)
 
-# Where jobs.score looks for models: only the study's settings may be trained into it.
-DEFAULT_MODELS = Path("models")
+DEFAULT_MODELS = default_models()  # INTERIM-SHIM: removed when the issue-12 moves are merged
 
 VERSIONED_PACKAGES = (
     "numpy", "scikit-learn", "dask", "distributed", "dask-ml", "zarr", "onnxruntime",
@@ -47,8 +47,8 @@ class TrainSpec:
 
     store: Path
     models: Path
-    epochs: int = 10
-    seed: int = 42
+    epochs: int = setting_field("train.epochs")
+    seed: int = setting_field("train.seed")
     train_limit: int | None = None
     force: bool = False
 
@@ -60,14 +60,16 @@ class TrainSpec:
 def check_model_folder(spec: TrainSpec) -> None:
     """Raise SpecError when models trained with other than the study's settings would go into
     the default model folder, where a later `jobs.score` would silently score them."""
-    study = TrainSpec(store=spec.store, models=spec.models).settings()
-    if spec.settings() == study or spec.models.resolve() != DEFAULT_MODELS.resolve():
+    study = {"epochs": package_default("train.epochs"), "seed": package_default("train.seed"),
+             "train_limit": None}
+    folder = default_models()
+    if spec.settings() == study or spec.models.resolve() != folder.resolve():
         return
     differing = ", ".join(f"{key}={value}" for key, value in spec.settings().items()
                           if study[key] != value)
     raise SpecError(
         f"models trained with {differing} must not go into the default model folder "
-        f"{DEFAULT_MODELS}/ (jobs.score scores what is there; the study's settings are "
+        f"{folder}/ (jobs.score scores what is there; the study's settings are "
         f"epochs={study['epochs']}, seed={study['seed']}, all training rows); "
         "pass --models DIR for them"
     )

@@ -22,8 +22,7 @@ import yaml
 from dask.utils import parse_bytes
 
 from jobs import score
-from mnist_dist.data.store import DEFAULT_STORE
-from mnist_dist.training import DEFAULT_MODELS
+from mnist_dist.settings import default_models, default_store
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -212,7 +211,7 @@ def test_compose_job_runs_score_with_valid_flags(compose: dict[str, Any]) -> Non
     args = score_args(job["command"])
     assert args.scheduler == "tcp://scheduler:8786"
     assert args.progress is False
-    assert args.store == f"/data/{DEFAULT_STORE.name}" and args.models == "/models"
+    assert args.store == f"/data/{default_store().name}" and args.models == "/models"
     assert str(args.out).startswith("/runs/")
 
 
@@ -255,8 +254,8 @@ def test_compose_volumes_identical_in_workers_and_job(compose: dict[str, Any]) -
         assert under(path, set(job)), f"{path} is not on a shared volume"
     assert not job["/runs"][1], "/runs must be writable: workers write predictions there"
     # By default the repository folders jobs.train writes are the ones mounted.
-    assert (COMPOSE.parent / job["/data"][0]).resolve() == REPO / DEFAULT_STORE.parent
-    assert (COMPOSE.parent / job["/models"][0]).resolve() == REPO / DEFAULT_MODELS
+    assert (COMPOSE.parent / job["/data"][0]).resolve() == REPO / default_store().parent
+    assert (COMPOSE.parent / job["/models"][0]).resolve() == REPO / default_models()
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -276,7 +275,7 @@ def test_daskjob_runs_score_against_operator_scheduler(daskjob: dict[str, Any]) 
     # The operator's value already carries the scheme: `tcp://$(...)` would give tcp://tcp://.
     assert args.scheduler == "$(DASK_SCHEDULER_ADDRESS)"
     assert args.progress is False
-    assert args.store == f"/data/{DEFAULT_STORE.name}" and args.models == "/models"
+    assert args.store == f"/data/{default_store().name}" and args.models == "/models"
     defined = OPERATOR_ENV | {env["name"] for env in job.get("env", [])}
     for var in re.findall(r"\$\((\w+)\)", " ".join(job["args"])):
         assert var in defined, f"$({var}) is neither set by the operator nor in the job's env"

@@ -13,6 +13,7 @@ import zarr
 from distributed import Client
 
 from jobs import prepare
+from mnist_dist.bench.scale import ScaleSpec, run_scale, spread
 from mnist_dist.cluster import ClusterSpec, connect
 from mnist_dist.data.expand import (
     BATCH_ROWS,
@@ -23,24 +24,14 @@ from mnist_dist.data.expand import (
     digit_draws,
     generate_partition,
 )
-from mnist_dist.data.expand_graph import (
-    EXPANDED_FORMAT,
-    ExpandSpec,
-    expand_store,
-    plan_expand,
-)
+from mnist_dist.data.expand_graph import EXPANDED_FORMAT, ExpandSpec, plan_expand
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DiskSpaceError, StoreExistsError
+from mnist_dist.expand_job import expand_store
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.scale_bench import (
-    ScaleSpec,
-    run_scale,
-    spread,
-    start_rss_sampler,
-    stop_rss_sampler,
-)
 from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.worker_memory import start_rss_sampler, stop_rss_sampler
 from tests.helpers import write_model_dir
 
 REPO = Path(__file__).resolve().parents[1]

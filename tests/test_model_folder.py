@@ -12,7 +12,8 @@ from jobs import score as score_job
 from jobs import train as train_job
 from mnist_dist.bench.run import BenchSpec, ensure_inputs
 from mnist_dist.errors import SpecError
-from mnist_dist.training import DEFAULT_MODELS, TrainSpec, check_model_folder, train_models
+from mnist_dist.settings import default_models
+from mnist_dist.training import TrainSpec, check_model_folder, train_models
 
 
 @pytest.mark.parametrize("settings", [{"epochs": 3}, {"seed": 7}, {"train_limit": 1000}])
@@ -21,7 +22,7 @@ def test_training_other_settings_into_the_default_folder_is_refused(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SpecError, match=f"{next(iter(settings))}=.*--models DIR"):
-        train_models(TrainSpec(store=small_store, models=DEFAULT_MODELS, **settings))
+        train_models(TrainSpec(store=small_store, models=default_models(), **settings))
     assert not (tmp_path / "models").exists()
     # The same settings anywhere else, or the study's settings here, are fine.
     check_model_folder(TrainSpec(store=small_store, models=tmp_path / "elsewhere", **settings))
@@ -48,7 +49,7 @@ def test_bench_trains_missing_default_models_with_the_studys_settings(
     shutil.copytree(small_store, tmp_path / "data" / "mnist.zarr")
     ensure_inputs(BenchSpec())
     manifest = json.loads((tmp_path / "models" / "manifest.json").read_text())
-    study = TrainSpec(store=small_store, models=DEFAULT_MODELS)
+    study = TrainSpec(store=small_store, models=default_models())
     assert manifest["models"]["mlp"]["params"]["epochs"] == study.epochs
     assert manifest["models"]["mlp"]["params"]["seed"] == study.seed
     assert manifest["n_train"] == 3000  # every training row of the store

@@ -30,20 +30,19 @@ from mnist_dist.bench.roofline import (
 from mnist_dist.bench.sweep import BenchSweepSpec, sweep_on_worker
 from mnist_dist.bench.tuning import tune_on_worker
 from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
-from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn
-from mnist_dist.score_job import DEFAULT_PARTITION_ROWS
-from mnist_dist.throughput import BATCH_SIZES
-from mnist_dist.training import DEFAULT_MODELS, library_versions
+from mnist_dist.partitioning import default_score_rows
+from mnist_dist.settings import setting_field
+from mnist_dist.training import library_versions
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "mnist-dist-bench/1"
-PARTITION_SIZES = (500, 1000, DEFAULT_PARTITION_ROWS, 3500)
+PARTITION_SIZES = (500, 1000, 3500)  # plus jobs.score's default, see BenchSpec.partitions
 QUICK_BATCH_SIZES = (1, 10, 100)
-QUICK_PARTITION_SIZES = (150, DEFAULT_PARTITION_ROWS)
+QUICK_PARTITION_SIZES = (150,)
 BENCH_JSON = "bench.json"
 # Targets of the performance issue: figure → (minimum, what it means).
 TARGETS: dict[str, tuple[float, str]] = {
@@ -71,17 +70,17 @@ MEMORY_GROWTH_LIMIT = 1.10
 class BenchSpec:
     """What `jobs.bench` measures and where it writes; `quick` shrinks everything for CI."""
 
-    store: Path = DEFAULT_STORE
-    models: Path = DEFAULT_MODELS
-    out: Path = Path("runs/bench")
+    store: Path = setting_field("store", Path)
+    models: Path = setting_field("models", Path)
+    out: Path = setting_field("bench.out", Path)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
-    split: str = "test"
+    split: str = setting_field("score.split")
     quick: bool = False
     baselines: bool = True
     history: Path | None = None
     batch_sizes: tuple[int, ...] | None = None
     partition_sizes: tuple[int, ...] | None = None
-    default_partition_rows: int = DEFAULT_PARTITION_ROWS
+    default_partition_rows: int = field(default_factory=default_score_rows)
 
     def sweep(self) -> BenchSweepSpec:
         """Timing settings: full, or a quick smoke test."""
@@ -90,7 +89,7 @@ class BenchSpec:
                 batch_sizes=self.batch_sizes or QUICK_BATCH_SIZES, min_repeats=2,
                 min_seconds=0.05, max_seconds=2.0, matmul_size=512, paired_rounds=2,
             )
-        return BenchSweepSpec(batch_sizes=self.batch_sizes or BATCH_SIZES)
+        return BenchSweepSpec(**({"batch_sizes": self.batch_sizes} if self.batch_sizes else {}))
 
     def partitions(self) -> tuple[int, ...]:
         """Partition sizes of the end-to-end runs, always including the default."""

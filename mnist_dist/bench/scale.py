@@ -46,12 +46,12 @@ from mnist_dist.expand_job import expand_store
 from mnist_dist.metrics import accuracy, per_class_accuracy
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.partitioning import (
-    DEFAULT_GENERATE_PARTITION_MB,
     SCORE_BYTES_PER_ROW,
     chunk_rows_of,
     partition_rows,
 )
 from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.settings import setting_field
 from mnist_dist.worker_memory import start_rss_sampler, stop_rss_sampler
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,6 @@ log = logging.getLogger(__name__)
 SCALE_FORMAT = "mnist-dist-scale/1"
 MLP_SIZES = (70_000, 1_000_000, 8_100_000)
 KNN_SIZES = (14_000, 70_000, 140_000)
-# Scoring partitions of the scale runs: generation's 64 MiB, not jobs.score's 20 (6,553 rows at
-# SCORE_BYTES_PER_ROW): fewer, larger tasks over millions of digits.
-SCALE_PARTITION_MB = 64.0
 TOLERANCE = 0.15
 MB = 1 << 20
 
@@ -76,10 +73,10 @@ class ScaleSpec:
     out: Path | None = None
     mlp_sizes: tuple[int, ...] = MLP_SIZES
     knn_sizes: tuple[int, ...] = KNN_SIZES
-    seed: int = 0
+    seed: int = setting_field("expand.seed")
     params: DeformParams = field(default_factory=DeformParams)
-    generate_partition_mb: float = DEFAULT_GENERATE_PARTITION_MB
-    score_partition_mb: float = SCALE_PARTITION_MB
+    generate_partition_mb: float = setting_field("expand.partition-mb")
+    score_partition_mb: float = setting_field("scale.partition-mb")
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     sample_seconds: float = 0.05
     cleanup: bool = False

@@ -42,12 +42,12 @@ from mnist_dist.data.expand import (
 from mnist_dist.data.store import open_store
 from mnist_dist.errors import DataError, DiskSpaceError, SpecError, StoreExistsError
 from mnist_dist.partitioning import (
-    DEFAULT_GENERATE_PARTITION_MB,
     GENERATE_BYTES_PER_ROW,
     check_aligned,
     partition_rows,
 )
 from mnist_dist.provenance import describe_differences
+from mnist_dist.settings import setting_field
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ class ExpandSpec:
 
     store: Path
     n: int
-    seed: int = 0
+    seed: int = setting_field("expand.seed")
     params: DeformParams = field(default_factory=DeformParams)
-    partition_mb: float = DEFAULT_GENERATE_PARTITION_MB
+    partition_mb: float = setting_field("expand.partition-mb")
     partition_rows: int | None = None
     group: str = DEFAULT_GROUP
     source: str = "test"

@@ -36,6 +36,7 @@ from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.sources import N_PIXELS, RawMnist
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
 from mnist_dist.provenance import describe_differences
+from mnist_dist.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,7 @@ STORE_FORMAT = "mnist-dist-store/1"
 SPLITS = ("seed", "canonical")
 SEED_TEST_SIZE = 0.2
 SEED_RANDOM_STATE = 42
-DEFAULT_CHUNK_ROWS = 2000
-DEFAULT_STORE = Path("data/mnist.zarr")
+DEFAULT_STORE = Path("data/mnist.zarr")  # INTERIM-SHIM: removed when the issue-12 moves merge
 ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")
 PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
 PREPARE_HINT = "run `python -m jobs.prepare`"
@@ -94,14 +94,17 @@ def requested_provenance(raw: RawMnist, split: str, chunk_rows: int) -> dict[str
 def build_store(
     raw: RawMnist,
     path: Path,
-    split: str = "seed",
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    split: str | None = None,
+    chunk_rows: int | None = None,
     force: bool = False,
 ) -> Path:
     """Write `raw` as a store at `path` atomically; reuse one with the same provenance.
 
+    `split` and `chunk_rows` default to the settings `prepare.split` and `prepare.chunk-rows`.
     Raises StoreExistsError when `path` holds something else, unless `force`.
     """
+    split = split or setting("prepare.split")
+    chunk_rows = setting("prepare.chunk-rows") if chunk_rows is None else chunk_rows
     if chunk_rows < 1:
         raise SpecError(f"chunk_rows must be a positive integer; got {chunk_rows} instead")
     wanted = requested_provenance(raw, split, chunk_rows)
