@@ -7,12 +7,10 @@ from datetime import datetime
 from pathlib import Path
 
 from mnist_dist.cluster import ClusterSpec
-from mnist_dist.data.store import DEFAULT_STORE
 from mnist_dist.errors import SpecError
 from mnist_dist.images.preprocess import MAX_PIXELS
-from mnist_dist.training import DEFAULT_MODELS, TrainSpec
+from mnist_dist.settings import default_models, default_store, setting_field
 
-DEFAULT_PARTITION_FILES = 200
 SHEET_LIMIT = 100
 
 
@@ -31,17 +29,17 @@ class ImageScoreSpec:
     """
 
     images: tuple[Path, ...]
-    models: Path = DEFAULT_MODELS
-    store: Path = DEFAULT_STORE
+    models: Path = field(default_factory=default_models)
+    store: Path = field(default_factory=default_store)
     out: Path = field(default_factory=default_images_out)
     labels: Path | None = None
     labels_from_names: bool = False
     save_preprocessed: Path | None = None
-    partition_files: int = DEFAULT_PARTITION_FILES
+    partition_files: int = setting_field("images.partition-files")
     sheet_limit: int = SHEET_LIMIT
     max_pixels: int = MAX_PIXELS
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
-    train_epochs: int = TrainSpec.epochs
+    train_epochs: int = setting_field("train.epochs")
 
     def __post_init__(self) -> None:
         if not self.images:
