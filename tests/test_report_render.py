@@ -370,3 +370,41 @@ def test_images_report_matches_the_golden_renderings(tmp_path: Path) -> None:
         encoding="utf-8")
     sheet = report["sheet"][0]["original_png_b64"]
     assert f"data:image/png;base64,{sheet}" in page  # the sheet's own bytes, copied as they are
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda r: r["models"]["knn"].update(accuracy="0.97"),
+         "report field models.knn.accuracy must be a number; got '0.97' instead"),
+        (lambda r: r["timing"].update(wall_seconds=[1.0]),
+         "report field timing.wall_seconds must be a number"),
+        (lambda r: r["dataset"].update(n_images=14000.5),
+         "report field dataset.n_images must be an integer"),
+        (lambda r: r["models"]["mlp"]["per_class_accuracy"].pop(),
+         r"models.mlp.per_class_accuracy must have shape \(10,\); got \(9,\) instead"),
+        (lambda r: r["models"]["mlp"]["per_class_accuracy"].__setitem__(3, "high"),
+         "report field models.mlp.per_class_accuracy.3 must be a number or null"),
+        (lambda r: r["models"]["knn"]["confusion"][2].__setitem__(5, 1.5),
+         "report field models.knn.confusion.2.5 must be an integer"),
+        (lambda r: r.update(dataset=7), "report field dataset must be an object; got 7 instead"),
+        (lambda r: r["models"].update(mlp=3), "report field models.mlp must be an object"),
+        (lambda r: r["throughput"][1].update(ms_per_image="fast"),
+         "report field throughput.1.ms_per_image must be a positive number"),
+        (lambda r: r.update(throughput={"knn": 1}), "report field throughput must be a list"),
+        (lambda r: r["models"]["knn"]["misclassified"][0].update(pixels_b64=5),
+         "gallery entry .* has no valid pixels_b64"),
+        (lambda r: r["cluster"].update(worker_rss_bytes=[1, 2]),
+         "report field cluster.worker_rss_bytes must be an object"),
+    ],
+)
+def test_wrong_types_are_one_report_error_line(
+    sample: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], edit: Any, field: str
+) -> None:
+    edit(sample)
+    (tmp_path / "report.json").write_text(json.dumps(sample))
+    assert report_job.main([str(tmp_path)]) == 11
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert re.search(field, err), err
+    assert not (tmp_path / "report.html").exists()

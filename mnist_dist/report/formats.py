@@ -8,6 +8,7 @@ en dash, the images and bench reports (and terminal text) a hyphen.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,11 +83,21 @@ def data_uri(png: bytes | str) -> str:
     return "data:image/png;base64," + text
 
 
-def markdown_cell(text: str) -> str:
-    """`text` safe in a Markdown table cell: no `|` or line break ends it, no HTML opens."""
+def markdown_text(text: str) -> str:
+    """`text` safe as inline Markdown, e.g. a table cell: no `|` or line break ends the cell or
+    the line, no HTML opens."""
     for raw, escaped in MARKDOWN_ESCAPES.items():
         text = text.replace(raw, escaped)
     return text
+
+
+def markdown_code(text: str) -> str:
+    """`text` as one inline Markdown code span: line breaks become spaces (a blank line would
+    end the span), and the fence is longer than any run of backticks inside."""
+    text = " ".join(text.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if fence != "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def markdown_table(
@@ -95,7 +106,7 @@ def markdown_table(
     """A GitHub-flavoured Markdown table, every cell escaped; `align` is the rule row
     (default `---` under every column)."""
     rule = list(align) if align is not None else ["---"] * len(head)
-    lines = [[markdown_cell(c) for c in head], rule, *([markdown_cell(c) for c in r] for r in rows)]
+    lines = [[markdown_text(c) for c in head], rule, *([markdown_text(c) for c in r] for r in rows)]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 

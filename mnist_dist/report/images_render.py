@@ -15,6 +15,7 @@ from mnist_dist.report.formats import (
     data_uri,
     digit_lines,
     fixed,
+    markdown_code,
     markdown_table,
     pct,
 )
@@ -106,7 +107,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if len(files) > ROW_LIMIT:
         lines += ["", f"First {ROW_LIMIT:,} of {len(files):,} files; report.json has all."]
     lines += ["", "## Preprocessing", "",
-              " → ".join(f"`{step}`" for step in report["preprocessing"]["steps"]), ""]
+              " → ".join(markdown_code(step) for step in report["preprocessing"]["steps"]), ""]
     return "\n".join(lines)
 
 

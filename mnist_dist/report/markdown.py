@@ -10,7 +10,9 @@ from mnist_dist.report.formats import (
     EN_DASH,
     FORMATS,
     compact,
+    markdown_code,
     markdown_table,
+    markdown_text,
     numeric_align,
     pct,
     points,
@@ -41,8 +43,9 @@ def header(report: dict[str, Any]) -> str:
     data, cluster, timing = report["dataset"], report["cluster"], report["timing"]
     return (
         "# MNIST digit scoring: KNN vs MLP\n\n"
-        f"Run of {report.get('created', '?')}: {data['n_images']:,} images of "
-        f"`{data['store']}` (split `{data['split']}`) on {cluster['workers']} workers / "
+        f"Run of {markdown_text(str(report.get('created', '?')))}: {data['n_images']:,} images of "
+        f"{markdown_code(data['store'])} (split {markdown_code(data['split'])}) on "
+        f"{cluster['workers']} workers / "
         f"{cluster['threads']} threads in {sig(timing['wall_seconds'])} s "
         f"({sig(timing['images_per_second'])} images/s). "
         f"Charts, confusion heatmaps and the gallery are in `{HTML_NAME}`."
@@ -110,7 +113,7 @@ def deployment(report: dict[str, Any]) -> str:
         [an.LABELS[m], sig(models[m].get("train_seconds")), size(an.model_bytes(models[m]))]
         for m in an.MODELS
     ]
-    rss = [[f"`{w}`", size(b)] for w, b in an.worker_rss(report["cluster"])]
+    rss = [[markdown_code(w), size(b)] for w, b in an.worker_rss(report["cluster"])]
     return (
         "## Deployment trade-off\n\n"
         + table(["model", "training time (s)", "size on disk"], rows)
@@ -146,8 +149,9 @@ def facts(report: dict[str, Any]) -> str:
     text = "## Run facts\n"
     for title, values in groups.items():
         text += f"\n**{title}**\n\n" + "\n".join(
-            f"- {k}: `{compact(v)}`" for k, v in values.items()
+            f"- {markdown_text(k)}: {markdown_code(compact(v))}" for k, v in values.items()
         ) + "\n"
-    sums = [f"- {an.LABELS[m]} `{f}`: `{a.get('sha256', EN_DASH)}`" for m in an.MODELS
+    sums = [f"- {an.LABELS[m]} {markdown_code(f)}: {markdown_code(a.get('sha256', EN_DASH))}"
+            for m in an.MODELS
             for f, a in report["models"][m].get("artifacts", {}).items()]
     return text + "\n**Model checksums (SHA-256)**\n\n" + "\n".join(sums)
