@@ -16,6 +16,7 @@ from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.images.tasks import ImageRow
 from mnist_dist.metrics import accuracy_summary, confusion_matrix
 from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.report.images_render import HTML_NAME, MARKDOWN_NAME
 
 SCHEMA = "mnist-dist-images-report/1"
 REPORT_NAME = "report.json"
@@ -82,8 +83,8 @@ def outputs_facts(spec: ImageScoreSpec) -> dict[str, Any]:
     out = spec.out.resolve()
     return {
         "report_json": str(out / REPORT_NAME),
-        "report_md": str(out / "report.md"),
-        "report_html": str(out / "report.html"),
+        "report_md": str(out / MARKDOWN_NAME),
+        "report_html": str(out / HTML_NAME),
         "preprocessed": str(spec.save_preprocessed.resolve()) if spec.save_preprocessed else None,
     }
 
