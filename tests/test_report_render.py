@@ -392,6 +392,11 @@ def test_images_report_matches_the_golden_renderings(tmp_path: Path) -> None:
         (lambda r: r["throughput"][1].update(ms_per_image="fast"),
          "report field throughput.1.ms_per_image must be a positive number"),
         (lambda r: r.update(throughput={"knn": 1}), "report field throughput must be a list"),
+        (lambda r: r.update(throughput=None), "report field throughput must be a list; got None"),
+        (lambda r: r["models"]["knn"].update(artifacts=None),
+         "report field models.knn.artifacts must be an object"),
+        (lambda r: r["models"]["mlp"]["misclassified"][1].pop("true"),
+         "report field models.mlp.misclassified.1.true is missing"),
         (lambda r: r["models"]["knn"]["misclassified"][0].update(pixels_b64=5),
          "gallery entry .* has no valid pixels_b64"),
         (lambda r: r["cluster"].update(worker_rss_bytes=[1, 2]),
@@ -408,3 +413,42 @@ def test_wrong_types_are_one_report_error_line(
     assert len(err.splitlines()) == 1 and err.startswith("error: ")
     assert re.search(field, err), err
     assert not (tmp_path / "report.html").exists()
+
+
+def field_paths(document: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every field of `document` (the first two items of each list), depth first."""
+    found = [path] if path else []
+    if isinstance(document, dict):
+        items = list(document.items())
+    elif isinstance(document, list):
+        items = list(enumerate(document[:2]))
+    else:
+        items = []
+    for key, value in items:
+        found += field_paths(value, (*path, key))
+    return found
+
+
+def test_any_corrupt_field_renders_or_is_a_report_error(
+    sample: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each field replaced by a value of another type, or deleted: no other exception."""
+    from mnist_dist.report import html, markdown
+
+    for name in ("accuracy_chart", "confusion_chart", "throughput_chart", "footprint_chart",
+                 "digit_png"):
+        monkeypatch.setattr(plots, name, lambda *args: b"png")  # types, not pictures
+    for path in field_paths(sample):
+        for value in ("x", -1, 1.5, [], {}, None, True, [1, 2], float("nan"), "delete"):
+            report = copy.deepcopy(sample)
+            parent = resolve(report, list(path[:-1]))
+            if value == "delete":
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+            try:
+                schema.check_report(report)
+                html.render_html(report)
+                markdown.render_markdown(report)
+            except ReportError:
+                pass

@@ -8,8 +8,9 @@ en dash, the images and bench reports (and terminal text) a hyphen.
 from __future__ import annotations
 
 import base64
+import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ def sig(value: float | None, digits: int = 3, dash: str = EN_DASH) -> str:
         return dash
     if value == 0:
         return "0"
+    if not math.isfinite(value):
+        return str(value)  # nan, inf: shown as they are
     magnitude = int(np.floor(np.log10(abs(value))))
     return f"{value:,.{max(0, digits - 1 - magnitude)}f}"
 
@@ -60,7 +63,8 @@ def fixed(value: float | None, decimals: int = 0, dash: str = HYPHEN) -> str:
     return dash if value is None else f"{value:,.{decimals}f}"
 
 
-FORMATS = {"pct": pct, "points": points, "sig": sig, "int": count, "size": size}
+# By the name the HTML carries in `data-fmt` (tests parse the text back).
+FORMATS: dict[str, Callable[[Any], str]] = {"pct": pct, "points": points, "sig": sig, "int": count, "size": size}
 
 
 def compact(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ SCHEMA = "mnist-dist-report/1"
 REPORT_NAME = "report.json"
 GALLERY_LIMIT = 12
 PIXELS = 784
-REQUIRED = (
+REQUIRED: tuple[tuple[str, ...], ...] = (
     ("dataset", "store"), ("dataset", "split"), ("dataset", "n_images"),
     ("cluster", "workers"), ("cluster", "threads"),
     ("timing", "wall_seconds"), ("timing", "images_per_second"),
@@ -40,18 +41,36 @@ def is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def is_finite(value: Any) -> bool:
+    """A number, not NaN or infinite."""
+    return is_number(value) and math.isfinite(value)
+
+
 def is_positive(value: Any) -> bool:
     """A number above zero."""
     return is_number(value) and value > 0
 
 
-# What the renderer formats: field path → (what it must be, its test, may it be absent/null).
+def is_text(value: Any) -> bool:
+    """A string."""
+    return isinstance(value, str)
+
+
+def or_null(test: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """`test`, or the value is JSON null."""
+    return lambda value: value is None or test(value)
+
+
+# What the renderer formats: field → (what it must be, its test, may it be absent).
 Kind = tuple[str, Callable[[Any], bool], bool]
+ABSENT = object()  # what `lookup` finds where a field is missing
+ANY: Kind = ("present", lambda v: True, False)
 NUMBER: Kind = ("a number", is_number, False)
 INTEGER: Kind = ("an integer", is_integer, False)
-TEXT: Kind = ("a string", lambda v: isinstance(v, str), False)
-OPTIONAL_TEXT: Kind = ("a string", lambda v: isinstance(v, str), True)
-OPTIONAL_NUMBER: Kind = ("a number or null", is_number, True)
+FINITE: Kind = ("a finite number", is_finite, False)
+TEXT: Kind = ("a string", is_text, False)
+OPTIONAL_TEXT: Kind = ("a string", is_text, True)
+OPTIONAL_NUMBER: Kind = ("a number or null", or_null(is_number), True)
 OPTIONAL_OBJECT: Kind = ("an object", lambda v: isinstance(v, dict), True)
 OPTIONAL_LIST: Kind = ("a list", lambda v: isinstance(v, list), True)
 TOP_FIELDS: dict[tuple[str, ...], Kind] = {
@@ -66,12 +85,13 @@ MODEL_FIELDS: dict[str, Kind] = {
     "images_per_second": OPTIONAL_NUMBER, "train_seconds": OPTIONAL_NUMBER,
     "artifacts": OPTIONAL_OBJECT, "misclassified": OPTIONAL_LIST,
 }
-ARTIFACT_FIELDS: dict[str, Kind] = {"bytes": NUMBER, "sha256": OPTIONAL_TEXT}
+ARTIFACT_FIELDS: dict[str, Kind] = {"bytes": FINITE, "sha256": OPTIONAL_TEXT}
+GALLERY_FIELDS: dict[str, Kind] = {"index": INTEGER, "true": ANY, "predicted": ANY}
 SWEEP_FIELDS: dict[str, Kind] = {
     "model": TEXT, "batch_size": ("a positive integer", lambda v: is_integer(v) and v > 0, False),
     "images_per_second": ("a positive number", is_positive, False),
     "ms_per_image": ("a positive number", is_positive, False),
-    "repeats": ("an integer or null", is_integer, True),
+    "repeats": ("an integer or null", or_null(is_integer), True),
 }
 
 
@@ -97,10 +117,13 @@ def check_report(report: dict[str, Any]) -> None:
             f"report schema must be {SCHEMA!r}; got {report.get('schema')!r} instead"
         )
     for path in REQUIRED:
-        if lookup(report, path) is None:
+        value = lookup(report, path)
+        if value is None or value is ABSENT:
             raise ReportError(f"report field {'.'.join(path)} is missing")
     for path, kind in TOP_FIELDS.items():
         check_field(report, path, kind)
+    for worker, rss in (report["cluster"].get("worker_rss_bytes") or {}).items():
+        check_value(rss, f"cluster.worker_rss_bytes.{worker}", FINITE)
     for name in MODELS:
         check_model(name, report["models"][name])
     for i, row in enumerate(report.get("throughput") or []):
@@ -108,7 +131,7 @@ def check_report(report: dict[str, Any]) -> None:
 
 
 def lookup(document: Any, path: tuple[Any, ...]) -> Any:
-    """The value at `path` (keys and list indices) in `document`, None if absent.
+    """The value at `path` (keys and list indices) in `document`, ABSENT if there is none.
 
     ReportError when a step of the path exists but is not an object (e.g. a number).
     """
@@ -119,12 +142,12 @@ def lookup(document: Any, path: tuple[Any, ...]) -> Any:
         try:
             document = document[key]
         except (KeyError, IndexError, TypeError):
-            return None
+            return ABSENT
     return document
 
 
 def check_field(document: Any, path: tuple[str, ...], kind: Kind) -> None:
-    """ReportError unless the value at `path` is of `kind` (or absent/null where allowed)."""
+    """ReportError unless the value at `path` is of `kind` (or absent where allowed)."""
     check_value(lookup(document, path), ".".join(path), kind)
 
 
@@ -133,15 +156,17 @@ def check_object(value: Any, name: str, fields: dict[str, Kind]) -> None:
     if not isinstance(value, dict):
         raise ReportError(f"report field {name} must be an object; got {value!r:.80} instead")
     for field, kind in fields.items():
-        check_value(value.get(field), f"{name}.{field}", kind)
+        check_value(value.get(field, ABSENT), f"{name}.{field}", kind)
 
 
 def check_value(value: Any, name: str, kind: Kind) -> None:
     """ReportError naming field `name` unless `value` is of `kind`."""
     what, test, optional = kind
-    if value is None and optional:
-        return
-    if value is None or not test(value):
+    if value is ABSENT:
+        if optional:
+            return
+        raise ReportError(f"report field {name} is missing")
+    if not test(value):
         raise ReportError(f"report field {name} must be {what}; got {value!r:.80} instead")
 
 
@@ -163,7 +188,7 @@ def check_model(name: str, model: Any) -> None:
     for file, artifact in (model.get("artifacts") or {}).items():
         check_object(artifact, f"models.{name}.artifacts.{file}", ARTIFACT_FIELDS)
     for i, item in enumerate((model.get("misclassified") or [])[:GALLERY_LIMIT]):
-        check_object(item, f"models.{name}.misclassified.{i}", {"index": INTEGER})
+        check_object(item, f"models.{name}.misclassified.{i}", GALLERY_FIELDS)
         decode_pixels(item)
 
 
