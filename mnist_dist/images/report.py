@@ -16,7 +16,7 @@ from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.images.tasks import ImageRow
 from mnist_dist.metrics import accuracy_summary, confusion_matrix
 from mnist_dist.predict import MODEL_NAMES
-from mnist_dist.report.images_render import HTML_NAME, MARKDOWN_NAME
+from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME
 
 SCHEMA = "mnist-dist-images-report/1"
 REPORT_NAME = "report.json"

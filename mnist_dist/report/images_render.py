@@ -20,9 +20,8 @@ from mnist_dist.report.formats import (
     pct,
 )
 from mnist_dist.report.pages import Num, render_page, stylesheet
+from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME
 
-HTML_NAME = "report.html"
-MARKDOWN_NAME = "report.md"
 ROW_LIMIT = 1000  # rows shown in report.md / report.html; report.json holds all of them
 MODELS = ("knn", "mlp")
 HEADERS = ["file", "label", "KNN", "MLP", "p(MLP)", "runner-up", "p(runner-up)", "status"]

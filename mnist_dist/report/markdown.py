@@ -19,9 +19,7 @@ from mnist_dist.report.formats import (
     sig,
     size,
 )
-from mnist_dist.report.schema import meta
-
-HTML_NAME = "report.html"  # named in the text; render.py writes it
+from mnist_dist.report.schema import HTML_NAME, meta
 
 
 def table(head: list[str], rows: list[list[str]]) -> str:

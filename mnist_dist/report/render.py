@@ -13,12 +13,16 @@ from typing import Any
 
 from mnist_dist.atomic import write_bytes_atomic
 from mnist_dist.report.html import render_html
-from mnist_dist.report.markdown import HTML_NAME, render_markdown
-from mnist_dist.report.schema import REPORT_NAME, check_report, read_report
+from mnist_dist.report.markdown import render_markdown
+from mnist_dist.report.schema import (
+    HTML_NAME,
+    MARKDOWN_NAME,
+    REPORT_NAME,
+    check_report,
+    read_report,
+)
 
 log = logging.getLogger(__name__)
-
-MARKDOWN_NAME = "report.md"
 
 
 def render_report(report: dict[str, Any], out: Path) -> list[Path]:

@@ -20,6 +20,9 @@ from mnist_dist.report.analysis import MODELS
 
 SCHEMA = "mnist-dist-report/1"
 REPORT_NAME = "report.json"
+# The renderings beside it (the images report writes the same two names).
+HTML_NAME = "report.html"
+MARKDOWN_NAME = "report.md"
 GALLERY_LIMIT = 12
 PIXELS = 784
 REQUIRED: tuple[tuple[str, ...], ...] = (
