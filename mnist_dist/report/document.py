@@ -6,7 +6,7 @@ Field reference: README.md, section "report.json".
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ def build_report(
     """The whole report.json document of one run; `gallery` holds the misclassified pixels."""
     return {
         "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": mnist_dist.__version__,
         "dataset": {
             **dataset, "n_images": result.n_images, "partitions": result.partitions,
