@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: bench(args))
+    return run_job(lambda: bench(args), args)
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: prepare(args))
+    return run_job(lambda: prepare(args), args)
 
 
 def prepare(args: argparse.Namespace) -> int:

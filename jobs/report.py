@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: report(args))
+    return run_job(lambda: report(args), args)
 
 
 def report(args: argparse.Namespace) -> int:

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: scale(args))
+    return run_job(lambda: scale(args), args)
 
 
 def scale(args: argparse.Namespace) -> int:

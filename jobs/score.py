@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: score_images(args) if args.images else score(args))
+    return run_job(lambda: score_images(args) if args.images else score(args), args)
 
 
 def score(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job; returns the process exit code."""
     args = parse_args(argv)
     setup_logging()
-    return run_job(lambda: train(args))
+    return run_job(lambda: train(args), args)
 
 
 def train(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
+import dask.config
+
 from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
 from mnist_dist.settings import SECTION, check_settings, setting
@@ -53,8 +55,26 @@ def from_setting(key: str) -> SettingText:
     return text
 
 
+def as_setting(value: object) -> object:
+    """A parsed flag value as dask.config and JSON hold it (paths as text, tuples as lists)."""
+    if isinstance(value, Path):
+        return str(value)
+    return list(value) if isinstance(value, tuple) else value
+
+
 class JobArgumentParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one `error: …` line (no usage block), exit code 2."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse, then record in `settings_given` the value of every flag that is a setting."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        parsed.settings_given = {
+            action.default.key: as_setting(getattr(parsed, action.dest))
+            for action in self._actions if isinstance(action.default, SettingText)
+        }
+        return parsed, extras
 
     def _get_value(self, action: argparse.Action, arg_string: str) -> object:
         try:
@@ -236,11 +256,14 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
-def run_job(job: Callable[[], int]) -> int:
-    """Run `job`; an mnist-dist error becomes one `error: …` line on stderr and its exit code."""
+def run_job(job: Callable[[], int], args: argparse.Namespace | None = None) -> int:
+    """Run `job` with the settings its flags gave (`args.settings_given`) in force, so reports
+    record what ran; an mnist-dist error becomes one `error: …` line and its exit code."""
+    given = getattr(args, "settings_given", {})
     try:
         check_settings()
-        return job()
+        with dask.config.set({f"{SECTION}.{key}": value for key, value in given.items()}):
+            return job()
     except MnistDistError as err:
         print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)
         return exit_code_for(err)

@@ -42,7 +42,6 @@ from mnist_dist.settings import setting
 MIB = 1 << 20
 SCORE_BYTES_PER_ROW = 10 * 1024
 GENERATE_BYTES_PER_ROW = 2 * 1024
-DEFAULT_GENERATE_PARTITION_MB = 64.0  # INTERIM-SHIM: removed when the issue-12 moves merge
 
 
 def partition_rows(target_mb: float, bytes_per_row: int, chunk_rows: int) -> int:

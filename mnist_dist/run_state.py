@@ -15,9 +15,9 @@ from typing import Any
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.errors import DataError, StoreExistsError
 from mnist_dist.provenance import differing_keys
+from mnist_dist.report.schema import REPORT_NAME
 
 RUN_FILE = "run.json"
-REPORT_FILE = "report.json"  # written last: its presence marks a finished run
 PARTITIONS_DIR = "partitions"
 
 
@@ -28,8 +28,8 @@ def marker_path(run_dir: Path, index: int) -> Path:
 
 def prepare_out(out: Path) -> None:
     """Create the run folder; refuse one that already holds a finished report."""
-    if (out / REPORT_FILE).exists():
-        raise StoreExistsError(f"{out / REPORT_FILE} exists; choose a new --out for this run")
+    if (out / REPORT_NAME).exists():  # written last: its presence marks a finished run
+        raise StoreExistsError(f"{out / REPORT_NAME} exists; choose a new --out for this run")
     out.mkdir(parents=True, exist_ok=True)
 
 

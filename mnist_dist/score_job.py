@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import zarr
 from distributed import Client, Future, performance_report
 
@@ -37,6 +36,7 @@ from mnist_dist.scoring import ScoreJob, ScoreResult, score
 from mnist_dist.settings import setting, setting_field
 from mnist_dist.throughput import SweepSpec, batch_sweep
 from mnist_dist.training import TrainSpec, check_model_folder
+from mnist_dist.worker_memory import rss
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def optional_performance_report(spec: ScoreRunSpec) -> contextlib.AbstractContex
 
 def worker_memory(client: Client) -> dict[str, int]:
     """Resident memory of each worker process after the run (models loaded), in bytes."""
-    return client.run(lambda: psutil.Process().memory_info().rss)
+    return client.run(rss)
 
 
 def measure_on_one_worker(

@@ -26,11 +26,10 @@ from mnist_dist.models.artifacts import ModelRef, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
-from mnist_dist.settings import default_models, package_default, setting_field
+from mnist_dist.settings import effective_settings, package_default, setting_field
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODELS = default_models()  # INTERIM-SHIM: removed when the issue-12 moves are merged
 
 VERSIONED_PACKAGES = (
     "numpy", "scikit-learn", "dask", "distributed", "dask-ml", "zarr", "onnxruntime",
@@ -62,7 +61,7 @@ def check_model_folder(spec: TrainSpec) -> None:
     the default model folder, where a later `jobs.score` would silently score them."""
     study = {"epochs": package_default("train.epochs"), "seed": package_default("train.seed"),
              "train_limit": None}
-    folder = default_models()
+    folder = Path(package_default("models"))  # the shipped default, whatever flags say
     if spec.settings() == study or spec.models.resolve() != folder.resolve():
         return
     differing = ", ".join(f"{key}={value}" for key, value in spec.settings().items()
@@ -124,6 +123,7 @@ def train_models(spec: TrainSpec) -> dict[str, Any]:
             "n_test": len(x_test),
             "models": {"knn": knn, "mlp": mlp},
             "versions": library_versions(),
+            "effective_settings": effective_settings(),
         })
         swap_into_place(tmp, spec.models)
     finally:

@@ -61,6 +61,7 @@ def test_quick_bench_writes_every_section(quick_run: tuple[Any, Path]) -> None:
     document = json.loads((out / "run" / "bench.json").read_text())
     assert document["schema"] == "mnist-dist-bench/1"
     assert document["quick"] is True
+    assert document["effective_settings"]["score"]["split"] == document["settings"]["split"]
     roof = document["roofline"]
     assert roof["gflops_1thread"]["median"] > 0 and roof["gflops_all"]["median"] > 0
     assert set(roof["images_per_second_1thread"]) == {"knn", "mlp"}

@@ -102,7 +102,7 @@ def test_bad_flag_value_is_one_error_line(
 )
 def test_bad_flag_as_users_run_it(argv: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env=env,
+    done = subprocess.run([sys.executable, "-m", *argv], cwd=tmp_path, env=env, check=False,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == cli.USAGE_EXIT, done.stderr
     assert done.stderr.startswith(f"error: {argv[-2]} ") and len(done.stderr.splitlines()) == 1

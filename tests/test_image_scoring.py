@@ -219,6 +219,8 @@ def test_job_main_prints_the_table(
         "--out", str(tmp_path / "run"), "--scheduler", local_client.scheduler.address,
     ])
     assert code == 0
+    ran_with = json.loads((tmp_path / "run" / "report.json").read_text())["effective_settings"]
+    assert ran_with["models"] == str(trained.models)
     out = capsys.readouterr().out
     assert "p(runner-up)" in out and "d2.png" in out and "of 3" in out
     with pytest.raises(SystemExit):

@@ -55,7 +55,7 @@ def test_a_corrupt_partition_marker_is_one_error_line_naming_it(
     out = tmp_path / "run"
     assert score_job.main([*data, "--out", str(out)]) == 0
     (out / "report.json").unlink()  # an interrupted run: every partition done, no report yet
-    marker = sorted((out / "partitions").glob("*.json"))[0]
+    marker = min((out / "partitions").glob("*.json"))
     marker.write_bytes(b"{truncated")
     capsys.readouterr()
     code = score_job.main([*data, "--out", str(out), "--resume"])

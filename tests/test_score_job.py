@@ -61,6 +61,11 @@ def test_score_writes_a_complete_report(
     assert score_job.main(score_args(small_store, small_models, out, "--performance-report")) == 0
     report = json.loads((out / "report.json").read_text())
     check_report(report, 600, (1, 10, 100))
+    # The settings it ran with: the flags given, the package's defaults for the rest.
+    ran_with = report["effective_settings"]
+    assert ran_with["score"]["batch-sizes"] == [1, 10, 100]
+    assert ran_with["models"] == str(small_models) and ran_with["store"] == str(small_store)
+    assert ran_with["train"] == {"epochs": 10, "seed": 42}
     assert "<html" in (out / "dask-performance.html").read_text()[:2000].lower()
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     printed = capsys.readouterr().out
@@ -112,6 +117,7 @@ def test_train_job_writes_verified_models(
     manifest = json.loads((models / "manifest.json").read_text())
     assert set(manifest["artifacts"]) == {"knn.npz", "knn.json", "mlp.onnx", "mlp.json"}
     assert manifest["n_train"] == 1000
+    assert manifest["effective_settings"]["train"] == {"epochs": 1, "seed": 42}
     # The recorded accuracy is the exported model's, measured here by a plain onnxruntime session.
     group = zarr.open_group(str(small_store), mode="r")
     session = ort.InferenceSession(str(models / "mlp.onnx"), providers=["CPUExecutionProvider"])

@@ -34,7 +34,7 @@ from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn
 from mnist_dist.partitioning import default_score_rows
-from mnist_dist.settings import setting_field
+from mnist_dist.settings import effective_settings, setting_field
 from mnist_dist.training import library_versions
 
 log = logging.getLogger(__name__)
@@ -186,6 +186,7 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
         "settings": {**{k: str(v) for k, v in asdict(spec).items() if k != "cluster"},
                      "cluster": asdict(spec.cluster), "sweep": asdict(sweep_spec),
                      "partition_sizes": list(spec.partitions())},
+        "effective_settings": effective_settings(),
         "machine": {**machine_facts(), "blas": blas_facts(),
                     "blas_in_worker": swept["blas_in_worker"], "versions": library_versions()},
         "cluster": facts,

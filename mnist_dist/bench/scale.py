@@ -51,7 +51,7 @@ from mnist_dist.partitioning import (
     partition_rows,
 )
 from mnist_dist.scoring import ScoreJob, score
-from mnist_dist.settings import setting_field
+from mnist_dist.settings import effective_settings, setting_field
 from mnist_dist.worker_memory import start_rss_sampler, stop_rss_sampler
 
 log = logging.getLogger(__name__)
@@ -258,6 +258,7 @@ def run_scale(spec: ScaleSpec) -> dict[str, Any]:
                                                               / 1e9, 1),
                     "platform": platform.platform()},
         "generation": [], "scoring": [],
+        "effective_settings": effective_settings(),
     }
     for n in sizes:
         with connect(spec.cluster) as client:

@@ -263,9 +263,3 @@ def format_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     return f"{count:.1f} {units[-1]}"
-
-
-def __getattr__(name: str):  # INTERIM-SHIM: removed when the issue-12 moves are merged
-    from mnist_dist import expand_job
-
-    return getattr(expand_job, name)

@@ -44,7 +44,6 @@ STORE_FORMAT = "mnist-dist-store/1"
 SPLITS = ("seed", "canonical")
 SEED_TEST_SIZE = 0.2
 SEED_RANDOM_STATE = 42
-DEFAULT_STORE = Path("data/mnist.zarr")  # INTERIM-SHIM: removed when the issue-12 moves merge
 ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")
 PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
 PREPARE_HINT = "run `python -m jobs.prepare`"

@@ -33,7 +33,7 @@ from mnist_dist.images.files import (
     output_names,
     read_labels_csv,
 )
-from mnist_dist.images.report import REPORT_NAME, build_images_report
+from mnist_dist.images.report import build_images_report
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.images.tasks import (
     ImageRow,
@@ -45,6 +45,7 @@ from mnist_dist.images.tasks import (
 )
 from mnist_dist.models.artifacts import ModelRef, read_manifest
 from mnist_dist.report.images_render import write_renderings
+from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import prepare_out
 from mnist_dist.training import models_exist
 

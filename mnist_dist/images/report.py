@@ -16,10 +16,10 @@ from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.images.tasks import ImageRow
 from mnist_dist.metrics import accuracy_summary, confusion_matrix
 from mnist_dist.predict import MODEL_NAMES
-from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME
+from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME, REPORT_NAME
+from mnist_dist.settings import effective_settings
 
 SCHEMA = "mnist-dist-images-report/1"
-REPORT_NAME = "report.json"
 
 
 def model_accuracy(rows: Sequence[ImageRow]) -> dict[str, dict[str, Any]] | None:
@@ -114,4 +114,5 @@ def build_images_report(
         "files": [asdict(row) for row in rows],
         "sheet": sheet_cards(rows, sheet),
         "outputs": outputs_facts(spec),
+        "effective_settings": effective_settings(),
     }

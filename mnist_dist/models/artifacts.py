@@ -156,11 +156,3 @@ def read_artifact(ref: ModelRef, name: str) -> bytes:
     except FileNotFoundError as exc:
         raise ModelNotFoundError(f"{ref.location(name)}: model artifact not found") from exc
     return verified(ref, name, data)
-
-
-def __getattr__(name: str):  # INTERIM-SHIM: removed when the issue-12 moves are merged
-    if name in ("ModelPayload", "Predictors", "load_predictors", "load_count"):
-        from mnist_dist.models import cache
-
-        return getattr(cache, name)
-    raise AttributeError(name)

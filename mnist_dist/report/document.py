@@ -18,6 +18,7 @@ from mnist_dist.metrics import accuracy_summary
 from mnist_dist.report.formats import digit_lines
 from mnist_dist.report.schema import REPORT_NAME, SCHEMA
 from mnist_dist.scoring import ScoreResult
+from mnist_dist.settings import effective_settings
 
 
 def misclassified_examples(rows: np.ndarray, pixels: np.ndarray) -> list[dict[str, Any]]:
@@ -83,6 +84,7 @@ def build_report(
         "throughput": throughput,
         "outputs": outputs,
         "versions": manifest.get("versions", {}),
+        "effective_settings": effective_settings(),
     }
 
 
