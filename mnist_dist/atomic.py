@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,38 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def output_mode(path: Path) -> int:
+    """Permission bits for the file written at `path`: an existing file's own, else those the
+    umask gives a new file (mkstemp's 0600 would hide outputs from their readers)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (worker threads write
+    files concurrently; os.umask can only read it by setting it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)  # briefly the strictest mask, never a looser one
+    os.umask(umask)
+    return umask
+
+
 def write_temporary(path: Path, data: bytes) -> Path:
-    """`data` written and synced to a new temporary file beside `path`; returns its path."""
+    """`data` written and synced to a new temporary file beside `path`, with `output_mode`
+    (path)'s permissions; returns its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = output_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())

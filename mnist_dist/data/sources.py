@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_dist.atomic import output_mode
 from mnist_dist.errors import ChecksumError, DataError
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ def fetch_to(url: str, target: Path, digest: str, timeout: float) -> None:
     """Stream `url` into a temp file beside `target`, check its digest, then move it in place."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    os.fchmod(fd, output_mode(target))
     try:
         with os.fdopen(fd, "wb") as out, open_url(url, timeout) as response:
             while chunk := response.read(1 << 20):
