@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from mnist_dist.locations import is_url, local_path, read_location
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "mnist-dist-models/1"
 ARTIFACTS = ("knn.npz", "knn.json", "mlp.onnx", "mlp.json")
+# Each model's manifest entry, as training writes it and the reports read it.
+MODEL_ARTIFACTS = {"knn": ("knn.npz", "knn.json"), "mlp": ("mlp.onnx", "mlp.json")}
 
 
 def file_sha256(path: Path) -> str:
@@ -74,6 +77,35 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
             f"{where}: manifest lists no SHA-256 for {', '.join(missing)}; "
             "run `python -m jobs.train`"
         )
+    return manifest
+
+
+def check_manifest_models(manifest: dict[str, Any], where: str) -> dict[str, Any]:
+    """`manifest` if its `models` section has, for each model, `train_seconds` (>= 0),
+    `test_accuracy` (0-1) and its `artifacts` list; else ModelFormatError naming the field."""
+    models = manifest.get("models")
+    if not isinstance(models, dict):
+        raise ModelFormatError(
+            f"{where}: manifest has no `models` section (an object per model: "
+            f"{', '.join(MODEL_ARTIFACTS)}); run `python -m jobs.train`"
+        )
+    for name, artifacts in MODEL_ARTIFACTS.items():
+        entry = models.get(name)
+        if not isinstance(entry, dict):
+            raise ModelFormatError(f"{where}: models.{name} must be an object; got {entry!r}")
+        for field, low, high in (("train_seconds", 0.0, math.inf), ("test_accuracy", 0.0, 1.0)):
+            value = entry.get(field)
+            if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                    or not low <= value <= high):
+                raise ModelFormatError(
+                    f"{where}: models.{name}.{field} must be a number in [{low:g}, {high:g}]; "
+                    f"got {value!r} instead"
+                )
+        if entry.get("artifacts") != list(artifacts):
+            raise ModelFormatError(
+                f"{where}: models.{name}.artifacts must be {list(artifacts)}; "
+                f"got {entry.get('artifacts')!r} instead"
+            )
     return manifest
 
 

@@ -1,17 +1,28 @@
 """Both predictors loaded once per process and shared by its threads (one ORT session each).
 
 Workers that cannot read the models' folder get their bytes once, as a broadcast `ModelPayload`.
+`validate_models` checks on the client, before any work is submitted, all that a worker loads.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from mnist_dist.models.artifacts import ARTIFACTS, ModelRef, read_artifact, verified
-from mnist_dist.models.knn import GemmKnn, knn_from_bytes
-from mnist_dist.models.mlp import OnnxMlp, OrtSettings
+from mnist_dist.models.artifacts import (
+    ARTIFACTS,
+    MANIFEST,
+    ModelRef,
+    check_manifest_models,
+    read_artifact,
+    read_manifest_at,
+    verified,
+)
+from mnist_dist.models.knn import GemmKnn, KnnModel, knn_from_bytes
+from mnist_dist.models.mlp import OnnxMlp, OrtSettings, check_mlp_params
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +70,33 @@ def load_predictors(
             def artifact(name: str) -> bytes:
                 return verified(ref, name, shipped[name]) if payload else read_artifact(ref, name)
 
-            knn = GemmKnn(knn_from_bytes(artifact("knn.npz"), artifact("knn.json")))
+            knn = GemmKnn(read_knn(ref, artifact))
             settings = OrtSettings(intra_op_threads=ort_threads)
-            mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings)
+            mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings, ref.location("mlp.onnx"))
             _cache.clear()  # a process serves one model set at a time; free the previous one
             _cache[key] = Predictors(knn, mlp)
             load_count += 1
         return _cache[key]
+
+
+def read_knn(ref: ModelRef, artifact: Callable[[str], bytes] | None = None) -> KnnModel:
+    """The KNN of `ref`, every array and parameter checked; `artifact` gives a file's bytes
+    (default: read and verified from `ref.directory`)."""
+    read = artifact or (lambda name: read_artifact(ref, name))
+    return knn_from_bytes(read("knn.npz"), read("knn.json"),
+                          ref.location("knn.npz"), ref.location("knn.json"))
+
+
+def validate_models(ref: ModelRef) -> dict[str, Any]:
+    """Check on the client everything a worker will load, before any work is submitted: the
+    manifest's `models` section, both KNN files (arrays, dtypes, shapes, parameters; no GEMM
+    build), the ONNX contract (one session) and `mlp.json`. Returns the manifest.
+
+    Raises ModelFormatError naming the file and what is wrong (ArtifactChecksumError and
+    ModelNotFoundError as reading does).
+    """
+    manifest = check_manifest_models(read_manifest_at(ref.directory), ref.location(MANIFEST))
+    read_knn(ref)
+    OnnxMlp.load_bytes(read_artifact(ref, "mlp.onnx"), source=ref.location("mlp.onnx"))
+    check_mlp_params(read_artifact(ref, "mlp.json"), ref.location("mlp.json"))
+    return manifest

@@ -16,7 +16,6 @@ Ties: equal distances rank the lower reference index first; a tied vote picks th
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 
 from mnist_dist.errors import ModelNotFoundError
 from mnist_dist.models.inputs import N_CLASSES, check_images
+from mnist_dist.models.knn_files import read_knn_arrays, read_knn_params
 from mnist_dist.models.knn_scan import full_scan
 from mnist_dist.models.scaler import Scaler
 
@@ -102,15 +102,19 @@ def load_knn(directory: Path) -> KnnModel:
     for path in (arrays_path, params_path):
         if not path.is_file():
             raise ModelNotFoundError(f"{path}: KNN model file not found; run `python -m jobs.train`")
-    return knn_from_bytes(arrays_path.read_bytes(), params_path.read_bytes())
+    return knn_from_bytes(arrays_path.read_bytes(), params_path.read_bytes(),
+                          str(arrays_path), str(params_path))
 
 
-def knn_from_bytes(arrays: bytes, params: bytes) -> KnnModel:
-    """Build a KNN from the bytes of `knn.npz` and `knn.json` (no pickle)."""
-    n_neighbors = int(json.loads(params)["n_neighbors"])
-    with np.load(io.BytesIO(arrays), allow_pickle=False) as npz:
-        scaler = Scaler(npz["mean"], npz["scale"])
-        return KnnModel(npz["reference"], npz["labels"], scaler, n_neighbors)
+def knn_from_bytes(
+    arrays: bytes, params: bytes, arrays_name: str = KNN_ARRAYS, params_name: str = KNN_PARAMS
+) -> KnnModel:
+    """Build a KNN from the bytes of `knn.npz` and `knn.json` (no pickle); every array and
+    parameter is checked first (`knn_files`): ModelFormatError names the file at fault."""
+    loaded = read_knn_arrays(arrays, arrays_name)
+    n_neighbors = read_knn_params(params, params_name, len(loaded["reference"]))
+    scaler = Scaler(loaded["mean"], loaded["scale"])
+    return KnnModel(loaded["reference"], loaded["labels"], scaler, n_neighbors)
 
 
 def vote(neighbour_labels: np.ndarray) -> np.ndarray:
