@@ -16,8 +16,15 @@ from mnist_dist.errors import SpecError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, Predictors, load_predictors
+from mnist_dist.models.knn import GemmKnn, KnnModel, vote
+from mnist_dist.models.mlp import OnnxMlp
 
 MODEL_NAMES = ("knn", "mlp")
+# The predictions store's per-row arrays of each model: (name, dtype, columns; 0 for (N,)).
+OUTPUT_ARRAYS: dict[str, tuple[tuple[str, str, int], ...]] = {
+    "knn": (("knn", "uint8", 0), ("knn_neighbours", "int64", 3), ("knn_distances", "float32", 3)),
+    "mlp": (("mlp", "uint8", 0), ("mlp_probabilities", "float32", 10)),
+}
 
 
 def check_model_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -45,16 +52,53 @@ def predict_partition(
     return predict_with(load_predictors(ref, ort_threads, payload), model, images)
 
 
-def timed_predictions(
+def knn_outputs(knn: GemmKnn, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The KNN's digits uint8 (n,), neighbours int64 (n, k) nearest first (rows of its
+    reference set) and their standardised distances float32 (n, k), ascending."""
+    neighbours = knn.kneighbors(images)[1] if len(images) else np.empty((0, 3), np.int64)
+    model = knn.model
+    return {
+        "knn": vote(model.labels[neighbours]) if len(images) else np.empty(0, np.uint8),
+        "knn_neighbours": neighbours.astype(np.int64),
+        "knn_distances": neighbour_distances(model, images, neighbours),
+    }
+
+
+def neighbour_distances(
+    model: KnnModel, images: np.ndarray, neighbours: np.ndarray
+) -> np.ndarray:
+    """Standardised Euclidean distances float32 (n, k) of images (n, 784) to the reference
+    rows `neighbours` (n, k), computed in float64 (k reference rows per query: cheap)."""
+    queries = model.scaler.transform(images, np.float64)
+    out = np.empty(neighbours.shape, dtype=np.float32)
+    for j in range(neighbours.shape[1]):
+        reference = model.scaler.transform(model.reference[neighbours[:, j]], np.float64)
+        out[:, j] = np.sqrt(np.square(queries - reference).sum(axis=1))
+    return out
+
+
+def mlp_outputs(mlp: OnnxMlp, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The MLP's digits uint8 (n,) and softmax probabilities float32 (n, 10)."""
+    probabilities = mlp.predict_proba(images)
+    return {"mlp": probabilities.argmax(axis=1).astype(np.uint8),
+            "mlp_probabilities": probabilities}
+
+
+def timed_outputs(
     predictors: Predictors, models: tuple[str, ...], images: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Each model's predictions of `images` and the seconds each took."""
-    predictions, seconds = {}, {}
+    """Every per-row output array of each model (see OUTPUT_ARRAYS) and the seconds each
+    model took."""
+    outputs: dict[str, np.ndarray] = {}
+    seconds = {}
     for name in models:
         start = time.perf_counter()
-        predictions[name] = predict_with(predictors, name, images)
+        if name == "knn":
+            outputs.update(knn_outputs(predictors.knn, images))
+        else:
+            outputs.update(mlp_outputs(predictors.mlp, images))
         seconds[name] = time.perf_counter() - start
-    return predictions, seconds
+    return outputs, seconds
 
 
 def misclassified_rows(

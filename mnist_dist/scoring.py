@@ -1,8 +1,9 @@
 """The Dask scoring graph: Zarr images → both predictors → Zarr predictions + confusion counts.
 
 `da.from_zarr` reads the images on the workers, one task per partition; each partition task runs
-every selected model, writes the predictions into the Zarr chunk that matches the partition, and
-returns only confusion counts, a misclassified sample and timings. The client records each
+every selected model, writes its per-row outputs (digits, MLP probabilities, KNN neighbours and
+distances) into the Zarr chunks that match the partition, and returns only counts (confusion
+when the split has labels, predicted digits, agreement, confidence), bounded samples and timings. The client records each
 finished partition (see `run_state.py`), so a run survives lost workers (Dask recomputes their
 tasks; writes are idempotent) and an interrupted run resumes where it stopped.
 """
@@ -29,13 +30,17 @@ from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.predict import (
     MODEL_NAMES,
+    OUTPUT_ARRAYS,
     check_model_names,
     partition_summary,
     predict_partition,
-    timed_predictions,
+    timed_outputs,
 )
 from mnist_dist.run_state import run_started, start_run, write_marker
 from mnist_dist.settings import setting_field
+from mnist_dist.summaries import PredictionSummary, combine_summaries, prediction_summary
+
+COMPLETE = "complete"  # the predictions store's last attribute: a store without it was never made
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +50,7 @@ class ScoreJob:
     """One scoring run: which images, how they are partitioned, which models, where to write.
 
     store : Zarr store path or URL as the workers see it; `split` names the group holding
-    `images` (N, 784) uint8 and `labels` (N,) uint8. `run_dir` is the client's run folder;
+    `images` (N, 784) uint8 and optionally `labels` (N,) uint8 and `ids` (N,). `run_dir` is the client's run folder;
     `predictions` the Zarr store the workers write (default `run_dir/predictions.zarr`).
     """
 
@@ -72,7 +77,10 @@ class ScoreJob:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    """What the client receives: counts and timings, never the predictions themselves."""
+    """What the client receives: counts and timings, never the predictions themselves.
+
+    `confusion` and `misclassified` are empty when the split has no labels (`labelled`).
+    """
 
     n_images: int
     partitions: int
@@ -81,26 +89,46 @@ class ScoreResult:
     wall_seconds: float
     task_seconds: dict[str, float]
     misclassified: dict[str, np.ndarray] = field(default_factory=dict)
+    labelled: bool = True
+    predictions: PredictionSummary | None = None
 
 
-def open_split(job: ScoreJob) -> tuple[da.Array, da.Array]:
-    """Lazy images (N, 784) and labels (N,) of the job's split, partitioned by rows."""
+def open_split(job: ScoreJob) -> tuple[da.Array, da.Array | None]:
+    """Lazy images (N, 784) and labels (N,) of the job's split, partitioned by rows; labels
+    are None when the split has none."""
     rows = job.partition_rows
     try:
         images = da.from_zarr(job.store, component=f"{job.split}/images", chunks=(rows, 784))
-        labels = da.from_zarr(job.store, component=f"{job.split}/labels", chunks=(rows,))
     except (KeyError, FileNotFoundError) as exc:
         raise DataError(f"{job.store}: split {job.split!r} not found in the store ({exc})") from exc
+    if not split_has(job.store, job.split, "labels"):
+        return check_images_array(job, images), None
+    labels = da.from_zarr(job.store, component=f"{job.split}/labels", chunks=(rows,))
+    return check_images_array(job, images), check_labels_array(job, images, labels)
+
+
+def split_has(store: str, split: str, name: str) -> bool:
+    """True when the split's group holds the array `name` (e.g. labels, ids)."""
+    return name in zarr.open_group(store, mode="r")[split]  # type: ignore[operator]
+
+
+def check_images_array(job: ScoreJob, images: da.Array) -> da.Array:
+    """`images` when it is uint8 (N, 784); DataError otherwise."""
     if images.dtype != np.uint8 or images.shape[1:] != (784,):
         raise DataError(
             f"{job.store}/{job.split}/images must be uint8 (N, 784); "
             f"got {images.dtype} {images.shape} instead"
         )
+    return images
+
+
+def check_labels_array(job: ScoreJob, images: da.Array, labels: da.Array) -> da.Array:
+    """`labels` when there is one per image; DataError otherwise."""
     if labels.shape != images.shape[:1]:
         raise DataError(
             f"{job.store}/{job.split}: {images.shape[0]} images but {labels.shape[0]} labels"
         )
-    return images, labels
+    return labels
 
 
 def job_identity(job: ScoreJob, n_images: int) -> dict[str, Any]:
@@ -109,44 +137,72 @@ def job_identity(job: ScoreJob, n_images: int) -> dict[str, Any]:
         "store": job.store, "split": job.split, "n_images": n_images,
         "partition_rows": job.partition_rows, "models": dict(job.models.checksums),
         "model_names": list(job.model_names), "predictions": job.predictions,
+        "outputs": [array for name in job.model_names for array, _, _ in OUTPUT_ARRAYS[name]],
     }
 
 
-def create_prediction_store(job: ScoreJob, n_images: int) -> None:
-    """Empty uint8 (N,) arrays, one per model, chunked exactly like the Dask partitions."""
-    group = zarr.open_group(job.predictions, mode="w-")
+def create_prediction_store(job: ScoreJob, n_images: int, ids: zarr.Array | None = None) -> None:
+    """Empty per-row arrays of every selected model (see OUTPUT_ARRAYS), and `ids` when the
+    split has them, chunked exactly like the Dask partitions (each task writes whole chunks).
+
+    Overwrites what is there; the `complete` attribute is written last, so a store killed
+    half-made is recognised (`prediction_store_complete`) and made again.
+    """
+    group = zarr.open_group(job.predictions, mode="w")
     chunk = max(1, min(job.partition_rows, n_images))
-    for name in job.model_names:
-        group.create_array(
-            name, shape=(n_images,), chunks=(chunk,), dtype=np.uint8,
-            compressors=ZstdCodec(level=3), fill_value=0,
-        )
+    arrays = [spec for name in job.model_names for spec in OUTPUT_ARRAYS[name]]
+    for name, dtype, columns in arrays:
+        shape, chunks = ((n_images, columns), (chunk, columns)) if columns else \
+            ((n_images,), (chunk,))
+        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
+                           compressors=ZstdCodec(level=3), fill_value=0)
+    if ids is not None:
+        group.create_array("ids", shape=(n_images,), chunks=(chunk,), dtype=ids.dtype,
+                           compressors=ZstdCodec(level=3))
+    group.attrs.update({"n_images": n_images, "partition_rows": job.partition_rows,
+                        "split": job.split, COMPLETE: True})
+
+
+def prediction_store_complete(location: str) -> bool:
+    """True when a predictions store exists at `location` and was fully created."""
+    try:
+        return bool(zarr.open_group(location, mode="r").attrs.get(COMPLETE, False))
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+        return False
 
 
 def score_block(
-    images: np.ndarray, labels: np.ndarray, index: int, start: int, job: ScoreJob,
-    payload: ModelPayload | None = None,
+    images: np.ndarray, labels: np.ndarray | None, index: int, start: int, job: ScoreJob,
+    payload: ModelPayload | None = None, copy_ids: bool = False,
 ) -> dict[str, Any]:
-    """Task body for one partition: predict with every model, write the predictions, summarise."""
+    """Task body for one partition: every model's outputs written to the predictions store
+    (and the split's ids copied), then a JSON-ready summary (confusion only with labels)."""
     predictors = load_predictors(job.models, job.ort_threads, payload)
-    predictions, seconds = timed_predictions(predictors, job.model_names, images)
-    for name, values in predictions.items():
-        zarr_array(job.predictions, name, mode="r+")[start : start + len(values)] = values
-    summary = partition_summary(labels, predictions, start, job.sample_misclassified)
-    return {"index": index, "start": start, "stop": start + len(images), "seconds": seconds,
-            **summary}
+    outputs, seconds = timed_outputs(predictors, job.model_names, images)
+    stop = start + len(images)
+    for name, values in outputs.items():
+        zarr_array(job.predictions, name, mode="r+")[start:stop] = values
+    if copy_ids:
+        ids = zarr_array(job.store, f"{job.split}/ids")[start:stop]
+        zarr_array(job.predictions, "ids", mode="r+")[start:stop] = ids
+    summary = prediction_summary(outputs, start, job.sample_misclassified)
+    if labels is not None:
+        digits = {name: outputs[name] for name in job.model_names}
+        summary.update(partition_summary(labels, digits, start, job.sample_misclassified))
+    return {"index": index, "start": start, "stop": stop, "seconds": seconds, **summary}
 
 
 def partition_tasks(
-    job: ScoreJob, images: da.Array, labels: da.Array, skip: set[int],
-    payload: Future | ModelPayload | None,
+    job: ScoreJob, images: da.Array, labels: da.Array | None, skip: set[int],
+    payload: Future | ModelPayload | None, copy_ids: bool = False,
 ) -> dict[int, Any]:
     """One delayed task per partition not in `skip`, keyed by partition index."""
     starts = np.cumsum((0, *images.chunks[0][:-1]))
-    image_blocks, label_blocks = images.to_delayed().ravel(), labels.to_delayed().ravel()
+    image_blocks = images.to_delayed().ravel()
+    label_blocks = labels.to_delayed().ravel() if labels is not None else [None] * len(starts)
     task = dask.delayed(score_block, pure=True)
     return {
-        i: task(image_blocks[i], label_blocks[i], i, int(starts[i]), job, payload,
+        i: task(image_blocks[i], label_blocks[i], i, int(starts[i]), job, payload, copy_ids,
                 dask_key_name=f"score-partition-{dask.base.tokenize(job)}-{i}")
         for i in range(len(starts)) if i not in skip
     }
@@ -167,9 +223,12 @@ def score(
             f"{job.run_dir}; choose another --out or --predictions"
         )
     done = start_run(job.run_dir, job_identity(job, n_images), job.resume)
-    if not zarr_exists(job.predictions):
-        create_prediction_store(job, n_images)
-    tasks = partition_tasks(job, images, labels, set(done), payload)
+    copy_ids = split_has(job.store, job.split, "ids")
+    if not prediction_store_complete(job.predictions):
+        # Made before any task runs, so no partition was recorded against a half-made store.
+        ids = zarr_array(job.store, f"{job.split}/ids") if copy_ids else None
+        create_prediction_store(job, n_images, ids)
+    tasks = partition_tasks(job, images, labels, set(done), payload, copy_ids)
     log.info("scoring %d partitions (%d already done) of %d rows", len(tasks), len(done),
              job.partition_rows)
     start = time.perf_counter()
@@ -181,7 +240,8 @@ def score(
         markers[marker["index"]] = marker
         if show_progress:
             progress_line(finished, len(futures))
-    return combine(markers, job, n_images, len(tasks), time.perf_counter() - start)
+    return combine(markers, job, n_images, len(tasks), time.perf_counter() - start,
+                   labels is not None)
 
 
 def zarr_exists(location: str) -> bool:
@@ -202,23 +262,28 @@ def progress_line(done: int, total: int, width: int = 40) -> None:
 
 
 def combine(
-    markers: dict[int, dict[str, Any]], job: ScoreJob, n_images: int, computed: int, wall: float
+    markers: dict[int, dict[str, Any]], job: ScoreJob, n_images: int, computed: int, wall: float,
+    labelled: bool = True,
 ) -> ScoreResult:
     """Sum the partitions' counts and timings into the run's result."""
     ordered = [markers[i] for i in sorted(markers)]
     names = job.model_names
+    limit = job.sample_misclassified
     return ScoreResult(
         n_images=n_images,
         partitions=len(ordered),
         partitions_computed=computed,
-        confusion={n: np.sum([m["confusion"][n] for m in ordered], axis=0) for n in names},
+        confusion={n: np.sum([m["confusion"][n] for m in ordered], axis=0)
+                   for n in names} if labelled else {},
         wall_seconds=wall,
         task_seconds={n: float(sum(m["seconds"][n] for m in ordered)) for n in names},
         misclassified={
             n: np.array([row for m in ordered for row in m["misclassified"][n]],
-                        dtype=np.int64).reshape(-1, 3)[: job.sample_misclassified]
+                        dtype=np.int64).reshape(-1, 3)[:limit]
             for n in names
-        },
+        } if labelled else {},
+        labelled=labelled,
+        predictions=combine_summaries(ordered, names, limit),
     )
 
 
