@@ -171,7 +171,7 @@ def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
         disturb(digit, rng).save(folder / f"{label}_{i:04d}.jpg")
     bad = write_bad_files(folder)
     spec = ImageScoreSpec(
-        images=(folder,), models=trained.models, store=trained.store, out=tmp_path / "run",
+        images=(folder,), models=str(trained.models), store=trained.store, out=tmp_path / "run",
         labels_from_names=True, save_preprocessed=tmp_path / "pre", partition_files=100,
         cluster=ClusterSpec(scheduler=local_client.scheduler.address),
     )

@@ -20,12 +20,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distributed import Client
+from distributed import Client, Future
 
 from mnist_dist.atomic import write_json_atomic
-from mnist_dist.cluster import cluster_facts, connect, ort_threads_for
+from mnist_dist.cluster import (
+    check_versions,
+    cluster_facts,
+    connect,
+    ort_threads_for,
+    ship_models_if_needed,
+)
 from mnist_dist.ensure import ensure_models, ensure_store
-from mnist_dist.errors import StoreExistsError
+from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.images.files import (
     label_from_name,
     list_image_files,
@@ -43,11 +49,13 @@ from mnist_dist.images.tasks import (
     score_files,
     sheet_entries,
 )
-from mnist_dist.models.artifacts import ModelRef, read_manifest
+from mnist_dist.locations import absolute, is_url
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import validate_models
 from mnist_dist.report.images_render import write_renderings
 from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import prepare_out
-from mnist_dist.training import models_exist
+from mnist_dist.training import TrainSpec, check_model_folder
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +82,11 @@ def check_save_folder(folder: Path, tasks: Sequence[ImageTask]) -> None:
     the run will write: --save-preprocessed never replaces a file the run did not create."""
     if folder.exists() and not folder.is_dir():
         raise StoreExistsError(f"--save-preprocessed {folder} is a file; expected a folder")
+    above = next((p for p in folder.parents if p.exists() and not p.is_dir()), None)
+    if above is not None:
+        raise StoreExistsError(
+            f"--save-preprocessed {folder} lies under {above}, which is a file; expected a folder"
+        )
     taken = sorted(t.save_as for t in tasks if t.save_as and (folder / t.save_as).exists())
     if taken:
         shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
@@ -83,9 +96,17 @@ def check_save_folder(folder: Path, tasks: Sequence[ImageTask]) -> None:
         )
 
 
+def make_save_folder(folder: Path) -> None:
+    """Create the --save-preprocessed folder; SpecError when the system refuses."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SpecError(f"--save-preprocessed {folder}: cannot create the folder ({exc})") from exc
+
+
 def score_on_cluster(
     client: Client, tasks: Sequence[ImageTask], spec: ImageScoreSpec, ref: ModelRef,
-    ort_threads: int,
+    ort_threads: int, payload: Future | None = None,
 ) -> tuple[list[ImageRow], int]:
     """Every file's row, in order, and the number of partitions the files were cut into."""
     threads = max(1, sum(client.nthreads().values()))
@@ -95,7 +116,7 @@ def score_on_cluster(
     save_dir = str(spec.save_preprocessed.resolve()) if spec.save_preprocessed else None
     futures = client.map(
         score_files, parts, ref=ref, ort_threads=ort_threads, save_dir=save_dir,
-        max_pixels=spec.max_pixels, pure=False,
+        max_pixels=spec.max_pixels, payload=payload, pure=False,
     )
     rows = [row for part in client.gather(futures) for row in part]
     return rows, len(parts)
@@ -116,6 +137,19 @@ def sheet_on_cluster(
     return sorted(entries, key=lambda entry: position[entry["index"]])
 
 
+def model_reference(spec: ImageScoreSpec) -> ModelRef:
+    """A verified reference to the models at `spec.models` (path or URL); a missing local
+    folder is first trained on `spec.store`, as jobs.score does."""
+    models = absolute(spec.models)
+    if not is_url(models) and not Path(models).exists():
+        # Refuse before building anything when the trained models would land in the wrong place.
+        check_model_folder(TrainSpec(store=spec.store, models=Path(models),
+                                     epochs=spec.train_epochs))
+        ensure_store(spec.store)
+        ensure_models(Path(models), spec.store, spec.train_epochs)
+    return ModelRef.from_location(models)
+
+
 def run_image_scoring(spec: ImageScoreSpec) -> dict[str, Any]:
     """Score the image files of `spec`; returns the report (also written as report.json,
     report.md and report.html in `spec.out`). Per-file failures are rows, not exceptions."""
@@ -123,23 +157,23 @@ def run_image_scoring(spec: ImageScoreSpec) -> dict[str, Any]:
     tasks = build_tasks(files, spec)
     if spec.save_preprocessed is not None:  # before anything is built, trained or written
         check_save_folder(spec.save_preprocessed, tasks)
-    if not models_exist(spec.models):
-        ensure_store(spec.store)
-        ensure_models(spec.models, spec.store, spec.train_epochs)
-    ref = ModelRef.from_directory(spec.models)
-    manifest = read_manifest(spec.models)
+    ref = model_reference(spec)
+    manifest = validate_models(ref)  # before any work: a malformed model is one error line
     prepare_out(spec.out)
     if spec.save_preprocessed is not None:
-        spec.save_preprocessed.mkdir(parents=True, exist_ok=True)
+        make_save_folder(spec.save_preprocessed)
     log.info("scoring %d image files", len(tasks))
     with connect(spec.cluster) as client:
+        check_versions(client)
+        payload = ship_models_if_needed(client, ref)
         ort_threads = ort_threads_for(client)
         started = time.perf_counter()
-        rows, n_parts = score_on_cluster(client, tasks, spec, ref, ort_threads)
+        rows, n_parts = score_on_cluster(client, tasks, spec, ref, ort_threads, payload)
         wall = time.perf_counter() - started
         sheet = sheet_on_cluster(client, tasks, choose_sheet(rows, spec.sheet_limit),
                                  spec.max_pixels)
-        cluster = {**cluster_facts(client), "ort_threads": ort_threads, "partitions": n_parts}
+        cluster = {**cluster_facts(client), "ort_threads": ort_threads, "partitions": n_parts,
+                   "models_shipped": payload is not None}
     report = build_images_report(spec, rows, sheet, cluster, manifest, wall)
     write_json_atomic(spec.out / REPORT_NAME, report)
     write_renderings(report, spec.out)

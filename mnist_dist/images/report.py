@@ -14,6 +14,7 @@ import mnist_dist
 from mnist_dist.images import preprocess
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.images.tasks import ImageRow
+from mnist_dist.locations import absolute
 from mnist_dist.metrics import accuracy_summary, confusion_matrix
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME, REPORT_NAME
@@ -101,7 +102,7 @@ def build_images_report(
         "inputs": inputs_facts(spec, rows),
         "preprocessing": preprocessing_facts(spec),
         "models": {
-            "directory": str(spec.models.resolve()),
+            "directory": absolute(spec.models),
             **{name: {"test_accuracy_at_training": manifest["models"][name]["test_accuracy"]}
                for name in MODEL_NAMES},
         },

@@ -9,7 +9,7 @@ from pathlib import Path
 from mnist_dist.cluster import ClusterSpec
 from mnist_dist.errors import SpecError
 from mnist_dist.images.preprocess import MAX_PIXELS
-from mnist_dist.settings import default_models, default_store, setting_field
+from mnist_dist.settings import default_store, setting_field
 
 SHEET_LIMIT = 100
 
@@ -25,11 +25,12 @@ class ImageScoreSpec:
 
     `images` are files or folders (searched recursively for `preprocess.EXTENSIONS`); labels come
     from a `file,digit` CSV (`labels`) or from names like `7_anything.png`
-    (`labels_from_names`), never both. `store` is used only to train missing models.
+    (`labels_from_names`), never both. `models` is a path or fsspec URL (sent to workers that
+    cannot read it); `store` is used only to train missing local models.
     """
 
     images: tuple[Path, ...]
-    models: Path = field(default_factory=default_models)
+    models: str = setting_field("models")
     store: Path = field(default_factory=default_store)
     out: Path = field(default_factory=default_images_out)
     labels: Path | None = None

@@ -24,7 +24,7 @@ from mnist_dist.images.preprocess import (
     to_png,
 )
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.models.cache import Predictors, load_predictors
+from mnist_dist.models.cache import ModelPayload, Predictors, load_predictors
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,13 @@ def partitions(items: Sequence[ImageTask], size: int) -> list[list[ImageTask]]:
 def score_files(
     tasks: Sequence[ImageTask], ref: ModelRef, ort_threads: int = 1,
     save_dir: str | None = None, max_pixels: int = MAX_PIXELS,
+    payload: ModelPayload | None = None,
 ) -> list[ImageRow]:
     """Read, preprocess and score one partition of files; runs on a worker, knows no Dask.
 
     Both models see the whole partition as one uint8 (n, 784) batch; a file that fails gets
-    its error in its row. Preprocessed digits are written to `save_dir` when given.
+    its error in its row. Preprocessed digits are written to `save_dir` when given. The models
+    come from `payload` when the client shipped them (workers that cannot read `ref`).
     """
     digits: list[np.ndarray] = []
     scored: list[ImageTask] = []
@@ -78,7 +80,7 @@ def score_files(
         digits.append(digit.reshape(SIDE * SIDE))
         scored.append(task)
     if scored:
-        predictors = load_predictors(ref, ort_threads)
+        predictors = load_predictors(ref, ort_threads, payload)
         rows.update((row.index, row) for row in predict_rows(scored, np.stack(digits), predictors))
     return [rows[task.index] for task in tasks]
 
