@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import logging
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,7 +33,7 @@ def list_image_files(paths: Iterable[Path]) -> list[Path]:
         else:
             raise ImageInputError(f"{path}: no such file or folder")
         for candidate in candidates:
-            key = candidate.resolve()
+            key = resolved(candidate)
             if key not in seen:
                 seen.add(key)
                 found.append(candidate)
@@ -41,6 +43,15 @@ def list_image_files(paths: Iterable[Path]) -> list[Path]:
             f"{', '.join(str(p) for p in paths)}"
         )
     return found
+
+
+def resolved(path: Path) -> Path:
+    """`path` made absolute with its links followed; a link loop or a name the system refuses
+    is left as written (absolute), so a hostile name never escapes as a traceback."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop (Python < 3.13)
+        return Path(os.path.abspath(path))
 
 
 def images_in_folder(folder: Path) -> list[Path]:
@@ -59,13 +70,18 @@ def label_from_name(path: Path) -> int | None:
 
 
 def read_labels_csv(path: Path) -> list[tuple[str, int]]:
-    """(file, digit) rows of a labels CSV; a `file,digit` header and `#` comments are allowed."""
+    """(file, digit) rows of a labels CSV; a `file,digit` header and `#` comments are allowed.
+
+    DataError names the file and line of a row that is not UTF-8, not `file,digit`, or that
+    gives a file another digit than an earlier row (the same digit twice is fine).
+    """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot read the labels file ({exc})") from exc
-    entries = []
-    for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+    entries: list[tuple[str, int]] = []
+    first_line: dict[str, tuple[int, int]] = {}  # file (as the CSV's folder sees it) -> line, digit
+    for number, row in enumerate(csv.reader(decoded_lines(data, path)), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
         if len(row) < 2:
@@ -75,8 +91,30 @@ def read_labels_csv(path: Path) -> list[tuple[str, int]]:
             continue
         if digit not in tuple("0123456789"):
             raise DataError(f"{path}:{number}: digit must be 0-9; got {digit!r} instead")
+        if "\0" in name:
+            raise DataError(f"{path}:{number}: a file name must not contain NUL characters")
+        key = os.path.normpath(path.parent / name)
+        earlier = first_line.setdefault(key, (number, int(digit)))
+        if earlier[1] != int(digit):
+            raise DataError(
+                f"{path}:{number}: {name} is labelled {digit} here but {earlier[1]} on line "
+                f"{earlier[0]}; give each file one digit"
+            )
         entries.append((name, int(digit)))
     return entries
+
+
+def decoded_lines(data: bytes, path: Path) -> list[str]:
+    """The lines of UTF-8 `data` (a BOM allowed); DataError names the line that is not UTF-8."""
+    body = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return body.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line}: the labels file must be UTF-8 text; got byte "
+            f"0x{body[exc.start]:02x} instead"
+        ) from exc
 
 
 def match_labels(
@@ -89,9 +127,9 @@ def match_labels(
     for name, digit in entries:
         entry = Path(name)
         for candidate in ([entry] if entry.is_absolute() else [base / entry, entry]):
-            by_path[candidate.resolve()] = digit
+            by_path[resolved(candidate)] = digit
         by_name[entry.name] = None if entry.name in by_name else digit  # None: ambiguous
-    labels = [by_path.get(f.resolve(), by_name.get(f.name)) for f in files]
+    labels = [by_path.get(resolved(f), by_name.get(f.name)) for f in files]
     unmatched = len(entries) - sum(label is not None for label in labels)
     if unmatched > 0:
         log.warning("%d label rows matched no listed image (or were ambiguous)", unmatched)

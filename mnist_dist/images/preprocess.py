@@ -91,10 +91,14 @@ def load_image(path: Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     if not path.is_file():
         raise ImageInputError(f"{path}: not a file")
     try:
-        with warnings.catch_warnings():
+        handle = path.open("rb")
+    except OSError as exc:  # permissions, a file gone since listing, an I/O error
+        raise ImageInputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        with handle, warnings.catch_warnings():
             # Pillow's own bomb check warns below 2x its limit; ours is stricter, so be quiet.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as image:
+            with Image.open(handle, formats=FORMATS) as image:
                 check_header(image, path, max_pixels)
                 image.load()
                 return ImageOps.exif_transpose(image)
@@ -149,6 +153,8 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         # Deep images: rescale their own range (a 16-bit scan rarely spans 0..65535).
         values = np.asarray(image, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ImageInputError("image has NaN or infinite pixel values")
         low, high = float(values.min()), float(values.max())
         return (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
