@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mnist_dist.errors import StoreExistsError
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +60,9 @@ def write_temporary(path: Path, data: bytes) -> Path:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
+    if path.is_dir():  # os.replace would fail only after the work that made `data`
+        raise StoreExistsError(f"{path} is a folder, where a file is to be written; "
+                               "remove it or write elsewhere")
     tmp = write_temporary(path, data)
     try:
         os.replace(tmp, path)

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from dask.system import cpu_count
-from distributed import Client, Future, LocalCluster
+from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin
+from distributed.client import FutureCancelledError
+from distributed.comm.core import CommClosedError
 from distributed.security import Security
+from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
-from mnist_dist.data.store import read_split
-from mnist_dist.errors import ClusterError, SpecError
+from mnist_dist.data.store import read_rows, split_array
+from mnist_dist.errors import EXIT_CODES, ClusterError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload
 from mnist_dist.settings import setting_field
@@ -106,6 +109,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
     if spec.scheduler is None:
         with local_cluster(spec) as cluster, Client(cluster) as client:
             log.info("Dask dashboard: %s", client.dashboard_link)
+            quiet_project_errors(client)
             yield client
         return
     security = spec.tls.security() if spec.tls else None
@@ -126,7 +130,46 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
                     f"Dask scheduler {spec.scheduler} has no workers "
                     f"after {spec.connect_timeout:g}s"
                 ) from exc
+        quiet_project_errors(client)
         yield client
+
+
+@contextlib.contextmanager
+def cluster_faults() -> Iterator[None]:
+    """The cluster failing under a running job (scheduler gone, a task killing its workers)
+    as one ClusterError instead of Dask's exceptions."""
+    try:
+        yield
+    except KilledWorker as exc:
+        raise ClusterError(f"a task killed every worker that ran it ({exc}); the workers "
+                           "may lack memory for it") from exc
+    except (CommClosedError, FutureCancelledError, StreamClosedError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ClusterError(f"lost the connection to the Dask scheduler ({reason}); "
+                           "rerun with --resume once the cluster is back") from exc
+
+
+class QuietProjectErrors(WorkerPlugin):
+    """Workers do not log a task's mnist-dist error ("Compute Failed"): the client reports it
+    as one error line. Other failures are logged as before."""
+
+    name = "mnist-dist-quiet-project-errors"
+
+    def setup(self, worker: Any) -> None:
+        logging.getLogger("distributed.worker").addFilter(project_error_filter)
+
+
+def project_error_filter(record: logging.LogRecord) -> bool:
+    """False for a worker's "Compute Failed" record of an mnist-dist error."""
+    if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
+        return True
+    text = " ".join(str(arg) for arg in record.args)
+    return not any(f"{cls.__name__}(" in text for cls in EXIT_CODES)
+
+
+def quiet_project_errors(client: Client) -> None:
+    """Install QuietProjectErrors on every worker, present and future."""
+    client.register_plugin(QuietProjectErrors(), name=QuietProjectErrors.name)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -159,9 +202,12 @@ def version_mismatches(
 
 
 def probe_store(store: str, split: str) -> str | None:
-    """On a worker: None if it can read the split's images and labels, else the reason."""
+    """On a worker: None if it can read the split's images and labels (when it has them),
+    else the reason."""
     try:
-        read_split(store, split, slice(0, 1))
+        for name in ("images", "labels"):
+            if split_array(store, split, name) is not None:
+                read_rows(store, f"{split}/{name}", 0, 1)
     except Exception as exc:  # noqa: BLE001 - any failure is reported back as text
         return f"{type(exc).__name__}: {exc}"
     return None

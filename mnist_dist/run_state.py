@@ -3,22 +3,32 @@
 `OUT/run.json` records the run's identity (data, partitioning, model checksums, outputs); each
 finished partition leaves `OUT/partitions/NNNNNN.json` (its confusion counts, misclassified
 sample and timings), written atomically after its predictions are in the Zarr store. A resumed
-run recomputes only the partitions without a marker.
+run recomputes only the partitions without a marker. `OUT/run.lock` names the process running
+in the folder (pid, host, start time): a second run on the same folder is refused while it
+lives, and a lock whose process died on this host is taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mnist_dist.atomic import write_json_atomic
+from mnist_dist.atomic import write_json_atomic, write_temporary
 from mnist_dist.errors import DataError, StoreExistsError
 from mnist_dist.provenance import differing_keys
-from mnist_dist.report.schema import REPORT_NAME
+from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME, REPORT_NAME
 
 RUN_FILE = "run.json"
 PARTITIONS_DIR = "partitions"
+LOCK_FILE = "run.lock"
+# Files a run writes into its folder: each must be a file (or absent), never a folder.
+RUN_FILES = (RUN_FILE, REPORT_NAME, HTML_NAME, MARKDOWN_NAME, LOCK_FILE, "dask-performance.html")
 
 
 def marker_path(run_dir: Path, index: int) -> Path:
@@ -26,11 +36,130 @@ def marker_path(run_dir: Path, index: int) -> Path:
     return run_dir / PARTITIONS_DIR / f"{index:06d}.json"
 
 
-def prepare_out(out: Path) -> None:
-    """Create the run folder; refuse one that already holds a finished report."""
+def prepare_out(out: Path) -> bool:
+    """Create the run folder; refuse one that already holds a finished report, or that cannot
+    hold the run's files. True when this call created the folder."""
+    check_run_folder(out)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file at or above `out`
+        raise StoreExistsError(f"{out}: --out must be a folder; {exc.filename} is a file") from exc
+    return created
+
+
+def check_run_folder(out: Path) -> None:
+    """StoreExistsError when `out` holds a finished run, or a run file's name is taken by a
+    folder (and `out` itself, or a parent, is a file)."""
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise StoreExistsError(f"{out}: --out must be a folder; {parent} is a file")
+            break
     if (out / REPORT_NAME).exists():  # written last: its presence marks a finished run
         raise StoreExistsError(f"{out / REPORT_NAME} exists; choose a new --out for this run")
-    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (out / name).is_dir():
+            raise StoreExistsError(
+                f"{out / name} is a folder, where the run writes a file; "
+                "remove it or choose a new --out"
+            )
+
+
+@contextlib.contextmanager
+def locked_run_folder(out: Path) -> Iterator[Path]:
+    """The run folder `out`, created when missing and locked while the body runs. A folder
+    this call created is removed again when the run fails before writing anything to it."""
+    created = prepare_out(out)
+    try:
+        with run_lock(out):
+            check_run_folder(out)  # again under the lock: another run may just have finished
+            yield out
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when empty: a started run stays resumable
+        raise
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path) -> Iterator[dict[str, Any]]:
+    """Hold `run_dir/run.lock` while the body runs; StoreExistsError while another process
+    holds it. Released at the end, error or not."""
+    path = run_dir / LOCK_FILE
+    owner = take_lock(path)
+    try:
+        yield owner
+    finally:
+        if read_lock(path) == owner:
+            path.unlink(missing_ok=True)
+
+
+def take_lock(path: Path) -> dict[str, Any]:
+    """Create the lock file atomically with this process as its owner, taking over a stale one."""
+    owner = {"pid": os.getpid(), "host": socket.gethostname(),
+             "started": datetime.now(UTC).isoformat()}
+    data = (json.dumps(owner, indent=2) + "\n").encode()
+    for _ in range(3):
+        tmp = write_temporary(path, data)
+        try:
+            os.link(tmp, path)  # exclusive create (O_CREAT|O_EXCL) with the content whole
+            return owner
+        except FileExistsError:
+            holder = read_lock(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if not lock_is_stale(holder):
+            raise StoreExistsError(f"{path.parent} is in use by {describe_owner(holder)}; "
+                                   "wait for it to finish or choose a new --out")
+        remove_stale_lock(path, holder)
+    raise StoreExistsError(f"{path}: could not take the run lock; try again")
+
+
+def read_lock(path: Path) -> dict[str, Any] | None:
+    """The owner recorded in a lock file; None when absent or unreadable."""
+    try:
+        owner = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
+def lock_is_stale(owner: dict[str, Any] | None) -> bool:
+    """True when the lock's process is known dead: same host, no such pid."""
+    if owner is None or owner.get("host") != socket.gethostname():
+        return False  # unreadable, or another host's: we cannot tell, so it is held
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_stale_lock(path: Path, stale: dict[str, Any] | None) -> None:
+    """Remove the stale lock `stale`, unless another process replaced it in the meantime."""
+    aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
+    try:
+        os.rename(path, aside)  # atomic: only one taker moves a given lock file
+    except FileNotFoundError:
+        return
+    if read_lock(aside) != stale:  # a live lock taken in between: put it back
+        with contextlib.suppress(OSError):
+            os.link(aside, path)
+    aside.unlink(missing_ok=True)
+
+
+def describe_owner(owner: dict[str, Any] | None) -> str:
+    """`process 123 on host h since 2026-…` or, for an unreadable lock, what to do."""
+    if owner is None:
+        return "another run (its run.lock is unreadable; remove it if no run is using this folder)"
+    return (f"process {owner.get('pid')} on {owner.get('host')} "
+            f"since {owner.get('started')} (run.lock)")
 
 
 def run_started(run_dir: Path) -> bool:
