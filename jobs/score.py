@@ -32,6 +32,7 @@ from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.report.document import summary_text
 from mnist_dist.report.images_render import text_table
 from mnist_dist.score_job import ScoreRunSpec, run_score
+from mnist_dist.storage import apply_storage_options, parse_storage_options, storage_errors
 from mnist_dist.throughput import SweepSpec
 
 
@@ -47,6 +48,10 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--out", type=path_arg, help="run folder (default: runs/score-<time>)")
     parser.add_argument("--predictions", type=non_empty,
                         help="Zarr store the workers write (default: OUT/predictions.zarr)")
+    parser.add_argument("--storage-options", type=parse_storage_options, default={},
+                        metavar="JSON", help="s3fs options for s3:// locations, e.g. "
+                        "'{\"endpoint_url\": \"http://127.0.0.1:8333\"}' "
+                        "(credentials: AWS_* variables or ~/.aws)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out: only missing partitions")
     parser.add_argument("--split", type=plain_name, default=from_setting("score.split"),
@@ -116,7 +121,9 @@ def score(args: argparse.Namespace) -> int:
         performance_report=args.performance_report,
         **({"out": args.out} if args.out else {}),
     )
-    report = run_score(spec)
+    apply_storage_options(args.storage_options)
+    with storage_errors():
+        report = run_score(spec)
     print(summary_text(report))
     print(f"report: {spec.out / 'report.json'}")
     return 0
@@ -125,7 +132,7 @@ def score(args: argparse.Namespace) -> int:
 def score_images(args: argparse.Namespace) -> int:
     """Score image files; print one row per file; exit code 12 when any file failed."""
     spec = ImageScoreSpec(
-        images=tuple(args.images), models=Path(args.models), store=Path(args.store),
+        images=tuple(args.images), models=args.models, store=Path(args.store),
         labels=args.labels, labels_from_names=args.labels_from_names,
         save_preprocessed=args.save_preprocessed, cluster=cluster_spec(args),
         train_epochs=args.epochs,

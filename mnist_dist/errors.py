@@ -62,6 +62,10 @@ class ModelFormatError(MnistDistError, ValueError):
     """A model manifest or artifact exists but is malformed (bad JSON, wrong fields or shapes)."""
 
 
+class StorageError(MnistDistError, OSError):
+    """Object storage cannot be reached, refuses the credentials, or lacks the bucket."""
+
+
 EXIT_CODES: dict[type[MnistDistError], int] = {
     DataError: 3,
     StoreNotFoundError: 4,
@@ -75,6 +79,7 @@ EXIT_CODES: dict[type[MnistDistError], int] = {
     ImageInputError: 12,
     SpecError: 13,
     ModelFormatError: 14,
+    StorageError: 15,
 }
 
 

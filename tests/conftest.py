@@ -12,6 +12,8 @@ from mnist_dist.data.sources import RawMnist, load_vendored
 from mnist_dist.data.store import build_store
 from mnist_dist.training import TrainSpec, train_models
 
+pytest_plugins = ["tests.conftest_s3"]  # the S3 server fixtures
+
 SMALL_TRAIN = 3000
 SMALL_TEST = 600
 

@@ -1,0 +1,137 @@
+"""Object storage end to end against a real SeaweedFS S3 server (tests/conftest_s3.py): store,
+models and predictions on s3://, credentials from the environment, faults, isolated workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jobs import score as score_job
+from mnist_dist.data.store import zarr_array
+from mnist_dist.errors import EXIT_CODES, StorageError
+from tests.conftest_s3 import S3Server
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--no-progress", "--batch-sizes", "1,10", "--sweep-seconds", "0.02",
+        "--partition-rows", "100"]
+STORAGE_EXIT = EXIT_CODES[StorageError]
+
+
+def run_score(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m jobs.score ARGS` as a user runs it (this process's environment by default)."""
+    environ = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "jobs.score", *args], cwd=REPO, env=environ,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def predictions_at(location: str) -> dict[str, np.ndarray]:
+    return {name: np.asarray(zarr_array(location, name)[:]) for name in ("knn", "mlp")}
+
+
+def report_of(run: Path) -> dict:
+    return json.loads((run / "report.json").read_text())
+
+
+def assert_same_scores(ours: Path, theirs: Path) -> None:
+    """Two runs' reports agree on every model's accuracy, per-class accuracy and confusion."""
+    a, b = report_of(ours), report_of(theirs)
+    assert a["dataset"]["n_images"] == b["dataset"]["n_images"] == 600
+    for name in ("knn", "mlp"):
+        for field in ("accuracy", "per_class_accuracy", "confusion"):
+            assert a["models"][name][field] == b["models"][name][field], (name, field)
+
+
+def assert_one_error_line(done: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done.stderr[-3000:]
+    assert lines[-1].startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in lines[-1], lines[-1]
+
+
+def secret_free(server: S3Server, *texts: str, folder: Path | None = None) -> None:
+    """Neither the secret key nor the access key id appears in `texts` or any file of `folder`."""
+    leaks = [server.env["AWS_SECRET_ACCESS_KEY"], server.env["AWS_ACCESS_KEY_ID"]]
+    files = [p for p in folder.rglob("*") if p.is_file()] if folder else []
+    for leak in leaks:
+        assert not any(leak in text for text in texts)
+        assert not [p for p in files if leak.encode() in p.read_bytes()]
+
+
+@pytest.fixture(scope="module")
+def local_run(small_store: Path, small_models: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> Path:
+    """The small test split scored from local files: the reference of every S3 run."""
+    run = tmp_path_factory.mktemp("local") / "run"
+    done = run_score("--store", str(small_store), "--models", str(small_models),
+                     "--workers", "2", "--out", str(run), *FAST)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
+@pytest.mark.parametrize("value", ["{", "[1, 2]", '"text"', "1e300",
+                                   '{"secret": "x"}', '{"config_kwargs": {"aws_session_token": "x"}}'])
+def test_storage_options_must_be_a_json_object_without_credentials(
+    value: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        score_job.main(["--storage-options", value, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and err[0].startswith("error: --storage-options")
+    assert not (tmp_path / "run").exists()
+    if '"x"' in value:
+        assert "credentials" in err[0] and '"x"' not in err[0]
+
+
+def test_score_on_s3_gives_the_local_report_and_leaks_no_secret(
+    s3_server: S3Server, s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
+) -> None:
+    store, models = s3_inputs
+    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
+    run = tmp_path / "run"
+    # The endpoint only via --storage-options: the LocalCluster's workers must get it too.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_ENDPOINT_URL"}
+    options = json.dumps({"endpoint_url": s3_server.endpoint})
+    done = run_score("--store", store, "--models", models, "--predictions", predictions,
+                     "--storage-options", options, "--workers", "2", "--out", str(run), *FAST,
+                     env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_scores(run, local_run)
+    ours = predictions_at(predictions)
+    for name, values in predictions_at(str(local_run / "predictions.zarr")).items():
+        np.testing.assert_array_equal(ours[name], values)
+    report = report_of(run)
+    assert report["outputs"]["predictions"] == predictions and report["dataset"]["store"] == store
+    rendered = subprocess.run([sys.executable, "-m", "jobs.report", str(run)], cwd=REPO,
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert rendered.returncode == 0, rendered.stderr[-2000:]
+    secret_free(s3_server, done.stdout, done.stderr, rendered.stderr, folder=run)
+
+
+@pytest.mark.parametrize("fault", ["missing bucket", "wrong credentials", "unreachable endpoint"])
+def test_a_storage_fault_is_one_error_line(
+    fault: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    store, models = "s3://mnist/small.zarr", "s3://mnist/models"
+    env = dict(os.environ)
+    if fault == "missing bucket":
+        store = "s3://no-such-bucket/small.zarr"
+    elif fault == "wrong credentials":
+        env["AWS_SECRET_ACCESS_KEY"] = "wrong-" + secrets.token_hex(8)
+    else:
+        env["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # discard port: nothing listens
+    done = run_score("--store", store, "--models", models, "--out", str(tmp_path / "run"),
+                     *FAST, env=env)
+    expected = {"missing bucket": "does not exist", "wrong credentials": "access refused",
+                "unreachable endpoint": "cannot reach"}[fault]
+    assert_one_error_line(done, STORAGE_EXIT, "--store", expected)
+    secret_free(s3_server, done.stdout, done.stderr)
+    assert env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
+    assert not (tmp_path / "run").exists()
