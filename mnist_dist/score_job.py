@@ -18,12 +18,13 @@ from mnist_dist.cluster import (
     ClusterSpec,
     check_store_readable,
     check_versions,
+    cluster_faults,
     cluster_facts,
     connect,
     ort_threads_for,
     ship_models_if_needed,
 )
-from mnist_dist.data.store import zarr_array
+from mnist_dist.data.store import check_split, zarr_array
 from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.locations import absolute, is_url
 from mnist_dist.models.artifacts import ModelRef, read_manifest_at
@@ -31,7 +32,7 @@ from mnist_dist.partitioning import score_partition_rows
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
-from mnist_dist.run_state import prepare_out
+from mnist_dist.run_state import locked_run_folder
 from mnist_dist.scoring import ScoreJob, ScoreResult, score
 from mnist_dist.settings import setting, setting_field
 from mnist_dist.storage import check_buckets, share_storage_options
@@ -92,8 +93,16 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
                    "--predictions": spec.predictions})
     store, ref = ensure_inputs(spec)
     manifest = read_manifest_at(ref.directory)
-    prepare_out(spec.out)
+    check_split(store, spec.split)  # here, not on a worker: bad data is one error line
     rows = spec.partition_rows or score_partition_rows(store, spec.split, spec.partition_mb)
+    with locked_run_folder(spec.out), cluster_faults():
+        return score_and_report(spec, store, ref, manifest, rows)
+
+
+def score_and_report(
+    spec: ScoreRunSpec, store: str, ref: ModelRef, manifest: dict[str, Any], rows: int
+) -> dict[str, Any]:
+    """Score on the cluster, measure throughput, write report.json and its renderings."""
     with connect(spec.cluster) as client:
         share_storage_options(client)
         check_versions(client)
