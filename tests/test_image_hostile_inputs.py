@@ -15,7 +15,7 @@ from PIL import Image
 from jobs import score as score_job
 from mnist_dist.errors import EXIT_CODES, DataError, ImageInputError, StoreExistsError
 from mnist_dist.images.files import list_image_files, match_labels, read_labels_csv
-from mnist_dist.images.preprocess import load_image
+from mnist_dist.images.preprocess import load_image, preprocess, thumbnail_png
 from mnist_dist.images.tasks import ImageTask, score_files
 from mnist_dist.models.artifacts import ModelRef
 
@@ -177,3 +177,29 @@ def test_files_that_cannot_be_scored_are_rows_with_their_reason(
     assert errors["locked.png"] == "cannot read the file (Permission denied)"
     with pytest.raises(ImageInputError, match=r"locked\.png: cannot read the file"):
         load_image(locked)
+
+
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "F",
+         "I;16", "RGBX", "La", "RGBa")
+
+
+def test_every_pixel_mode_the_formats_hold_is_scored_or_refused_per_file(tmp_path: Path) -> None:
+    pixels = np.full((30, 30), 255, np.uint8)
+    pixels[10:20, 14:16] = 0
+    written = 0
+    for mode in MODES:
+        for fmt, ext in (("PNG", "png"), ("TIFF", "tif"), ("BMP", "bmp"), ("JPEG", "jpg")):
+            path = tmp_path / f"{mode.replace(';', '_')}.{ext}"
+            try:
+                Image.fromarray(pixels).convert(mode).save(path, format=fmt)
+            except (OSError, ValueError, KeyError):
+                continue  # this format cannot hold this mode
+            written += 1
+            try:
+                digit = preprocess(load_image(path))
+            except ImageInputError as exc:
+                assert "blank" not in str(exc), (mode, fmt, exc)  # a clear digit is no blank
+                continue
+            assert digit.shape == (28, 28) and digit.max() == 255, (mode, fmt)
+            assert thumbnail_png(load_image(path)).startswith(b"\x89PNG"), (mode, fmt)
+    assert written >= 20

@@ -249,7 +249,7 @@ def test_workers_loading_a_malformed_model_raise_the_same_error(
     models: Path, knn_model: KnnModel, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(cache, "_cache", {})
-    damage, name, reason = FAULTS[fault]
+    damage, _, reason = FAULTS[fault]
     damage(models, knn_model)
     reseal(models)
     with pytest.raises(ModelFormatError, match=reason):

@@ -63,6 +63,7 @@ SIDE = 28
 BOX = 20
 CENTRE = 14.0
 FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
+DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MAX_PIXELS = 50_000_000
 WORKING_MAX_SIDE = 2048
@@ -150,7 +151,9 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if max(image.size) > WORKING_MAX_SIDE:
         image = image.copy()
         image.thumbnail((WORKING_MAX_SIDE, WORKING_MAX_SIDE), Image.Resampling.LANCZOS)
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if image.mode == "LAB":  # Pillow cannot convert LAB; its L channel is the lightness
+        image = image.getchannel("L")
+    if image.mode in DEEP_MODES:
         # Deep images: rescale their own range (a 16-bit scan rarely spans 0..65535).
         values = np.asarray(image, dtype=np.float64)
         if not np.isfinite(values).all():
@@ -160,7 +163,10 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, image.convert("RGBA"))
-    return np.asarray(image.convert("L"), dtype=np.float64)
+    try:
+        return np.asarray(image.convert("L"), dtype=np.float64)
+    except ValueError as exc:  # a pixel mode Pillow decodes but cannot convert
+        raise ImageInputError(f"pixel mode {image.mode} cannot be read as grey levels") from exc
 
 
 def border_mask(shape: tuple[int, ...]) -> np.ndarray:
@@ -346,7 +352,7 @@ def to_png(pixels: np.ndarray) -> bytes:
 
 def thumbnail_png(image: Image.Image, side: int = 96) -> bytes:
     """PNG bytes of a small copy of `image` (long side <= `side`), for contact sheets."""
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+    if image.mode in (*DEEP_MODES, "LAB"):
         image = Image.fromarray(np.rint(to_grayscale(image)).astype(np.uint8))
     small = image.convert("RGBA") if image.mode not in ("L", "RGB", "RGBA") else image.copy()
     small.thumbnail((side, side), Image.Resampling.LANCZOS)

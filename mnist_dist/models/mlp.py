@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def check_mlp_params(data: bytes, source: str) -> None:
         raise ModelFormatError(f"{source}: must be a JSON object with {wanted}; got {found}")
 
 
-def describe(values: list[tuple[object, ...]]) -> str:
+def describe(values: Sequence[tuple[object, ...]]) -> str:
     """Short text of a session's inputs or outputs, capped at 5 entries."""
     shown = ", ".join(" ".join(map(str, v)) for v in values[:5])
     return shown + (f" and {len(values) - 5} more" if len(values) > 5 else "") or "none"
