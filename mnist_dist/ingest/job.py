@@ -1,0 +1,208 @@
+"""Ingest arrays or image files into the store as a new split, atomically.
+
+Every check that needs no data (store, split name, shapes, dtypes, label counts) runs before
+the cluster starts; the data checks (NaN, range, digits 0-9) run per block on the workers. The
+split is built in a temporary sibling of the store and renamed into it only when complete, so
+a failed or interrupted ingest leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+
+import mnist_dist
+from mnist_dist.atomic import swap_into_place, temporary_sibling
+from mnist_dist.cluster import ClusterSpec, connect
+from mnist_dist.data.store import open_store
+from mnist_dist.errors import DataError, ImageInputError, SpecError, StoreExistsError
+from mnist_dist.images.files import label_from_name, list_image_files, match_labels, read_labels_csv
+from mnist_dist.ingest.graph import (
+    Layout,
+    compact_staged,
+    labels_of,
+    pixels,
+    stage_files,
+    write_array_split,
+)
+from mnist_dist.ingest.sources import (
+    check_images_array,
+    check_labels_array,
+    file_sha256,
+    is_array_source,
+    lazy_array,
+)
+from mnist_dist.settings import setting_field
+
+log = logging.getLogger(__name__)
+
+SPLIT_FORMAT = "mnist-dist-ingest/1"
+PREPARED_SPLITS = ("train", "test")  # built by jobs.prepare; the models depend on them
+FAILURE_SAMPLE = 5
+
+
+@dataclass(frozen=True)
+class IngestSpec:
+    """What to ingest (`sources`: arrays, or image files and folders) into which split."""
+
+    sources: tuple[str, ...]
+    split: str
+    store: Path = setting_field("store", Path)
+    key: str | None = None
+    pixel_range: int | None = None
+    labels: Path | None = None
+    labels_from_names: bool = False
+    force: bool = False
+    partition_files: int = setting_field("ingest.partition-files")
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """The split written: its rows, the files that failed (count and a few), the time taken."""
+
+    location: str
+    n_images: int
+    n_failed: int
+    failures: list[tuple[str, str]]
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.n_images + self.n_failed) / self.seconds if self.seconds > 0 else 0.0
+
+
+def check_target(spec: IngestSpec) -> zarr.Group:
+    """The store's root group, once the split name is allowed and free (or `force`)."""
+    if "://" in str(spec.store):
+        raise SpecError(f"--store must be a local path (the split is built beside the store "
+                        f"and renamed into it); got {spec.store} instead")
+    root = open_store(spec.store)
+    if spec.split in PREPARED_SPLITS:
+        raise StoreExistsError(f"{spec.store}/{spec.split} is a split of jobs.prepare and is "
+                               "never replaced by an ingest; choose another --split")
+    if spec.split in root and not spec.force:
+        raise StoreExistsError(f"{spec.store}/{spec.split} exists; pass --force to replace it "
+                               "or choose another --split")
+    return root
+
+
+def array_inputs(spec: IngestSpec, layout: Layout) -> tuple[da.Array, da.Array | None]:
+    """Checked lazy images uint8 (N, 784) and labels uint8 (N,) (or None) of array sources."""
+    if spec.labels_from_names:
+        raise SpecError("--labels-from-names needs image files; array sources take --labels FILE.npy")
+    parts = []
+    for source in spec.sources:
+        raw = lazy_array(source, spec.key, layout.chunk_rows)
+        check_images_array(raw, source, spec.pixel_range)
+        parts.append(pixels(raw, spec.pixel_range, source, layout))
+    images = da.concatenate(parts).rechunk((layout.chunk_rows, parts[0].shape[1]))
+    if spec.labels is None:
+        return images, None
+    if spec.labels.suffix.lower() != ".npy":
+        raise SpecError(f"--labels of array sources must be a .npy file; got {spec.labels} instead")
+    labels = lazy_array(str(spec.labels), None, layout.chunk_rows)
+    check_labels_array(labels, str(spec.labels), int(images.shape[0]))
+    return images, labels_of(labels, str(spec.labels), layout)
+
+
+def file_labels(spec: IngestSpec, files: Sequence[Path]) -> list[int] | None:
+    """One digit per file from --labels (CSV or .npy) or the file names; None without labels."""
+    if spec.labels is None and not spec.labels_from_names:
+        return None
+    if spec.labels_from_names:
+        found: list[int | None] = [label_from_name(f) for f in files]
+    elif spec.labels is not None and spec.labels.suffix.lower() == ".npy":
+        values = np.load(spec.labels, allow_pickle=False)
+        if values.shape != (len(files),) or values.dtype.kind not in "iu":
+            raise DataError(f"{spec.labels}: labels must be integers of shape ({len(files)},), "
+                            f"one per file; got {values.dtype} {values.shape} instead")
+        found = [int(v) if 0 <= v <= 9 else None for v in values]
+    else:
+        assert spec.labels is not None
+        found = match_labels(files, read_labels_csv(spec.labels), spec.labels.parent)
+    missing = [f for f, label in zip(files, found, strict=True) if label is None]
+    if missing:
+        raise DataError(f"{spec.labels or 'file names'}: every file needs a digit 0-9; "
+                        f"{len(missing)} of {len(files)} have none (first: {missing[0]})")
+    return [int(label) for label in found]  # type: ignore[arg-type]
+
+
+def provenance(spec: IngestSpec, n_images: int, n_failed: int) -> dict[str, Any]:
+    """The split's `ingest` attribute: where its rows came from, when and by which code."""
+    checksums = {s: file_sha256(Path(s)) for s in spec.sources
+                 if is_array_source(s) and Path(s).is_file()}
+    return {
+        "format": SPLIT_FORMAT, "sources": list(spec.sources), "key": spec.key,
+        "sha256": checksums, "n_images": n_images, "n_failed": n_failed,
+        "pixel_range": spec.pixel_range,
+        "labels": "file names" if spec.labels_from_names else
+        (str(spec.labels) if spec.labels else None),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "code_version": mnist_dist.__version__,
+    }
+
+
+def build_split(spec: IngestSpec, tmp: Path, layout: Layout) -> tuple[int, int, float]:
+    """Write the split into `tmp/<split>` on the cluster; returns (rows, failed files, seconds
+    of work on the cluster, without its start-up)."""
+    arrays = [is_array_source(s) for s in spec.sources]
+    if any(arrays) and not all(arrays):
+        raise SpecError("SOURCE must be array files/URLs or image files/folders, not both")
+    root = zarr.open_group(str(tmp), mode="w-")
+    split = root.create_group(spec.split)
+    if all(arrays):
+        images, labels = array_inputs(spec, layout)
+        with connect(spec.cluster) as client:
+            started = time.perf_counter()
+            n_images = write_array_split(client, split, images, labels, layout)
+            return n_images, 0, time.perf_counter() - started
+    files = list_image_files(Path(s) for s in spec.sources)
+    labels_list = file_labels(spec, files)
+    with connect(spec.cluster) as client:
+        started = time.perf_counter()
+        staging = stage_files(client, [str(f) for f in files], labels_list, str(tmp / "staging"),
+                              spec.partition_files, layout)
+        n_ok, n_failed = compact_staged(client, staging, split, layout, labels_list is not None)
+        seconds = time.perf_counter() - started
+    if n_ok == 0:
+        file, reason = failure_sample(split)[0]
+        raise ImageInputError(f"none of the {n_failed} image files could be ingested "
+                              f"(first: {file}: {reason})")
+    return n_ok, n_failed, seconds
+
+
+def failure_sample(split: zarr.Group) -> list[tuple[str, str]]:
+    """(file, reason) of the first few failed files."""
+    files, reasons = (zarr.open_array(split.store_path / f"failures/{name}", mode="r")
+                      for name in ("file", "reason"))
+    count = min(FAILURE_SAMPLE, files.shape[0])
+    pairs = zip(np.asarray(files[:count]), np.asarray(reasons[:count]), strict=True)
+    return [(str(file), str(reason)) for file, reason in pairs]
+
+
+def run_ingest(spec: IngestSpec) -> IngestResult:
+    """Ingest `spec.sources` into `spec.store` as split `spec.split`; see the module docstring."""
+    check_target(spec)
+    layout = Layout.of_store(str(spec.store))
+    tmp = temporary_sibling(spec.store)
+    try:
+        n_images, n_failed, seconds = build_split(spec, tmp, layout)
+        split = zarr.open_group(str(tmp / spec.split), mode="r+")
+        split.attrs["ingest"] = provenance(spec, n_images, n_failed)
+        failures = failure_sample(split) if "failures" in split else []
+        swap_into_place(tmp / spec.split, spec.store / spec.split)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("ingested %d rows into %s/%s in %.1f s", n_images, spec.store, spec.split, seconds)
+    return IngestResult(str(spec.store / spec.split), n_images, n_failed, failures, seconds)
