@@ -1,0 +1,160 @@
+"""A scoring run's predictions as a table (Parquet or CSV), one row per image, via Dask DataFrame.
+
+Columns: `id` (the split's `ids` when the predictions store has them, else the row index),
+`knn`, `mlp` (uint8 digits), `mlp_probability` (float32, the MLP's softmax for its digit),
+`agree` (knn == mlp) and, when the scored split has labels, `label`. Each partition of the
+DataFrame is one chunk of the predictions store, read by `partition_frame`, so memory does not
+grow with the number of images. The output is written beside its target and renamed into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import zarr
+
+from mnist_dist.atomic import remove_quietly, temporary_sibling
+from mnist_dist.data.store import zarr_array
+from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
+from mnist_dist.run_state import RUN_FILE, read_run_file
+from mnist_dist.settings import setting_field
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "csv")
+N_CLASSES = 10
+ID_STRINGS = pd.StringDtype("pyarrow")  # the same dtype in every partition and in the meta
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """Which run to export, in which format, where (default `RUN/predictions.<format>`)."""
+
+    run: Path
+    format: str = setting_field("export.format")
+    out: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise SpecError(f"format must be one of {', '.join(FORMATS)}; "
+                            f"got {self.format!r} instead")
+
+    def target(self) -> Path:
+        return self.out or self.run / f"predictions.{self.format}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a run's rows live: its predictions store (N rows in `chunk_rows` chunks), whether
+    it holds `ids`, and the labels array of the scored split (store, name) when there is one."""
+
+    predictions: str
+    n_rows: int
+    chunk_rows: int
+    has_ids: bool
+    labels: tuple[str, str] | None
+
+
+def locate(run: Path) -> Source:
+    """The run's predictions and labels, checked; StoreNotFoundError or DataError if unusable."""
+    if not (run / RUN_FILE).is_file():
+        raise StoreNotFoundError(f"{run}: no {RUN_FILE}; expected the folder of a jobs.score run")
+    identity = read_run_file(run / RUN_FILE)
+    predictions = str(identity.get("predictions") or run / "predictions.zarr")
+    try:
+        group = zarr.open_group(predictions, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise StoreNotFoundError(f"{run}: predictions store {predictions} not found") from exc
+    mlp = check_predictions(group, predictions)
+    return Source(predictions, int(mlp.shape[0]), int(mlp.chunks[0]), "ids" in group,
+                  split_labels(identity, int(mlp.shape[0])))
+
+
+def check_predictions(group: zarr.Group, where: str) -> zarr.Array:
+    """The `mlp` array, once knn, mlp and mlp_probabilities (and ids) agree in length."""
+    missing = [n for n in ("knn", "mlp", "mlp_probabilities") if n not in group]
+    if missing:
+        raise DataError(f"{where} lacks {', '.join(missing)}; expected the predictions of a "
+                        "finished jobs.score run (rescore it with this version)")
+    mlp = zarr_array(where, "mlp")
+    n = mlp.shape[0]
+    expected = {"knn": (n,), "mlp_probabilities": (n, N_CLASSES), "ids": (n,)}
+    for name, shape in expected.items():
+        if name in group and zarr_array(where, name).shape != shape:
+            raise DataError(f"{where}/{name} must have shape {shape}, one row per image; "
+                            f"got {zarr_array(where, name).shape} instead")
+    return mlp
+
+
+def split_labels(identity: dict[str, object], n_rows: int) -> tuple[str, str] | None:
+    """(store, "<split>/labels") of the scored split when it has labels of `n_rows` rows."""
+    store, split = identity.get("store"), identity.get("split")
+    if not isinstance(store, str) or not isinstance(split, str):
+        return None
+    try:
+        group = zarr.open_group(store, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+        raise StoreNotFoundError(f"store {store} of the run not found; it holds the labels "
+                                 f"of split {split!r}") from exc
+    name = f"{split}/labels"
+    if name not in group:
+        return None
+    if zarr_array(store, name).shape != (n_rows,):
+        raise DataError(f"{store}/{name} must have {n_rows} rows, one per prediction; "
+                        f"got {zarr_array(store, name).shape} instead")
+    return store, name
+
+
+def partition_frame(rows: tuple[int, int], source: Source) -> pd.DataFrame:
+    """Rows `start…stop` of the export table, read from the stores (runs on any thread)."""
+    start, stop = rows
+    where = source.predictions
+    knn = np.asarray(zarr_array(where, "knn")[start:stop])
+    mlp = np.asarray(zarr_array(where, "mlp")[start:stop])
+    proba = np.asarray(zarr_array(where, "mlp_probabilities")[start:stop], dtype=np.float32)
+    ids = (pd.array(np.asarray(zarr_array(where, "ids")[start:stop]).astype(object),
+                    dtype=ID_STRINGS) if source.has_ids else np.arange(start, stop, dtype=np.int64))
+    frame = pd.DataFrame({
+        "id": ids, "knn": knn, "mlp": mlp,
+        "mlp_probability": proba[np.arange(len(mlp)), mlp.astype(np.intp)],
+        "agree": knn == mlp,
+    })
+    if source.labels is not None:
+        frame["label"] = np.asarray(zarr_array(*source.labels)[start:stop], dtype=np.uint8)
+    return frame
+
+
+def export_frame(source: Source) -> dd.DataFrame:
+    """The whole table, lazily: one partition per chunk of the predictions store."""
+    step = source.chunk_rows
+    ranges = [(s, min(s + step, source.n_rows)) for s in range(0, source.n_rows, step)]
+    meta = partition_frame((0, 0), source)
+    return dd.from_map(partition_frame, ranges, args=(source,), meta=meta,
+                       enforce_metadata=False)
+
+
+def run_export(spec: ExportSpec) -> Path:
+    """Write the run's table to `spec.target()` atomically; returns that path."""
+    target = spec.target()
+    if target.exists():
+        raise StoreExistsError(f"{target} exists; choose another --out")
+    frame = export_frame(locate(spec.run))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(target)
+    try:
+        if spec.format == "parquet":
+            frame.to_parquet(tmp, engine="pyarrow", write_index=False)
+        else:
+            frame.to_csv(tmp, single_file=True, index=False)
+        os.rename(tmp, target)
+    finally:
+        if tmp.exists():
+            remove_quietly(tmp)
+    log.info("wrote %s", target)
+    return target
