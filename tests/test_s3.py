@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from distributed import Client
 
 from jobs import score as score_job
 from mnist_dist.data.store import zarr_array
-from mnist_dist.errors import EXIT_CODES, StorageError
+from mnist_dist.errors import EXIT_CODES, ClusterError, StorageError
 from tests.conftest_s3 import S3Server
+from tests.test_cluster_processes import process_cluster
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--no-progress", "--batch-sizes", "1,10", "--sweep-seconds", "0.02",
@@ -135,3 +140,61 @@ def test_a_storage_fault_is_one_error_line(
     secret_free(s3_server, done.stdout, done.stderr)
     assert env["AWS_SECRET_ACCESS_KEY"] not in done.stdout + done.stderr
     assert not (tmp_path / "run").exists()
+
+
+# Python in its own mount namespace with a private tmpfs over each folder of $HIDE: a worker
+# that shares no file system with the client, though it runs on the same machine.
+ISOLATED_PYTHON = """#!/bin/sh
+exec unshare --mount --propagation private -- sh -c \\
+    'for d in $HIDE; do mount -t tmpfs none "$d" || exit 1; done; exec "$0" "$@"' \\
+    {python} "$@"
+"""
+
+
+@pytest.fixture
+def isolated_cluster(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[str]:
+    """Scheduler + 2 workers (deploy/local) that cannot see any of the tests' temporary folders."""
+    outside = Path(tempfile.mkdtemp(prefix="mnist-s3-cluster-"))
+    try:
+        wrapper = outside / "python"
+        wrapper.write_text(ISOLATED_PYTHON.format(python=sys.executable))
+        wrapper.chmod(0o755)
+        hidden = str(tmp_path_factory.getbasetemp())
+        with process_cluster(outside / "state", PYTHON=str(wrapper), HIDE=hidden) as address:
+            with Client(address, timeout=30) as client:
+                seen = client.run(os.listdir, hidden)
+            assert seen and not any(seen.values()), seen  # an empty tmpfs: truly isolated
+            yield address
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
+
+
+@pytest.mark.cluster
+def test_workers_sharing_no_files_with_the_client_score_from_s3(
+    isolated_cluster: str, s3_inputs: tuple[str, str], small_store: Path, small_models: Path,
+    local_run: Path, tmp_path: Path,
+) -> None:
+    store, models = s3_inputs
+    remote = ["--scheduler", isolated_cluster, *FAST]
+    prefix = f"s3://mnist/runs/{secrets.token_hex(4)}"
+    done = run_score("--store", store, "--models", models, "--predictions",
+                     f"{prefix}/all.zarr", "--out", str(tmp_path / "s3"), *remote)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_scores(tmp_path / "s3", local_run)
+    assert not report_of(tmp_path / "s3")["cluster"]["models_shipped"]
+    # Models only on the client's disk are sent to the workers once.
+    shipped = run_score("--store", store, "--models", str(small_models), "--predictions",
+                        f"{prefix}/shipped.zarr", "--out", str(tmp_path / "shipped"), *remote)
+    assert shipped.returncode == 0, shipped.stderr[-3000:]
+    assert report_of(tmp_path / "shipped")["cluster"]["models_shipped"]
+    reference = predictions_at(str(local_run / "predictions.zarr"))
+    for location in (f"{prefix}/all.zarr", f"{prefix}/shipped.zarr"):
+        for name, values in predictions_at(location).items():
+            np.testing.assert_array_equal(values, reference[name])
+    # A local store the workers cannot see: refused before any work, naming it.
+    unseen = run_score("--store", str(small_store), "--models", models, "--predictions",
+                       f"{prefix}/unseen.zarr", "--out", str(tmp_path / "unseen"), *remote)
+    assert_one_error_line(unseen, EXIT_CODES[ClusterError], "cannot read store",
+                          str(small_store))
+
