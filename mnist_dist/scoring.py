@@ -26,8 +26,9 @@ from zarr.codecs import ZstdCodec
 
 from mnist_dist.data.store import check_complete, zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError
-from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload, load_predictors
+from mnist_dist.models.knn import knn_from_bytes
 from mnist_dist.predict import (
     MODEL_NAMES,
     OUTPUT_ARRAYS,
@@ -285,6 +286,38 @@ def combine(
         labelled=labelled,
         predictions=combine_summaries(ordered, names, limit),
     )
+
+
+def read_rows(array: zarr.Array, index: list[int]) -> np.ndarray:
+    """Rows `index` (any order, repeats allowed) of a 2-D Zarr array, read on this side."""
+    rows = np.asarray(index, dtype=np.int64)
+    if not len(rows):
+        return np.empty((0, array.shape[1]), dtype=array.dtype)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(array.get_orthogonal_selection((unique, slice(None))))[inverse]
+
+
+def prediction_samples(
+    store: str, split: str, ref: ModelRef, result: ScoreResult
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Pixels of each sample of the run (least confident, disagreements): uint8 (k, 784) of the
+    digits and (k, 3, 784) of their nearest training digits (None without the KNN): a few rows."""
+    if result.predictions is None:
+        return {}
+    images = zarr_array(store, f"{split}/images")
+    samples = {"least_confident": result.predictions.least_confident,
+               "disagreements": result.predictions.disagreements}
+    reference = None
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name, rows in samples.items():
+        neighbours = None
+        if rows and "neighbours" in rows[0]:
+            if reference is None:  # the KNN's own reference set, whatever store it came from
+                reference = knn_from_bytes(read_artifact(ref, "knn.npz"),
+                                           read_artifact(ref, "knn.json")).reference
+            neighbours = reference[np.array([row["neighbours"] for row in rows])]
+        out[name] = (read_rows(images, [row["index"] for row in rows]), neighbours)
+    return out
 
 
 def score_in_process(job: ScoreJob) -> dict[str, np.ndarray]:

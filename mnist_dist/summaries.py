@@ -23,10 +23,11 @@ class PredictionSummary:
     """The run's label-free summary: counts (10,) per model, agreement (10, 10) (rows KNN,
     columns MLP), confidence histogram (CONFIDENCE_BINS,) and counts under THRESHOLDS, samples.
 
-    Each sample row is a dict: index, the digits, probability (MLP top) and neighbours (KNN).
+    Each sample row is a dict: index, the digits (knn, mlp), probability (the MLP's top) and
+    neighbours and distances (the KNN's, nearest first).
     """
 
-    predicted: dict[str, np.ndarray]
+    predicted: dict[str, np.ndarray | None]
     agreement: np.ndarray | None = None
     confidence: np.ndarray | None = None
     under: np.ndarray | None = None
@@ -54,11 +55,12 @@ def confidence_histogram(top: np.ndarray) -> np.ndarray:
 
 def sample_row(outputs: dict[str, np.ndarray], row: int, offset: int) -> dict[str, Any]:
     """One sampled prediction as JSON: global index, each model's digit, the MLP's top
-    probability and the KNN's neighbours, where those models ran."""
+    probability and the KNN's neighbours with their distances, where those models ran."""
     item: dict[str, Any] = {"index": int(row + offset)}
     if "knn" in outputs:
         item["knn"] = int(outputs["knn"][row])
         item["neighbours"] = [int(n) for n in outputs["knn_neighbours"][row]]
+        item["distances"] = [float(d) for d in outputs["knn_distances"][row]]
     if "mlp" in outputs:
         item["mlp"] = int(outputs["mlp"][row])
         item["probability"] = float(outputs["mlp_probabilities"][row].max())

@@ -25,6 +25,7 @@ import websocket
 from PIL import Image
 
 from mnist_dist.report.render import render_report
+from tests.test_report_predictions import unlabelled_report
 
 SAMPLE = Path(__file__).parent / "data" / "report-sample.json"
 CHROMIUM = Path(os.environ.get("MNIST_DIST_CHROMIUM", "/usr/bin/chromium"))
@@ -155,11 +156,13 @@ def screenshot(page: DevTools, full_page: bool = False) -> bytes:
     return base64.b64decode(page.call("Page.captureScreenshot", **params)["data"])
 
 
-@pytest.fixture(scope="module")
-def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample run's report.html, rendered once for this module."""
+@pytest.fixture(scope="module", params=["labelled", "unlabelled"])
+def report_html(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample run's report.html, and that of a run without labels (its predictions
+    section, galleries with neighbours), each rendered once for this module."""
     out = tmp_path_factory.mktemp("browser-report")
-    render_report(json.loads(SAMPLE.read_text()), out)
+    labelled = request.param == "labelled"
+    render_report(json.loads(SAMPLE.read_text()) if labelled else unlabelled_report(), out)
     return out / "report.html"
 
 

@@ -3,6 +3,7 @@ predictions store (MLP probabilities, KNN neighbours and distances, ids), made a
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -152,11 +153,12 @@ def test_partition_summaries_combine_to_the_summary_of_all_rows() -> None:
     outputs = {"mlp": probabilities.argmax(axis=1).astype(np.uint8),
                "mlp_probabilities": probabilities,
                "knn": rng.integers(0, 10, n).astype(np.uint8),
-               "knn_neighbours": rng.integers(0, 3000, (n, 3))}
+               "knn_neighbours": rng.integers(0, 3000, (n, 3)),
+               "knn_distances": np.sort(rng.random((n, 3)), axis=1).astype(np.float32)}
     whole = prediction_summary(outputs, 0, limit=12)
     bounds = [0, 7, 120, 333, 334, 500]
     parts = [prediction_summary({k: v[a:b] for k, v in outputs.items()}, a, limit=12)
-             for a, b in zip(bounds, bounds[1:])]
+             for a, b in itertools.pairwise(bounds)]
     combined = combine_summaries(parts, ("knn", "mlp"), limit=12)
     assert combined.least_confident == whole["least_confident"]
     assert combined.disagreements == whole["disagreements"]

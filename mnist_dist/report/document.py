@@ -16,32 +16,87 @@ import mnist_dist
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.metrics import accuracy_summary
 from mnist_dist.report.formats import digit_lines
-from mnist_dist.report.schema import REPORT_NAME, SCHEMA
+from mnist_dist.report.schema import REPORT_NAME, SCHEMA, SCHEMA_UNLABELLED
 from mnist_dist.scoring import ScoreResult
 from mnist_dist.settings import effective_settings
+from mnist_dist.summaries import CONFIDENCE_BINS, THRESHOLDS, PredictionSummary
+
+# Pixels of a run's samples: name → digits (k, 784) and their nearest training digits
+# (k, 3, 784) or None (see `scoring.prediction_samples`).
+Samples = dict[str, tuple[np.ndarray, np.ndarray | None]]
+
+
+def b64(pixels: np.ndarray) -> str:
+    """The bytes of uint8 pixels (784,) as base64 text."""
+    return base64.b64encode(pixels.tobytes()).decode("ascii")
 
 
 def misclassified_examples(rows: np.ndarray, pixels: np.ndarray) -> list[dict[str, Any]]:
     """Gallery entries: index, true and predicted digit, and the 784 pixels as base64."""
     return [
-        {"index": int(i), "true": int(t), "predicted": int(p),
-         "pixels_b64": base64.b64encode(pixels[k].tobytes()).decode("ascii")}
+        {"index": int(i), "true": int(t), "predicted": int(p), "pixels_b64": b64(pixels[k])}
         for k, (i, t, p) in enumerate(rows)
     ]
 
 
+def prediction_examples(
+    rows: list[dict[str, Any]], pixels: np.ndarray, neighbours: np.ndarray | None
+) -> list[dict[str, Any]]:
+    """Gallery entries of sampled predictions: index, digits, the MLP's top probability, the
+    pixels as base64, and each nearest training digit (row, distance, pixels)."""
+    items = []
+    for k, row in enumerate(rows):
+        item: dict[str, Any] = {key: row[key] for key in ("index", "knn", "mlp", "probability")
+                                if key in row}
+        item["pixels_b64"] = b64(pixels[k])
+        if neighbours is not None:
+            item["neighbours"] = [
+                {"row": r, "distance": d, "pixels_b64": b64(neighbours[k, j])}
+                for j, (r, d) in enumerate(zip(row["neighbours"], row["distances"]))
+            ]
+        items.append(item)
+    return items
+
+
+def predictions_section(
+    summary: PredictionSummary, n_images: int, labelled: bool, samples: Samples
+) -> dict[str, Any]:
+    """What both models predicted, without labels: digit counts, agreement, the MLP's
+    confidence, and galleries of the least confident predictions and of the disagreements."""
+    section: dict[str, Any] = {
+        "labelled": labelled,
+        "counts": {name: c.tolist() for name, c in summary.predicted.items() if c is not None},
+        "agreement": None, "confidence": None,
+    }
+    if summary.agreement is not None:
+        total = int(summary.agreement.sum())
+        section["agreement"] = {
+            "rate": float(np.trace(summary.agreement)) / total if total else None,
+            "matrix": summary.agreement.tolist(),
+        }
+    if summary.confidence is not None and summary.under is not None:
+        section["confidence"] = {
+            "bin_width": 1 / CONFIDENCE_BINS, "histogram": summary.confidence.tolist(),
+            "thresholds": [{"below": t, "count": int(c), "share": c / n_images if n_images else None}
+                           for t, c in zip(THRESHOLDS, summary.under)],
+        }
+    for name in ("least_confident", "disagreements"):
+        rows = getattr(summary, name)
+        section[name] = prediction_examples(rows, *samples[name]) if name in samples else []
+    return section
+
+
 def model_section(
     name: str, result: ScoreResult, threads: int, manifest: dict[str, Any],
-    gallery_pixels: np.ndarray,
+    gallery_pixels: np.ndarray | None,
 ) -> dict[str, Any]:
-    """Accuracy, per-class accuracy, confusion and speed of one model in this run."""
-    confusion = result.confusion[name]
+    """Accuracy, per-class accuracy, confusion (with labels) and speed of one model."""
     task_seconds = result.task_seconds[name]
     # The cluster's time for this model alone: its summed task time spread over all threads.
     seconds = task_seconds / max(1, threads)
     trained = manifest["models"][name]
-    return {
-        **accuracy_summary(confusion),
+    section = {
+        **(accuracy_summary(result.confusion[name]) if result.labelled else {}),
         "task_seconds": task_seconds,
         "seconds": seconds,
         "images_per_second": result.n_images / seconds if seconds > 0 else None,
@@ -50,8 +105,11 @@ def model_section(
         "artifacts": {
             artifact: manifest["artifacts"][artifact] for artifact in trained["artifacts"]
         },
-        "misclassified": misclassified_examples(result.misclassified[name], gallery_pixels),
     }
+    if result.labelled and gallery_pixels is not None:
+        section["misclassified"] = misclassified_examples(result.misclassified[name],
+                                                          gallery_pixels)
+    return section
 
 
 def build_report(
@@ -62,10 +120,12 @@ def build_report(
     throughput: list[dict[str, Any]],
     outputs: dict[str, str],
     gallery: dict[str, np.ndarray],
+    samples: Samples | None = None,
 ) -> dict[str, Any]:
-    """The whole report.json document of one run; `gallery` holds the misclassified pixels."""
-    return {
-        "schema": SCHEMA,
+    """The whole report.json document of one run; `gallery` holds the misclassified pixels,
+    `samples` those of the prediction samples. Schema 2 when the split has no labels."""
+    report = {
+        "schema": SCHEMA if result.labelled else SCHEMA_UNLABELLED,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "code_version": mnist_dist.__version__,
         "dataset": {
@@ -74,8 +134,8 @@ def build_report(
         },
         "cluster": cluster,
         "models": {
-            name: model_section(name, result, cluster["threads"], manifest, gallery[name])
-            for name in result.confusion
+            name: model_section(name, result, cluster["threads"], manifest, gallery.get(name))
+            for name in result.task_seconds
         },
         "timing": {
             "wall_seconds": result.wall_seconds,
@@ -86,6 +146,10 @@ def build_report(
         "versions": manifest.get("versions", {}),
         "effective_settings": effective_settings(),
     }
+    if result.predictions is not None:
+        report["predictions"] = predictions_section(result.predictions, result.n_images,
+                                                    result.labelled, samples or {})
+    return report
 
 
 def write_report(report: dict[str, Any], out: Path) -> Path:
@@ -103,4 +167,20 @@ def summary_text(report: dict[str, Any]) -> str:
         f"in {timing['wall_seconds']:.1f} s ({timing['images_per_second']:,.0f} images/s, "
         f"{report['cluster']['workers']} workers, {report['cluster']['threads']} threads)"
     )
-    return "\n".join([line, *digit_lines(report["models"])])
+    if report["schema"] == SCHEMA:
+        return "\n".join([line, *digit_lines(report["models"])])
+    return "\n".join([line, *prediction_lines(report["predictions"])])
+
+
+def prediction_lines(section: dict[str, Any]) -> list[str]:
+    """Terminal text of an unlabelled run: predicted-digit counts, agreement, confidence."""
+    lines = ["predicted  " + " ".join(f"{d:>6}" for d in range(10))]
+    lines += [f"{name.upper():<10} " + " ".join(f"{c:>6,}" for c in counts)
+              for name, counts in section["counts"].items()]
+    if section["agreement"] and section["agreement"]["rate"] is not None:
+        lines.append(f"KNN and MLP agree on {100 * section['agreement']['rate']:.2f}%")
+    for row in (section["confidence"] or {}).get("thresholds", []):
+        if row["share"] is not None:
+            lines.append(f"MLP top probability below {row['below']}: "
+                         f"{row['count']:,} ({100 * row['share']:.2f}%)")
+    return lines

@@ -14,7 +14,8 @@ from mnist_dist.report import analysis as an
 from mnist_dist.report import plots
 from mnist_dist.report.formats import EN_DASH, FORMATS, compact, count, data_uri
 from mnist_dist.report.pages import Num, Row, render_page, stylesheet
-from mnist_dist.report.schema import GALLERY_LIMIT, SCHEMA, decode_pixels, meta
+from mnist_dist.report.predictions import predictions_view
+from mnist_dist.report.schema import GALLERY_LIMIT, decode_pixels, is_labelled, meta
 
 NAV = (
     ("accuracy", "Accuracy"), ("confusion", "Confusion"), ("errors", "Errors"),
@@ -37,33 +38,74 @@ def sign_class(value: float | None) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """The whole self-contained HTML page (CSS inline, images as data URIs)."""
+    """The whole self-contained HTML page (CSS inline, images as data URIs); the accuracy
+    sections only when the run had labels, the predictions section when the report has one."""
+    labelled, predicted = is_labelled(report), "predictions" in report
+    css = stylesheet("score.css") + (stylesheet("predictions.css") if predicted else "")
     return render_page(
-        "score.html", css=stylesheet("score.css"), schema=SCHEMA, report=report,
-        labels=an.LABELS, models=an.MODELS, nav=NAV, cards=cards(report),
+        "score.html", css=css, schema=report["schema"], report=report,
+        labels=an.LABELS, models=an.MODELS, nav=nav(labelled, predicted),
+        cards=cards(report) if labelled else unlabelled_cards(report),
         created=report.get("created", ""), n_images=count(report["dataset"]["n_images"]),
-        accuracy=accuracy_view(report),
-        confusion=[confusion_view(report, m) for m in an.MODELS],
-        pairs={m: pair_rows(report, m) for m in an.MODELS},
-        galleries={m: gallery(report, m) for m in an.MODELS},
-        speed=speed_view(report), deployment=deployment_view(report),
-        study=study_view(report), facts=facts_view(report),
+        labelled=labelled, predictions=predictions_view(report) if predicted else None,
+        **(labelled_views(report) if labelled else {}),
+        speed=speed_view(report), deployment=deployment_view(report), facts=facts_view(report),
     )
+
+
+def nav(labelled: bool, predicted: bool) -> list[tuple[str, str]]:
+    """The page's section links: those of the sections it shows."""
+    shown = [entry for entry in NAV if labelled or entry[0] in ("speed", "deployment", "facts")]
+    if predicted:
+        shown.insert(3 if labelled else 0, ("predictions", "Predictions"))
+    return shown
+
+
+def labelled_views(report: dict[str, Any]) -> dict[str, Any]:
+    """The values of the sections that need labels: accuracy, confusion, errors, study."""
+    return {
+        "accuracy": accuracy_view(report),
+        "confusion": [confusion_view(report, m) for m in an.MODELS],
+        "pairs": {m: pair_rows(report, m) for m in an.MODELS},
+        "galleries": {m: gallery(report, m) for m in an.MODELS},
+        "study": study_view(report),
+    }
 
 
 def cards(report: dict[str, Any]) -> list[tuple[Num, str]]:
     """The headline numbers of the header, each with its label."""
-    data, cluster, timing = report["dataset"], report["cluster"], report["timing"]
-    wall = num(timing["wall_seconds"], "sig", ("timing", "wall_seconds"))
     return [
         (num(report["models"][m]["accuracy"], "pct", ("models", m, "accuracy")),
          f"{an.LABELS[m]} accuracy") for m in an.MODELS
-    ] + [
+    ] + run_cards(report)
+
+
+def run_cards(report: dict[str, Any]) -> list[tuple[Num, str]]:
+    """The header's numbers of the run itself: images, wall time, speed, cluster."""
+    data, cluster, timing = report["dataset"], report["cluster"], report["timing"]
+    wall = num(timing["wall_seconds"], "sig", ("timing", "wall_seconds"))
+    return [
         (num(data["n_images"], "int", ("dataset", "n_images")), "images scored"),
         (Num(wall.text + " s", wall.key, wall.fmt), "wall time"),
         (num(timing["images_per_second"], "sig", ("timing", "images_per_second")), "images / s"),
         (Num(f"{cluster['workers']} / {cluster['threads']}"), "workers / threads"),
     ]
+
+
+def unlabelled_cards(report: dict[str, Any]) -> list[tuple[Num, str]]:
+    """The header's numbers of a run without labels: agreement and confidence first."""
+    section = report["predictions"]
+    shown = []
+    if section.get("agreement"):
+        shown.append((num(section["agreement"]["rate"], "pct",
+                          ("predictions", "agreement", "rate")), "KNN/MLP agreement"))
+    thresholds = (section.get("confidence") or {}).get("thresholds", [])
+    if thresholds:
+        last = len(thresholds) - 1
+        shown.append((num(thresholds[last]["share"], "pct",
+                          ("predictions", "confidence", "thresholds", last, "share")),
+                      f"MLP top probability < {thresholds[last]['below']}"))
+    return shown + run_cards(report)
 
 
 def accuracy_view(report: dict[str, Any]) -> dict[str, Any]:

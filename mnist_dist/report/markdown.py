@@ -19,7 +19,8 @@ from mnist_dist.report.formats import (
     sig,
     size,
 )
-from mnist_dist.report.schema import HTML_NAME, meta
+from mnist_dist.report.predictions import predictions_markdown
+from mnist_dist.report.schema import HTML_NAME, is_labelled, meta
 
 
 def table(head: list[str], rows: list[list[str]]) -> str:
@@ -28,10 +29,15 @@ def table(head: list[str], rows: list[list[str]]) -> str:
 
 
 def render_markdown(report: dict[str, Any]) -> str:
-    """A plain Markdown summary with the same numbers as the HTML (no images)."""
+    """A plain Markdown summary with the same numbers as the HTML (no images); the accuracy
+    sections only when the run had labels, the predictions section when the report has one."""
+    labelled = is_labelled(report)
     parts = [
-        header(report), accuracy(report), pairs(report), confusion(report),
-        speed(report), deployment(report), study(report), facts(report),
+        header(report),
+        *((accuracy(report), pairs(report), confusion(report)) if labelled else ()),
+        *((predictions_markdown(report),) if "predictions" in report else ()),
+        speed(report), deployment(report), *((study(report),) if labelled else ()),
+        facts(report),
     ]
     return "\n\n".join(parts) + "\n"
 

@@ -108,8 +108,12 @@ def confusion_chart(confusion: np.ndarray, percent: np.ndarray, title: str) -> b
     return fig_bytes
 
 
-def heatmap(ax: Axes, shade: np.ndarray, labels: np.ndarray, title: str, cmap: str) -> None:
-    """One annotated 10x10 heatmap: rows true digit, columns predicted digit."""
+def heatmap(
+    ax: Axes, shade: np.ndarray, labels: np.ndarray, title: str, cmap: str,
+    axes: tuple[str, str] = ("predicted", "true"),
+) -> None:
+    """One annotated 10x10 heatmap: rows (`axes[1]`, default the true digit), columns
+    (`axes[0]`, default the predicted digit)."""
     top = float(shade.max()) or 1.0
     ax.imshow(shade, cmap=cmap, vmin=0, vmax=top)
     for (row, col), text in np.ndenumerate(labels):
@@ -119,9 +123,38 @@ def heatmap(ax: Axes, shade: np.ndarray, labels: np.ndarray, title: str, cmap: s
     ax.set_title(title)
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.grid(False)
+
+
+def agreement_chart(matrix: np.ndarray) -> bytes:
+    """One heatmap of (10, 10) counts of (KNN digit, MLP digit) pairs (log colour)."""
+    with figure(4.8, 4.5, left=0.12, right=0.98, top=0.9, bottom=0.11) as fig:
+        ax = fig.subplots(1, 1)
+        heatmap(ax, np.log10(1 + matrix), matrix.astype(str), "KNN digit × MLP digit", "Blues",
+                ("MLP digit", "KNN digit"))
+        fig_bytes = png_bytes(fig)
+    return fig_bytes
+
+
+def confidence_chart(histogram: np.ndarray, thresholds: list[float]) -> bytes:
+    """Bars of how many predictions have each MLP top probability (equal bins over [0, 1]),
+    with the thresholds marked."""
+    width = 1 / max(1, len(histogram))
+    with figure(7.2, 2.8, left=0.1, right=0.98, top=0.88, bottom=0.17) as fig:
+        ax = fig.subplots(1, 1)
+        ax.bar(np.arange(len(histogram)) * width, histogram, width * 0.9, align="edge",
+               color=COLORS["mlp"])
+        for threshold in thresholds:
+            ax.axvline(threshold, color="#555", linestyle="--", linewidth=1)
+        ax.set_yscale("symlog", linthresh=1)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("MLP top probability")
+        ax.set_ylabel("images")
+        ax.set_title("MLP confidence")
+        fig_bytes = png_bytes(fig)
+    return fig_bytes
 
 
 def throughput_chart(series: dict[str, Series], cross: Crossover) -> bytes:

@@ -19,17 +19,21 @@ from mnist_dist.errors import ReportError
 from mnist_dist.report.analysis import MODELS
 
 SCHEMA = "mnist-dist-report/1"
+# A run of a split without labels: its models carry no accuracy, confusion or misclassified
+# gallery, and `predictions` (also in labelled runs, under SCHEMA) is required.
+SCHEMA_UNLABELLED = "mnist-dist-report/2"
 REPORT_NAME = "report.json"
 # The renderings beside it (the images report writes the same two names).
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"
 GALLERY_LIMIT = 12
 PIXELS = 784
-REQUIRED: tuple[tuple[str, ...], ...] = (
+REQUIRED_UNLABELLED: tuple[tuple[str, ...], ...] = (
     ("dataset", "store"), ("dataset", "split"), ("dataset", "n_images"),
     ("cluster", "workers"), ("cluster", "threads"),
     ("timing", "wall_seconds"), ("timing", "images_per_second"),
-) + tuple(
+) + tuple(("models", m) for m in MODELS)
+REQUIRED = REQUIRED_UNLABELLED + tuple(
     ("models", m, f) for m in MODELS for f in ("accuracy", "per_class_accuracy", "confusion")
 )
 
@@ -83,13 +87,33 @@ TOP_FIELDS: dict[tuple[str, ...], Kind] = {
     ("timing", "wall_seconds"): NUMBER, ("timing", "images_per_second"): NUMBER,
     ("throughput",): OPTIONAL_LIST, ("outputs",): OPTIONAL_OBJECT, ("versions",): OPTIONAL_OBJECT,
 }
-MODEL_FIELDS: dict[str, Kind] = {
-    "accuracy": NUMBER, "task_seconds": OPTIONAL_NUMBER, "seconds": OPTIONAL_NUMBER,
+SPEED_FIELDS: dict[str, Kind] = {
+    "task_seconds": OPTIONAL_NUMBER, "seconds": OPTIONAL_NUMBER,
     "images_per_second": OPTIONAL_NUMBER, "train_seconds": OPTIONAL_NUMBER,
-    "artifacts": OPTIONAL_OBJECT, "misclassified": OPTIONAL_LIST,
+    "artifacts": OPTIONAL_OBJECT,
+}
+MODEL_FIELDS: dict[str, Kind] = {
+    "accuracy": NUMBER, **SPEED_FIELDS, "misclassified": OPTIONAL_LIST,
 }
 ARTIFACT_FIELDS: dict[str, Kind] = {"bytes": FINITE, "sha256": OPTIONAL_TEXT}
 GALLERY_FIELDS: dict[str, Kind] = {"index": INTEGER, "true": ANY, "predicted": ANY}
+DIGIT: Kind = ("a digit 0-9", lambda v: is_integer(v) and 0 <= v <= 9, True)
+PREDICTION_FIELDS: dict[str, Kind] = {
+    "counts": ("an object", lambda v: isinstance(v, dict), False),
+    "agreement": ("an object or null", or_null(lambda v: isinstance(v, dict)), True),
+    "confidence": ("an object or null", or_null(lambda v: isinstance(v, dict)), True),
+    "least_confident": OPTIONAL_LIST, "disagreements": OPTIONAL_LIST,
+}
+CONFIDENCE_FIELDS: dict[str, Kind] = {
+    "histogram": ("a list", lambda v: isinstance(v, list), False),
+    "thresholds": ("a list", lambda v: isinstance(v, list), False),
+}
+THRESHOLD_FIELDS: dict[str, Kind] = {"below": FINITE, "count": INTEGER, "share": OPTIONAL_NUMBER}
+SAMPLE_FIELDS: dict[str, Kind] = {
+    "index": INTEGER, "knn": DIGIT, "mlp": DIGIT, "probability": OPTIONAL_NUMBER,
+    "neighbours": OPTIONAL_LIST,
+}
+NEIGHBOUR_FIELDS: dict[str, Kind] = {"row": INTEGER, "distance": OPTIONAL_NUMBER}
 SWEEP_FIELDS: dict[str, Kind] = {
     "model": TEXT, "batch_size": ("a positive integer", lambda v: is_integer(v) and v > 0, False),
     "images_per_second": ("a positive number", is_positive, False),
@@ -115,11 +139,13 @@ def read_report(path: Path) -> dict[str, Any]:
 
 def check_report(report: dict[str, Any]) -> None:
     """Raise ReportError unless `report` has the schema and the fields the renderer needs."""
-    if report.get("schema") != SCHEMA:
+    if report.get("schema") not in (SCHEMA, SCHEMA_UNLABELLED):
         raise ReportError(
-            f"report schema must be {SCHEMA!r}; got {report.get('schema')!r} instead"
+            f"report schema must be {SCHEMA!r} (or {SCHEMA_UNLABELLED!r} for a split without "
+            f"labels); got {report.get('schema')!r} instead"
         )
-    for path in REQUIRED:
+    labelled = is_labelled(report)
+    for path in REQUIRED if labelled else (*REQUIRED_UNLABELLED, ("predictions",)):
         value = lookup(report, path)
         if value is None or value is ABSENT:
             raise ReportError(f"report field {'.'.join(path)} is missing")
@@ -128,9 +154,19 @@ def check_report(report: dict[str, Any]) -> None:
     for worker, rss in (report["cluster"].get("worker_rss_bytes") or {}).items():
         check_value(rss, f"cluster.worker_rss_bytes.{worker}", FINITE)
     for name in MODELS:
-        check_model(name, report["models"][name])
+        if labelled:
+            check_model(name, report["models"][name])
+        else:
+            check_object(report["models"][name], f"models.{name}", SPEED_FIELDS)
+    if "predictions" in report:
+        check_predictions(report["predictions"])
     for i, row in enumerate(report.get("throughput") or []):
         check_object(row, f"throughput.{i}", SWEEP_FIELDS)
+
+
+def is_labelled(report: dict[str, Any]) -> bool:
+    """True when the report's run had labels (schema 1): accuracy sections are shown."""
+    return report.get("schema") == SCHEMA
 
 
 def lookup(document: Any, path: tuple[Any, ...]) -> Any:
@@ -179,15 +215,7 @@ def check_model(name: str, model: Any) -> None:
     check_object(model, f"models.{name}", MODEL_FIELDS)
     for field, shape, kind in (("confusion", (10, 10), INTEGER),
                                ("per_class_accuracy", (10,), OPTIONAL_NUMBER)):
-        try:
-            got = np.shape(model[field])
-        except ValueError:  # ragged nested lists
-            got = "ragged"
-        if got != shape:
-            raise ReportError(f"models.{name}.{field} must have shape {shape}; got {got} instead")
-        for index in np.ndindex(shape):
-            value = lookup(model[field], index)
-            check_value(value, ".".join(map(str, ("models", name, field, *index))), kind)
+        check_grid(model[field], ("models", name, field), shape, kind)
     for file, artifact in (model.get("artifacts") or {}).items():
         check_object(artifact, f"models.{name}.artifacts.{file}", ARTIFACT_FIELDS)
     for i, item in enumerate((model.get("misclassified") or [])[:GALLERY_LIMIT]):
@@ -195,19 +223,58 @@ def check_model(name: str, model: Any) -> None:
         decode_pixels(item)
 
 
+def check_grid(value: Any, path: tuple[str, ...], shape: tuple[int, ...], kind: Kind) -> None:
+    """ReportError unless `value` is nested lists of `shape` whose members are of `kind`."""
+    try:
+        got = np.shape(value)
+    except ValueError:  # ragged nested lists
+        got = "ragged"
+    if got != shape:
+        raise ReportError(f"{'.'.join(path)} must have shape {shape}; got {got} instead")
+    for index in np.ndindex(shape):
+        check_value(lookup(value, index), ".".join(map(str, (*path, *index))), kind)
+
+
+def check_predictions(section: Any) -> None:
+    """ReportError unless the `predictions` section has the counts, rates and galleries the
+    renderer shows, of their types and shapes, and every gallery image decodes."""
+    check_object(section, "predictions", PREDICTION_FIELDS)
+    for name, counts in section["counts"].items():
+        check_grid(counts, ("predictions", "counts", str(name)), (10,), INTEGER)
+    if section.get("agreement") is not None:
+        check_object(section["agreement"], "predictions.agreement", {"rate": OPTIONAL_NUMBER})
+        check_grid(section["agreement"].get("matrix"), ("predictions", "agreement", "matrix"),
+                   (10, 10), INTEGER)
+    if section.get("confidence") is not None:
+        confidence = section["confidence"]
+        check_object(confidence, "predictions.confidence", CONFIDENCE_FIELDS)
+        for i, value in enumerate(confidence["histogram"]):
+            check_value(value, f"predictions.confidence.histogram.{i}", INTEGER)
+        for i, row in enumerate(confidence["thresholds"]):
+            check_object(row, f"predictions.confidence.thresholds.{i}", THRESHOLD_FIELDS)
+    for name in ("least_confident", "disagreements"):
+        for i, item in enumerate((section.get(name) or [])[:GALLERY_LIMIT]):
+            where = f"predictions.{name}.{i}"
+            check_object(item, where, SAMPLE_FIELDS)
+            decode_pixels(item, where)
+            for j, neighbour in enumerate(item.get("neighbours") or []):
+                check_object(neighbour, f"{where}.neighbours.{j}", NEIGHBOUR_FIELDS)
+                decode_pixels(neighbour, f"{where}.neighbours.{j}")
+
+
 def meta(report: dict[str, Any]) -> dict[str, Any]:
     """The document-level fields: schema, creation time, code version."""
     return {k: report.get(k) for k in ("schema", "created", "code_version")}
 
 
-def decode_pixels(item: dict[str, Any]) -> np.ndarray:
-    """The (784,) uint8 pixels of a gallery entry; ReportError if they are not 784 bytes."""
+def decode_pixels(item: dict[str, Any], where: str | None = None) -> np.ndarray:
+    """The (784,) uint8 pixels of a gallery entry (`where` names it; default its index);
+    ReportError if they are not 784 bytes."""
+    name = where or f"gallery entry {item.get('index')}"
     try:
         raw = base64.b64decode(item["pixels_b64"], validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise ReportError(f"gallery entry {item.get('index')} has no valid pixels_b64") from exc
+        raise ReportError(f"{name} has no valid pixels_b64") from exc
     if len(raw) != PIXELS:
-        raise ReportError(
-            f"gallery entry {item.get('index')} must hold 784 pixels; got {len(raw)} instead"
-        )
+        raise ReportError(f"{name} must hold 784 pixels; got {len(raw)} instead")
     return np.frombuffer(raw, dtype=np.uint8)
