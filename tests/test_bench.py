@@ -23,6 +23,7 @@ from mnist_dist.bench.knn_inputs import BORDER_PIXELS, border_ring, hard_inputs
 from mnist_dist.bench.roofline import knn_flops, mlp_flops
 from mnist_dist.bench.run import TARGET_MAXIMA, TARGETS, commit_of, targets
 from mnist_dist.bench.sweep import WARMUP_ROWS, BenchSweepSpec, model_bytes, sweep_on_worker
+from mnist_dist.bench.tuning import KNN_SETTINGS
 from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import GemmKnn, KnnModel
@@ -78,7 +79,8 @@ def test_quick_bench_writes_every_section(quick_run: tuple[Any, Path]) -> None:
     assert len(paired["rounds"]) == 2
     assert paired["knn_fraction_of_roofline"] > 0 and paired["knn_over_sklearn"] > 0
     assert document["figures"]["knn_over_sklearn"] == paired["knn_over_sklearn"]
-    assert {row["block_rows"] for row in document["tuning"]["knn"]} == {256, 512, 1024}
+    assert [(row["search"], row["block_rows"], row["shortlist"])
+            for row in document["tuning"]["knn"]] == list(KNN_SETTINGS)
     partitions = [row["partition_rows"] for row in document["end_to_end"]]
     assert partitions == sorted({150, 300, document["default_partition_rows"]})
     for row in document["end_to_end"]:
@@ -92,7 +94,8 @@ def test_quick_bench_writes_every_section(quick_run: tuple[Any, Path]) -> None:
     assert {t["figure"] for t in document["targets"]} >= set(TARGETS) | set(TARGET_MAXIMA)
     hard = document["knn_inputs"]
     assert [row["input"] for row in hard["rows"]] == [
-        "test", "deformed", "salt_and_pepper", "border_ink", "single_pixel"]
+        "test", "deformed", "salt_and_pepper", "border_ink", "single_pixel", "one_pixel_edit",
+        "shifted"]
     for row in hard["rows"]:
         assert row["images_per_second"] > 0 and row["max_single_query_ms"] > 0
     assert document["figures"]["knn_worst_input_over_test"] == min(
@@ -148,12 +151,15 @@ def test_model_bytes_counts_the_reference_once() -> None:
     assert knn.reference is model.reference  # contiguous already: GemmKnn keeps the model's
     own = sum(value.nbytes for name, value in vars(knn).items()
               if isinstance(value, np.ndarray) and name != "reference")
+    own += sum(value.nbytes for value in vars(knn.index).values()  # the bound search's arrays
+               if isinstance(value, np.ndarray))
     kept = model.reference.nbytes + model.labels.nbytes + 2 * 784 * 8  # + scaler mean, scale
     assert model_bytes(knn) == own + kept
     # A non-contiguous reference is copied: then both arrays are resident and both count.
     strided = np.zeros((600, 784), np.uint8)[::2]
     copied = GemmKnn(KnnModel(strided, model.labels, model.scaler))
-    assert model_bytes(copied) == model_bytes(knn) + model.reference.nbytes
+    contiguous = GemmKnn(KnnModel(np.ascontiguousarray(strided), model.labels, model.scaler))
+    assert model_bytes(copied) == model_bytes(contiguous) + model.reference.nbytes
 
 
 # --- roofline arithmetic and targets -------------------------------------------------------
@@ -184,8 +190,9 @@ def test_targets_met_not_met_and_not_measured() -> None:
 
 def test_hard_inputs_are_what_their_names_say(vendored: Any) -> None:
     test = vendored.x_test[:40]
-    sets = hard_inputs(test)
-    assert set(sets) == {"deformed", "salt_and_pepper", "border_ink", "single_pixel"}
+    sets = hard_inputs(test, vendored.x_train)
+    assert set(sets) == {"deformed", "salt_and_pepper", "border_ink", "single_pixel",
+                         "one_pixel_edit", "shifted"}
     for images in sets.values():
         assert images.shape == test.shape and images.dtype == np.uint8
     changed = sets["salt_and_pepper"] != test
@@ -198,7 +205,14 @@ def test_hard_inputs_are_what_their_names_say(vendored: Any) -> None:
     assert (np.count_nonzero(sets["border_ink"][:, ring] == 255, axis=1) >= BORDER_PIXELS).all()
     assert (np.count_nonzero(sets["single_pixel"], axis=1) == 1).all()
     assert (sets["deformed"] != test).any(axis=1).all()
-    assert np.array_equal(hard_inputs(test)["salt_and_pepper"], sets["salt_and_pepper"])
+    edits = sets["one_pixel_edit"] != vendored.x_train[:40]
+    assert (np.count_nonzero(edits, axis=1) == 1).all()
+    square = test.reshape(-1, 28, 28)
+    moved = sets["shifted"].reshape(-1, 28, 28)
+    assert np.array_equal(moved[:, 2:, 2:], square[:, :26, :26])
+    assert not moved[:, :2].any() and not moved[:, :, :2].any()
+    assert np.array_equal(hard_inputs(test, vendored.x_train)["salt_and_pepper"],
+                          sets["salt_and_pepper"])
 
 
 def test_commit_is_read_from_git_files_or_environment(

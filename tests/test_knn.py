@@ -36,6 +36,7 @@ from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 N_REFERENCE = 5000
 N_QUERIES = 1000
 N_FALLBACK_QUERIES = 60  # the forced fallback scans every reference row per query
+SEARCHES = ("bound", "shortlist")
 
 
 @dataclass(frozen=True)
@@ -86,27 +87,32 @@ def sklearn_predictions3(model3: KnnModel, subset: Subset) -> np.ndarray:
 
 
 # Block sizes that do not divide the batch; 7 on fewer queries to keep the test quick.
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize(
     ("block_rows", "n_queries"), [(7, 300), (100, N_QUERIES), (256, N_QUERIES), (2000, N_QUERIES)]
 )
 def test_kneighbors_equal_sklearn_for_any_block_size(
+    search: str,
     block_rows: int,
     n_queries: int,
     model3: KnnModel,
     subset: Subset,
     sklearn_neighbours3: np.ndarray,
 ) -> None:
-    neighbours = GemmKnn(model3, block_rows=block_rows).kneighbors(subset.queries[:n_queries])
+    gemm = GemmKnn(model3, block_rows=block_rows, search=search)
+    neighbours = gemm.kneighbors(subset.queries[:n_queries])[1]
     assert neighbours.shape == (n_queries, 3)
     assert neighbours.dtype == np.int64
     np.testing.assert_array_equal(neighbours, sklearn_neighbours3[:n_queries])
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("block_rows", [100, 256])
 def test_predictions_equal_sklearn_for_any_block_size(
-    block_rows: int, model3: KnnModel, subset: Subset, sklearn_predictions3: np.ndarray
+    search: str, block_rows: int, model3: KnnModel, subset: Subset,
+    sklearn_predictions3: np.ndarray,
 ) -> None:
-    predictions = GemmKnn(model3, block_rows=block_rows).predict(subset.queries)
+    predictions = GemmKnn(model3, block_rows=block_rows, search=search).predict(subset.queries)
     assert predictions.dtype == np.uint8
     assert predictions.shape == (N_QUERIES,)
     np.testing.assert_array_equal(predictions, sklearn_predictions3)
@@ -121,24 +127,27 @@ def test_predictions_are_a_real_classifier(
     assert len(np.unique(predictions)) == 10
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("n_neighbors", [1, 5])
-def test_other_k_equal_sklearn(n_neighbors: int, subset: Subset) -> None:
+def test_other_k_equal_sklearn(n_neighbors: int, search: str, subset: Subset) -> None:
     model = make_model(subset, n_neighbors)
-    gemm = GemmKnn(model, block_rows=100)
+    gemm = GemmKnn(model, block_rows=100, search=search)
     queries = subset.queries[: N_QUERIES // 2]
-    np.testing.assert_array_equal(gemm.kneighbors(queries), sklearn_kneighbors(model, queries))
+    np.testing.assert_array_equal(gemm.kneighbors(queries)[1], sklearn_kneighbors(model, queries))
     np.testing.assert_array_equal(gemm.predict(queries), predict_sklearn(model, queries))
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize(("n_reference", "n_neighbors"), [(1, 1), (10, 10), (64, 64), (300, 20)])
-def test_k_up_to_every_reference_row(n_reference: int, n_neighbors: int) -> None:
+def test_k_up_to_every_reference_row(n_reference: int, n_neighbors: int, search: str) -> None:
     # k above the shortlist (16), or k = n_reference, must still give the exact neighbours.
     model = small_knn_model(n_reference, n_neighbors)
     queries = small_knn_model(50, offset=n_reference).reference
-    neighbours = GemmKnn(model).kneighbors(queries)
+    gemm = GemmKnn(model, search=search)
+    neighbours = gemm.kneighbors(queries)[1]
     assert neighbours.shape == (50, n_neighbors)
     np.testing.assert_array_equal(neighbours, sklearn_kneighbors(model, queries))
-    np.testing.assert_array_equal(GemmKnn(model).predict(queries), predict_sklearn(model, queries))
+    np.testing.assert_array_equal(gemm.predict(queries), predict_sklearn(model, queries))
 
 
 def test_images_28x28_equal_flat(model3: KnnModel, subset: Subset) -> None:
@@ -159,7 +168,7 @@ def test_forced_fallback_gives_identical_results(
     sklearn_predictions3: np.ndarray,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    gemm = GemmKnn(model3, block_rows=32)
+    gemm = GemmKnn(model3, block_rows=32, search="shortlist")
     queries = subset.queries[:N_FALLBACK_QUERIES]
     scans: list[int] = []
     full_scan = GemmKnn._kneighbors_full
@@ -170,11 +179,12 @@ def test_forced_fallback_gives_identical_results(
 
     monkeypatch.setattr(GemmKnn, "_kneighbors_full", counting_scan)
     # On real digits the bound proves every shortlist: no full scan.
-    np.testing.assert_array_equal(gemm.kneighbors(queries), sklearn_neighbours3[:N_FALLBACK_QUERIES])
+    neighbours = gemm.kneighbors(queries)[1]
+    np.testing.assert_array_equal(neighbours, sklearn_neighbours3[:N_FALLBACK_QUERIES])
     assert scans == []
     # A huge error bound proves nothing: every query takes the exact full scan.
     monkeypatch.setattr(knn, "GEMM_ERROR_BOUND", 1e9)
-    neighbours = gemm.kneighbors(queries)
+    neighbours = gemm.kneighbors(queries)[1]
     assert len(scans) == N_FALLBACK_QUERIES
     np.testing.assert_array_equal(neighbours, sklearn_neighbours3[:N_FALLBACK_QUERIES])
     np.testing.assert_array_equal(
@@ -218,22 +228,24 @@ BLANK = np.zeros((1, 784), dtype=np.uint8)
 CRAFTED_SIZES = [40, SELECT_GROUP * 30]
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("n_rows", CRAFTED_SIZES)
-def test_equal_distance_goes_to_the_lower_reference_index(n_rows: int) -> None:
+def test_equal_distance_goes_to_the_lower_reference_index(n_rows: int, search: str) -> None:
     # Rows 3 and 1 + n_rows // 2 tie for the third place: the lower index wins, so digit 9 has
     # two of three votes; the higher one would have given digit 5 two votes.
     tied_high = 1 + n_rows // 2
     near = {7: (10, 5), 2: (20, 9), 3: (30, 9), tied_high: (30, 5)}
     model = crafted_model(near, n_rows, n_neighbors=3)
-    gemm = GemmKnn(model)
-    np.testing.assert_array_equal(gemm.kneighbors(BLANK), [[7, 2, 3]])
+    gemm = GemmKnn(model, search=search)
+    np.testing.assert_array_equal(gemm.kneighbors(BLANK)[1], [[7, 2, 3]])
     np.testing.assert_array_equal(gemm.predict(BLANK), [9])
     np.testing.assert_array_equal(predict_sklearn(model, BLANK), [9])
     np.testing.assert_array_equal(sklearn_kneighbors(model, BLANK), [[7, 2, 3]])
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("n_rows", CRAFTED_SIZES)
-def test_duplicate_rows_with_different_labels(n_rows: int) -> None:
+def test_duplicate_rows_with_different_labels(n_rows: int, search: str) -> None:
     rows, labels = filler_rows(n_rows)
     duplicates = [5, n_rows // 2, n_rows - 1]
     rows[duplicates] = rows[0]
@@ -246,14 +258,16 @@ def test_duplicate_rows_with_different_labels(n_rows: int) -> None:
     ]:
         model = KnnModel(rows, labels, identity_scaler(), k)
         query = rows[[0]]
-        np.testing.assert_array_equal(GemmKnn(model).kneighbors(query), [expected_neighbours])
-        np.testing.assert_array_equal(GemmKnn(model).predict(query), [expected_digit])
+        gemm = GemmKnn(model, search=search)
+        np.testing.assert_array_equal(gemm.kneighbors(query)[1], [expected_neighbours])
+        np.testing.assert_array_equal(gemm.predict(query), [expected_digit])
         np.testing.assert_array_equal(predict_sklearn(model, query), [expected_digit])
         # scikit-learn picks the same rows but leaves equal distances in no particular order.
         assert set(sklearn_kneighbors(model, query)[0]) == set(expected_neighbours)
 
 
-def test_more_equal_rows_than_the_shortlist() -> None:
+@pytest.mark.parametrize("search", SEARCHES)
+def test_more_equal_rows_than_the_shortlist(search: str) -> None:
     # 40 copies of one row spread over 2,000: the float32 shortlist cannot tell them apart, so
     # only the fallback can return the lowest indices.
     rows, labels = filler_rows(SELECT_GROUP * 30)
@@ -263,18 +277,21 @@ def test_more_equal_rows_than_the_shortlist() -> None:
     model = KnnModel(rows, labels, identity_scaler(), 5)
     query = rows[[0]]
     expected = np.concatenate([[0], copies[:4]])
-    np.testing.assert_array_equal(GemmKnn(model).kneighbors(query), [expected])
-    np.testing.assert_array_equal(GemmKnn(model).predict(query), vote(labels[expected][None]))
-    np.testing.assert_array_equal(GemmKnn(model).predict(query), predict_sklearn(model, query))
+    gemm = GemmKnn(model, search=search)
+    np.testing.assert_array_equal(gemm.kneighbors(query)[1], [expected])
+    np.testing.assert_array_equal(gemm.predict(query), vote(labels[expected][None]))
+    np.testing.assert_array_equal(gemm.predict(query), predict_sklearn(model, query))
     assert set(sklearn_kneighbors(model, query)[0]) == set(expected)
 
 
+@pytest.mark.parametrize("search", SEARCHES)
 @pytest.mark.parametrize("n_rows", CRAFTED_SIZES)
-def test_three_way_vote_tie_goes_to_the_lowest_digit(n_rows: int) -> None:
+def test_three_way_vote_tie_goes_to_the_lowest_digit(n_rows: int, search: str) -> None:
     # The nearest neighbour is an 8, but 8, 3 and 5 have one vote each: 3 wins.
     model = crafted_model({4: (10, 8), 9: (20, 3), 1: (30, 5)}, n_rows, n_neighbors=3)
-    np.testing.assert_array_equal(GemmKnn(model).kneighbors(BLANK), [[4, 9, 1]])
-    np.testing.assert_array_equal(GemmKnn(model).predict(BLANK), [3])
+    gemm = GemmKnn(model, search=search)
+    np.testing.assert_array_equal(gemm.kneighbors(BLANK)[1], [[4, 9, 1]])
+    np.testing.assert_array_equal(gemm.predict(BLANK), [3])
     np.testing.assert_array_equal(predict_sklearn(model, BLANK), [3])
 
 
@@ -385,9 +402,11 @@ def test_empty_batch(small_gemm: GemmKnn) -> None:
     predictions = small_gemm.predict(empty)
     assert predictions.shape == (0,)
     assert predictions.dtype == np.uint8
-    neighbours = small_gemm.kneighbors(empty)
+    distances, neighbours = small_gemm.kneighbors(empty)
     assert neighbours.shape == (0, 3)
     assert neighbours.dtype == np.int64
+    assert distances.shape == (0, 3)
+    assert distances.dtype == np.float32
 
 
 @pytest.mark.parametrize(
@@ -405,7 +424,7 @@ def test_bad_images_raise_data_error(small_gemm: GemmKnn, images: np.ndarray) ->
     with pytest.raises(DataError, match=r"images must be uint8 of shape \(n, 784\); got"):
         small_gemm.predict(images)
     with pytest.raises(DataError, match=r"images must be uint8 of shape \(n, 784\); got"):
-        small_gemm.kneighbors(images)
+        small_gemm.kneighbors(images)[1]
 
 
 def test_sklearn_reference_checks_images_too() -> None:
@@ -564,8 +583,94 @@ def test_fallback_equals_sklearn_on_noisy_and_unusual_digits(
 ) -> None:
     from mnist_dist.bench.knn_inputs import hard_inputs
 
-    queries = np.concatenate(list(hard_inputs(subset.queries[:15]).values()))
+    queries = np.concatenate(list(hard_inputs(subset.queries[:15], subset.reference).values()))
     expected = sklearn_kneighbors(model3, queries)
-    gemm = GemmKnn(model3, block_rows=16)
+    gemm = GemmKnn(model3, block_rows=16, search="shortlist")
     monkeypatch.setattr(knn, "GEMM_ERROR_BOUND", 1e9)  # every query takes the full scan
-    np.testing.assert_array_equal(gemm.kneighbors(queries), expected)
+    np.testing.assert_array_equal(gemm.kneighbors(queries)[1], expected)
+
+
+# --- the bound search: distances, hard inputs, queries on the bound -----------------------------
+
+
+def direct_distances(model: KnnModel, queries: np.ndarray) -> np.ndarray:
+    """Every standardised squared distance (n, n_ref), float64, the plain way."""
+    y = model.scaler.transform(model.reference, np.float64)
+    return np.stack([np.square(x - y).sum(axis=1)
+                     for x in model.scaler.transform(queries, np.float64)])
+
+
+@pytest.fixture(scope="module")
+def hard_queries(subset: Subset) -> np.ndarray:
+    from mnist_dist.bench.knn_inputs import hard_inputs
+
+    crafted = np.stack([np.zeros(784), np.full(784, 255), subset.reference[10],
+                        subset.reference[20] // 2 + subset.queries[5] // 2]).astype(np.uint8)
+    sets = hard_inputs(subset.queries[:40], subset.reference)
+    return np.concatenate([crafted, *sets.values()])
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_kneighbors_distances_are_the_float64_distances(
+    search: str, model3: KnnModel, hard_queries: np.ndarray
+) -> None:
+    gemm = GemmKnn(model3, search=search)
+    distances, neighbours = gemm.kneighbors(hard_queries)
+    assert distances.dtype == np.float32 and distances.shape == (len(hard_queries), 3)
+    assert (np.diff(distances, axis=1) >= 0).all()
+    exact = np.sqrt(np.take_along_axis(direct_distances(model3, hard_queries), neighbours, 1))
+    np.testing.assert_allclose(distances, exact, rtol=2e-7, atol=1e-6)
+    np.testing.assert_array_equal(gemm.predict(hard_queries), vote(model3.labels[neighbours]))
+
+
+def test_bound_search_equals_sklearn_on_hard_inputs(
+    model3: KnnModel, hard_queries: np.ndarray
+) -> None:
+    gemm = GemmKnn(model3)
+    np.testing.assert_array_equal(gemm.kneighbors(hard_queries)[1],
+                                  sklearn_kneighbors(model3, hard_queries))
+    np.testing.assert_array_equal(gemm.predict(hard_queries),
+                                  predict_sklearn(model3, hard_queries))
+
+
+def test_lower_bounds_never_exceed_the_distances(model3: KnnModel, hard_queries: np.ndarray) -> None:
+    gemm = GemmKnn(model3)
+    assert gemm.index is not None
+    bounds = gemm.index.lower_bounds(hard_queries)
+    exact = direct_distances(model3, hard_queries)
+    assert (bounds <= exact).all()
+    # Tight where the query is a reference row: the bound of that row is (about) 0.
+    assert bounds[2, 10] <= 0.0 <= exact[2, 10] + 1e-9
+    assert np.median(exact - bounds) < 0.5 * np.median(exact)  # a bound that prunes
+
+
+def on_bound_model(base: int) -> tuple[KnnModel, np.ndarray, np.ndarray]:
+    """2,000 rows equal to `base` but 400 raised at one of 10 pixels by 10, 20 or 30 (each
+    pixel in 2% of the rows: rare when base is 0, common otherwise), a query raised by 15 at
+    the first: rows raised there by 10 or 20 tie at 25, and x − y lies on a pixel axis the
+    principal basis spans (or in the sparse part), so the bound equals the distance."""
+    rows = np.full((2000, 784), base, np.uint8)
+    pixels = np.arange(10) * 71 + 30
+    raised = np.arange(400)
+    rows[raised, pixels[raised % 10]] += (10 * (1 + raised // 10 % 3)).astype(np.uint8)
+    labels = (np.arange(2000) * 7 % 10).astype(np.uint8)
+    query = np.full((1, 784), base, np.uint8)
+    query[0, pixels[0]] += 15
+    return KnnModel(rows, labels, identity_scaler(), 5), query, rows
+
+
+@pytest.mark.parametrize("base", [0, 100])
+def test_ties_that_sit_exactly_on_the_bound(base: int) -> None:
+    model, query, rows = on_bound_model(base)
+    gemm = GemmKnn(model)
+    squared = np.square(rows.astype(np.int64) - query).sum(axis=1)
+    expected = np.lexsort((np.arange(len(rows)), squared))[:5]
+    assert squared[expected].tolist() == [25] * 5
+    assert gemm.index is not None
+    bounds = gemm.index.lower_bounds(query)[0]
+    # On the bound up to its float allowance (BOUND_ERROR of the norms).
+    assert (bounds <= squared).all() and bounds[expected].min() > 24.9
+    distances, neighbours = gemm.kneighbors(query)
+    np.testing.assert_array_equal(neighbours, [expected])
+    np.testing.assert_array_equal(distances, [[5.0] * 5])
+    np.testing.assert_array_equal(gemm.predict(query), vote(model.labels[expected][None]))

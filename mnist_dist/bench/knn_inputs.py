@@ -1,5 +1,6 @@
 """The exact KNN on hard inputs, on one worker thread: deformed digits, salt-and-pepper noise,
-inked border pixels and single-pixel images, each timed in paired rounds against the test split
+inked border pixels, single-pixel images, one-pixel edits of training digits and shifted digits,
+each timed in paired rounds against the test split
 (the same call, the same machine load), plus the slowest single query and batch-1 latency."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ SEED = 14
 NOISE_FRACTION = 0.02  # salt-and-pepper: this share of pixels set to 0 or 255
 BORDER_PIXELS = 4  # inked pixels on the outer two-pixel ring of a digit
 SIDE = 28
+SHIFT = 2  # pixels right and down
 
 
 def border_ring() -> np.ndarray:
@@ -53,15 +55,35 @@ def single_pixels(n: int, rng: np.random.Generator) -> np.ndarray:
     return images
 
 
-def hard_inputs(test_images: np.ndarray) -> dict[str, np.ndarray]:
-    """Each hard input set, uint8 (n, 784), derived from `test_images` (n, 784) with a fixed
-    seed: the expanded set's deformations, noise, border ink, single pixels."""
+def one_pixel_edits(images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Copies of uint8 (n, 784) with one random pixel each set to a different random value."""
+    edited = images.copy()
+    pixels = rng.integers(0, N_PIXELS, len(images))
+    rows = np.arange(len(images))
+    edited[rows, pixels] = (edited[rows, pixels] + rng.integers(1, 256, len(images))) % 256
+    return edited
+
+
+def shifted(images: np.ndarray) -> np.ndarray:
+    """Copies of uint8 (n, 784) moved SHIFT pixels right and down (blank where they leave)."""
+    square = images.reshape(-1, SIDE, SIDE)
+    moved = np.zeros_like(square)
+    moved[:, SHIFT:, SHIFT:] = square[:, : SIDE - SHIFT, : SIDE - SHIFT]
+    return moved.reshape(-1, N_PIXELS)
+
+
+def hard_inputs(test_images: np.ndarray, training_images: np.ndarray) -> dict[str, np.ndarray]:
+    """Each hard input set, uint8 (n, 784), derived from `test_images` (n, 784) (and one-pixel
+    edits of the first n `training_images`) with a fixed seed: the expanded set's deformations,
+    noise, border ink, single pixels, one-pixel edits, shifts."""
     rng = np.random.default_rng(SEED)
     n = len(test_images)
     labels = np.zeros(n, dtype=np.uint8)
     deformed, _ = generate_partition(test_images, labels, 0, n, SEED, DeformParams())
     return {"deformed": deformed, "salt_and_pepper": salt_and_pepper(test_images, rng),
-            "border_ink": border_ink(test_images, rng), "single_pixel": single_pixels(n, rng)}
+            "border_ink": border_ink(test_images, rng), "single_pixel": single_pixels(n, rng),
+            "one_pixel_edit": one_pixel_edits(training_images[:n], rng),
+            "shifted": shifted(test_images)}
 
 
 def seconds(predict: Any, images: np.ndarray) -> float:
@@ -78,7 +100,7 @@ def knn_inputs_on_worker(
     (one worker thread, batch `n_images`), and the slowest of `n_single` batch-1 queries."""
     knn = load_predictors(ref).knn
     test = sample_images(store, split, n_images)
-    sets = hard_inputs(test)
+    sets = hard_inputs(test, knn.model.reference)
     ratios: dict[str, list[float]] = {name: [] for name in sets}
     rates: dict[str, list[float]] = {name: [] for name in ("test", *sets)}
     single: dict[str, float] = {}

@@ -153,7 +153,7 @@ def model_bytes(knn: GemmKnn) -> int:
     operand included), an array sharing memory with one counted already not again:
     `knn.reference` is the model's own array when that is contiguous."""
     counted: list[np.ndarray] = []
-    for owner in (knn.model.scaler, knn.model, knn):
+    for owner in (knn.model.scaler, knn.model, knn, *([knn.index] if knn.index else [])):
         for value in vars(owner).values():
             if isinstance(value, np.ndarray) and not any(
                 np.shares_memory(value, seen) for seen in counted

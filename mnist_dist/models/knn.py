@@ -26,6 +26,7 @@ import numpy as np
 
 from mnist_dist.errors import ModelNotFoundError
 from mnist_dist.models.inputs import N_CLASSES, check_images
+from mnist_dist.models.knn_bound import BoundIndex, round_down_float32
 from mnist_dist.models.knn_files import read_knn_arrays, read_knn_params
 from mnist_dist.models.knn_scan import full_scan
 from mnist_dist.models.scaler import Scaler
@@ -53,6 +54,8 @@ CONSTANT_COLUMN = 0
 DEPTH_STEP = 8  # prefix depths are rounded up to a multiple of this
 # Relative float64 error allowance of the exact re-rank (~1e-13 in fact).
 EXACT_SLACK = 1e-9
+# Queries per block of each search: the bound search's scores (32 x n_ref float32) stay in cache.
+BLOCK_ROWS = {"bound": 32, "shortlist": 256}
 
 
 @dataclass(frozen=True)
@@ -126,18 +129,39 @@ def vote(neighbour_labels: np.ndarray) -> np.ndarray:
 
 
 class GemmKnn:
-    """The fast exact backend; build once per process and share (predict is read-only)."""
+    """The fast exact backend; build once per process and share (predict is read-only).
 
-    def __init__(self, model: KnnModel, block_rows: int = 256, shortlist: int = 8) -> None:
+    search : "bound" (default; `knn_bound`) or "shortlist" (the float32 GEMM over every pixel,
+    kept for comparison); block_rows : queries per GEMM (default per search); shortlist : rows
+    the shortlist search re-ranks exactly.
+    """
+
+    def __init__(self, model: KnnModel, block_rows: int | None = None, shortlist: int = 8,
+                 search: str = "bound") -> None:
+        if search not in BLOCK_ROWS:
+            raise ValueError(f"search must be one of {', '.join(BLOCK_ROWS)}; got {search!r}")
+        block_rows = BLOCK_ROWS[search] if block_rows is None else block_rows
         if block_rows < 1 or shortlist < 1:
             raise ValueError(
                 f"block_rows and shortlist must be >= 1; got {block_rows}, {shortlist} instead"
             )
         self.model = model
+        self.search = search
         self.block_rows = block_rows
         n_ref = len(model.reference)
         # The shortlist must hold all k neighbours; with every row in it the search is exhaustive.
         self.shortlist = min(max(shortlist, model.n_neighbors), n_ref)
+        self.inverse_variance = 1.0 / model.scaler.scale**2
+        self.reference = np.ascontiguousarray(model.reference)  # the full scan's rows
+        self.index = (BoundIndex(model.reference, model.scaler.mean, model.scaler.scale,
+                                 block_rows) if search == "bound" else None)
+        if self.index is None:
+            self._build_shortlist()
+
+    def _build_shortlist(self) -> None:
+        """The arrays of the shortlist search: the fused float32 GEMM operand and its bounds."""
+        model = self.model
+        n_ref = len(model.reference)
         # At least one padding column, so the (m + 1)-th score exists even when m = n_ref.
         n_padded = -(-(n_ref + 1) // SELECT_GROUP) * SELECT_GROUP
         scale = model.scaler.scale
@@ -162,8 +186,6 @@ class GemmKnn:
         # Error of the float32 score: ≤ c·Σ|a_i|·|2y_s,i/σ_i| + c·|e| ≤ c·(t‖a/σ‖² + ‖y_s‖²/t + |e|)
         # for any t > 0 (AM-GM); the reference part is subtracted here, the query part t‖a/σ‖²
         # at search time. t balances the two on typical digits.
-        self.inverse_variance = 1.0 / scale**2
-        self.reference = np.ascontiguousarray(model.reference)  # the full scan's rows
         raw_norms = np.square(model.reference, dtype=np.float64) @ self.inverse_variance
         self.balance = float(
             np.sqrt(max(np.median(self.norms), 1e-12) / max(np.median(raw_norms), 1e-12))
@@ -177,9 +199,19 @@ class GemmKnn:
         """Standardised reference rows in float64, computed from the uint8 pixels on demand."""
         return self.model.scaler.transform(self.model.reference[rows], np.float64)
 
-    def kneighbors(self, images: np.ndarray) -> np.ndarray:
-        """Indices (n, k) of the k nearest reference rows, nearest first."""
+    def kneighbors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest reference rows of raw uint8 `images` (n, 784): standardised Euclidean
+        distances float32 (n, k) ascending and row indices int64 (n, k), nearest first."""
         images = check_images(images)
+        if self.index is not None:
+            squared, indices = self.index.kneighbors(images, self.model.n_neighbors)
+        else:
+            indices = self._kneighbors_shortlist(images)
+            squared = self._squared_distances(images, indices)
+        return np.sqrt(squared).astype(np.float32), indices
+
+    def _kneighbors_shortlist(self, images: np.ndarray) -> np.ndarray:
+        """Indices (n, k) of the k nearest reference rows by the shortlist search."""
         out = np.empty((len(images), self.model.n_neighbors), dtype=np.int64)
         # One score buffer per call (not per block): page-faulting a fresh one costs as much as
         # the selection. Per call, so concurrent threads never share it.
@@ -187,6 +219,11 @@ class GemmKnn:
         for rows, depth in self.blocks(images):
             out[rows] = self._kneighbors_block(images[rows], scores[: len(rows)], depth)
         return out
+
+    def _squared_distances(self, images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Exact float64 squared distances (n, k) from uint8 `images` (n, 784) to their rows."""
+        diff = self.model.reference[indices].astype(np.float64) - images[:, None, :]
+        return np.einsum("ijk,ijk,k->ij", diff, diff, self.inverse_variance)
 
     def blocks(self, images: np.ndarray) -> list[tuple[np.ndarray, int]]:
         """Query blocks as (row indices, GEMM depth): rows ordered by the depth they need, so
@@ -203,15 +240,18 @@ class GemmKnn:
 
     def gemm_flops(self, images: np.ndarray) -> float:
         """Floating-point operations of the shortlist GEMMs that `kneighbors(images)` runs."""
+        images = check_images(images)
+        if self.index is not None:
+            return 2.0 * len(images) * self.index.rows.size
         return float(sum(2.0 * len(rows) * depth * len(self.weights)
-                         for rows, depth in self.blocks(check_images(images))))
+                         for rows, depth in self.blocks(images)))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Predicted digit, uint8 (n,), for raw uint8 pixels (n, 784)."""
         if len(images) == 0:
             check_images(images)
             return np.empty(0, dtype=np.uint8)
-        return vote(self.model.labels[self.kneighbors(images)])
+        return vote(self.model.labels[self.kneighbors(images)[1]])
 
     def _kneighbors_block(self, block: np.ndarray, scores: np.ndarray, depth: int) -> np.ndarray:
         k, m = self.model.n_neighbors, self.shortlist
@@ -275,13 +315,6 @@ def strided_groups(n_cols: int) -> np.ndarray:
         width = (min(n_cols, start + TILE_COLUMNS) - start) // SELECT_GROUP
         groups.append(start + np.arange(SELECT_GROUP * width).reshape(SELECT_GROUP, width).T)
     return np.concatenate(groups).astype(np.intp)
-
-
-def round_down_float32(values: np.ndarray) -> np.ndarray:
-    """The largest float32 values ≤ `values` (float64), so a lower bound stays one."""
-    rounded = values.astype(np.float32)
-    too_high = rounded.astype(np.float64) > values
-    return np.where(too_high, np.nextafter(rounded, np.float32(-np.inf)), rounded)
 
 
 def select_smallest(

@@ -1,0 +1,252 @@
+"""Exact k-nearest-neighbour search by lower bounds: the default search of `GemmKnn`.
+
+Pixels split in two. *Rare* pixels (inked in at most RARE_SHARE of the references: the border,
+where σ is small and one inked pixel weighs as much as a digit) are handled exactly through a
+sparse index of the references' ink. *Common* pixels are bounded through their top principal
+components: for P with orthonormal columns, centre c, u = [Pᵀ(x − c), ‖R(x − c)‖] with
+R = I − PPᵀ,
+    ‖x − y‖² = ‖Pᵀ(x − y)‖² + ‖R(x − c) − R(y − c)‖² ≥ ‖u_x − u_y‖²   (triangle inequality),
+an (m + 1)-dimensional distance: one small float32 GEMM bounds every reference per query. With
+w = 1/σ² and raw pixels a (query), b (reference), the rare part is exactly
+    Σ_rare w(a − b)² = A(x) + K(y) − 2·Σ_{rare, a > 0} w·a·b,
+the last sum over the query's inked rare pixels only (the sparse index). A compiled loop then
+computes exact float64 distances, early-abandoned, for the references whose bound does not
+exceed the current k-th distance, seeded with the smallest bounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mnist_dist.models.knn_scan import insert_neighbour
+
+RARE_SHARE = 0.02
+COMPONENTS = 64
+COVARIANCE_STRIDE = 4  # the PCA basis is fitted on every 4th reference (any orthonormal P is exact)
+SEEDS = 8  # smallest bounds computed exactly first, so the scan starts with a tight k-th distance
+# Relative allowance of the float32 bound. Its error is at most γ₆₆·Σ|terms| + the float32
+# rounding of both operands ≤ 4.1e-6·(2‖u_y‖² + K(y) + ‖u_x‖²) (Σ2|u_x,i·u_y,i| ≤ ‖u_x‖² + ‖u_y‖²,
+# the constant column is ‖u_y‖² + K(y)); the float64 projections (‖PᵀP − I‖ ≲ 1e-14) and sums
+# add < 1e-12 of the same norms. 1e-5 covers both with a 2x margin.
+BOUND_ERROR = 1e-5
+# Relative float64 allowance of exact distances (a few 1e-16 per term, 784 terms).
+EXACT_SLACK = 1e-12
+CHUNK = 64  # common pixels between two early-abandon checks
+
+
+class BoundIndex:
+    """Precomputed arrays of the bound search over `reference` uint8 (n, 784), built at load."""
+
+    def __init__(self, reference: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                 block_rows: int = 32) -> None:
+        self.block_rows = block_rows
+        n_ref = len(reference)
+        inked = np.count_nonzero(reference, axis=0)
+        rare = inked <= RARE_SHARE * n_ref
+        # Common pixels first, then rare ones; each part most often inked first.
+        self.order = np.concatenate([np.flatnonzero(~rare)[np.argsort(-inked[~rare], kind="stable")],
+                                     np.flatnonzero(rare)[np.argsort(-inked[rare], kind="stable")]])
+        self.n_common = int((~rare).sum())
+        self.reference = np.ascontiguousarray(reference[:, self.order])
+        self.weights = (1.0 / scale**2)[self.order]
+        self.mean, self.scale = mean[self.order], scale[self.order]
+        common = self._standardised_common(self.reference)
+        self.centre = common.mean(axis=0)
+        self.basis = principal_basis(common[::COVARIANCE_STRIDE] - self.centre,
+                                     min(COMPONENTS, self.n_common, n_ref))
+        projected, residual = self._project(common)
+        rare_pixels = self.reference[:, self.n_common :]
+        self.rare_norms = np.square(rare_pixels, dtype=np.float64) @ self.weights[self.n_common :]
+        norms = np.einsum("ij,ij->i", projected, projected) + residual**2
+        constants = norms + self.rare_norms
+        self.rows = np.empty((n_ref, projected.shape[1] + 2), dtype=np.float32)
+        self.rows[:, 0] = round_down_float32(constants - BOUND_ERROR * (norms + constants))
+        self.rows[:, 1:-1] = -2.0 * projected
+        self.rows[:, -1] = -2.0 * residual
+        self.indptr, self.indices = sparse_columns(rare_pixels)
+
+    def _standardised_common(self, pixels: np.ndarray) -> np.ndarray:
+        """Standardised float64 common pixels (n, n_common) of permuted raw pixels (n, 784)."""
+        c = self.n_common
+        return (pixels[:, :c].astype(np.float64) - self.mean[:c]) / self.scale[:c]
+
+    def _project(self, common: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Projections (n, m) on the basis and residual norms (n,) of standardised common pixels."""
+        centred = common - self.centre
+        projected = centred @ self.basis
+        residual = centred - projected @ self.basis.T
+        return projected, np.sqrt(np.einsum("ij,ij->i", residual, residual))
+
+    def kneighbors(self, images: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Squared distances float64 (n, k) ascending and indices int64 (n, k) of the k nearest
+        references to raw uint8 `images` (n, 784); equal distances rank the lower index first."""
+        distances = np.empty((len(images), k))
+        indices = np.empty((len(images), k), dtype=np.int64)
+        for start in range(0, len(images), self.block_rows):
+            rows = slice(start, start + self.block_rows)
+            self._search(images[rows], distances[rows], indices[rows])
+        return distances, indices
+
+    def _search(self, images: np.ndarray, distances: np.ndarray, indices: np.ndarray) -> None:
+        """One block of queries: bounds by one GEMM, then the compiled exact search."""
+        pixels, scores, base, rare_norms = self._scores(images)
+        search_block(scores, base, rare_norms, pixels, self.reference, self.weights,
+                     self.rare_norms, self.indptr, self.indices, self.n_common, distances, indices)
+
+    def _scores(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Permuted pixels (n, 784), the GEMM's scores float32 (n, n_ref), and per query the
+        bound's constant part (n,) and A(x) (n,) (module doc)."""
+        pixels = np.ascontiguousarray(images[:, self.order])
+        c = self.n_common
+        projected, residual = self._project(self._standardised_common(pixels))
+        norms = np.einsum("ij,ij->i", projected, projected) + residual**2
+        rare_norms = np.square(pixels[:, c:], dtype=np.float64) @ self.weights[c:]
+        queries = np.empty((len(images), self.rows.shape[1]), dtype=np.float32)
+        queries[:, 0] = 1.0
+        queries[:, 1:-1] = projected
+        queries[:, -1] = residual
+        base = (1.0 - BOUND_ERROR) * (norms + rare_norms)
+        return pixels, queries @ self.rows.T, base, rare_norms
+
+    def lower_bounds(self, images: np.ndarray) -> np.ndarray:
+        """The search's lower bounds float64 (n, n_ref) of the squared distances (for tests)."""
+        pixels, scores, base, _ = self._scores(images)
+        bounds = scores + base[:, None]
+        for q, query in enumerate(pixels):
+            products = np.zeros(len(self.reference))
+            rare_products(query, self.reference, self.weights, self.indptr, self.indices,
+                          self.n_common, products)
+            bounds[q] -= 2.0 * (1.0 + BOUND_ERROR) * products
+        return bounds
+
+
+def principal_basis(centred: np.ndarray, m: int) -> np.ndarray:
+    """The top-m principal directions (n_features, m) of centred float64 rows, orthonormal."""
+    if m == 0:
+        return np.zeros((centred.shape[1], 0))
+    covariance = centred.astype(np.float32).T @ centred.astype(np.float32)
+    _, vectors = np.linalg.eigh(covariance.astype(np.float64))
+    return np.ascontiguousarray(vectors[:, ::-1][:, :m])
+
+
+def sparse_columns(rare_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column-compressed ink of uint8 (n, n_rare): offsets (n_rare + 1,), reference rows int32."""
+    rows, columns = np.nonzero(rare_pixels.T)
+    indptr = np.zeros(rare_pixels.shape[1] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=rare_pixels.shape[1]), out=indptr[1:])
+    return indptr, columns.astype(np.int32)
+
+
+def round_down_float32(values: np.ndarray) -> np.ndarray:
+    """The largest float32 values ≤ `values` (float64), so a lower bound stays one."""
+    rounded = values.astype(np.float32)
+    too_high = rounded.astype(np.float64) > values
+    return np.where(too_high, np.nextafter(rounded, np.float32(-np.inf)), rounded)
+
+
+@njit(cache=True, nogil=True)
+def exact_distance(query: np.ndarray, row: np.ndarray, weights: np.ndarray, n_common: int,
+                   rare: float, abandon: float) -> float:
+    """`rare` + Σ_common w(a − b)² for uint8 (784,) `query` and `row` (permuted); +inf once the
+    partial sum exceeds `abandon`."""
+    total = rare
+    for start in range(0, n_common, CHUNK):
+        part = 0.0
+        for i in range(start, min(n_common, start + CHUNK)):
+            diff = np.float64(np.int32(query[i]) - np.int32(row[i]))
+            part += weights[i] * (diff * diff)
+        total += part
+        if total > abandon:
+            return np.inf
+    return total
+
+
+@njit(cache=True, nogil=True)
+def rare_products(query: np.ndarray, reference: np.ndarray, weights: np.ndarray,
+                  indptr: np.ndarray, indices: np.ndarray, n_common: int,
+                  products: np.ndarray) -> None:
+    """Add Σ w·a·b over the query's inked rare pixels to `products` (n_ref,) (others untouched)."""
+    for j in range(indptr.shape[0] - 1):
+        a = query[n_common + j]
+        if a == 0:
+            continue
+        wa = weights[n_common + j] * np.float64(a)
+        for p in range(indptr[j], indptr[j + 1]):
+            row = indices[p]
+            products[row] += wa * np.float64(reference[row, n_common + j])
+
+
+@njit(cache=True, nogil=True)
+def search_one(scores: np.ndarray, base: float, rare_norm: float, query: np.ndarray,
+               reference: np.ndarray, weights: np.ndarray, ref_rare: np.ndarray,
+               products: np.ndarray, n_common: int, best: np.ndarray, index: np.ndarray) -> None:
+    """The k nearest (squared distance, index) into `best`, `index` (k,) for one query.
+
+    Reference y's lower bound is scores[y] + base − 2(1 + BOUND_ERROR)·products[y] (module doc);
+    rows whose bound exceeds the k-th distance found so far cannot be among the k nearest."""
+    k = best.shape[0]
+    n_ref = scores.shape[0]
+    n_seeds = min(n_ref, max(SEEDS, k))
+    seed_bound = np.full(n_seeds, np.inf)
+    seeds = np.full(n_seeds, n_ref, np.int64)
+    for y in range(n_ref):
+        bound = scores[y] + base - 2.0 * products[y]
+        if bound < seed_bound[n_seeds - 1]:  # ties keep the lower index: strict
+            insert_neighbour(seed_bound, seeds, bound, y)
+    best[:] = np.inf
+    index[:] = n_ref
+    for s in range(n_seeds):
+        y = seeds[s]
+        consider(y, query, reference, weights, ref_rare, products, n_common, rare_norm, best, index)
+    for y in range(n_ref):
+        bound = scores[y] + base - 2.0 * (1.0 + BOUND_ERROR) * products[y]
+        if bound > best[k - 1] * (1.0 + EXACT_SLACK):
+            continue
+        if is_seed(y, seeds):
+            continue
+        consider(y, query, reference, weights, ref_rare, products, n_common, rare_norm, best, index)
+
+
+@njit(cache=True, nogil=True)
+def is_seed(y: int, seeds: np.ndarray) -> bool:
+    """Whether row `y` is one of `seeds` (already considered)."""
+    for s in seeds:
+        if s == y:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def consider(y: int, query: np.ndarray, reference: np.ndarray, weights: np.ndarray,
+             ref_rare: np.ndarray, products: np.ndarray, n_common: int, rare_norm: float,
+             best: np.ndarray, index: np.ndarray) -> None:
+    """Insert reference `y` with its exact squared distance if it beats the k-th.
+
+    The partial sums of non-negative terms are within EXACT_SLACK of exact; the rare part, a
+    cancelling difference, within EXACT_SLACK of the sum of its terms: a partial sum above
+    the k-th distance by more than both errors proves the row farther."""
+    k = best.shape[0]
+    rare = rare_norm + ref_rare[y] - 2.0 * products[y]
+    error = EXACT_SLACK * (rare_norm + ref_rare[y] + 2.0 * products[y])
+    abandon = best[k - 1] * (1.0 + EXACT_SLACK) + error
+    distance = exact_distance(query, reference[y], weights, n_common, rare, abandon)
+    if distance < np.inf:
+        insert_neighbour(best, index, distance, y)
+
+
+@njit(cache=True, nogil=True)
+def search_block(scores: np.ndarray, base: np.ndarray, rare_norms: np.ndarray,
+                 pixels: np.ndarray, reference: np.ndarray, weights: np.ndarray,
+                 ref_rare: np.ndarray, indptr: np.ndarray, indices: np.ndarray, n_common: int,
+                 distances: np.ndarray, out: np.ndarray) -> None:
+    """`search_one` for each query row of `scores` (n, n_ref) into `distances`, `out` (n, k)."""
+    products = np.zeros(reference.shape[0])
+    for q in range(scores.shape[0]):
+        rare_products(pixels[q], reference, weights, indptr, indices, n_common, products)
+        search_one(scores[q], base[q], rare_norms[q], pixels[q], reference, weights, ref_rare,
+                   products, n_common, distances[q], out[q])
+        for j in range(indptr.shape[0] - 1):  # reset only what this query touched
+            if pixels[q, n_common + j] != 0:
+                for p in range(indptr[j], indptr[j + 1]):
+                    products[indices[p]] = 0.0
