@@ -23,7 +23,7 @@ from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
 from mnist_dist.data.store import read_rows, split_array
-from mnist_dist.errors import EXIT_CODES, ClusterError, SpecError
+from mnist_dist.errors import ClusterError, MnistDistError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload
 from mnist_dist.settings import setting_field
@@ -164,7 +164,12 @@ def project_error_filter(record: logging.LogRecord) -> bool:
     if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
         return True
     text = " ".join(str(arg) for arg in record.args)
-    return not any(f"{cls.__name__}(" in text for cls in EXIT_CODES)
+    return not any(f"{name}(" in text for name in project_error_names())
+
+
+def project_error_names(cls: type[Exception] = MnistDistError) -> set[str]:
+    """Names of `cls` and every subclass of it."""
+    return {cls.__name__}.union(*(project_error_names(sub) for sub in cls.__subclasses__()))
 
 
 def quiet_project_errors(client: Client) -> None:

@@ -18,17 +18,18 @@ from mnist_dist.cluster import (
     ClusterSpec,
     check_store_readable,
     check_versions,
-    cluster_faults,
     cluster_facts,
+    cluster_faults,
     connect,
     ort_threads_for,
     ship_models_if_needed,
 )
 from mnist_dist.data.store import check_split, zarr_array
 from mnist_dist.ensure import ensure_models, ensure_store
+from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.locations import absolute, is_url
 from mnist_dist.models.artifacts import ModelRef, read_manifest_at
-from mnist_dist.partitioning import score_partition_rows
+from mnist_dist.partitioning import SCORE_BYTES_PER_ROW, score_partition_rows
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
@@ -41,6 +42,11 @@ from mnist_dist.training import TrainSpec, check_model_folder
 from mnist_dist.worker_memory import rss
 
 log = logging.getLogger(__name__)
+
+SWEEP_ATTEMPTS = 3  # workers lost by one sweep before it gives up
+SWEEP_POLL_SECONDS = 1.0  # how often a waiting sweep checks that its worker is still there
+SWEEP_MEMORY_FRACTION = 0.5  # of a worker's memory limit the sweep's largest batch may need
+
 
 def default_out() -> Path:
     """A new run folder per invocation, so finished runs are never overwritten."""
@@ -107,6 +113,7 @@ def score_and_report(
         share_storage_options(client)
         check_versions(client)
         check_store_readable(client, store, spec.split)
+        check_sweep_memory(client, spec.sweep)
         payload = ship_models_if_needed(client, ref)
         ort_threads = ort_threads_for(client)
         job = ScoreJob(
@@ -166,9 +173,65 @@ def measure_on_one_worker(
     """The batch-size sweep, run inside one worker so it sees what the tasks see."""
     if not spec.sweep.batch_sizes:
         return []
-    worker = min(client.scheduler_info(n_workers=-1)["workers"])
-    future = client.submit(
-        batch_sweep, ref, store, spec.split, spec.sweep, ort_threads, payload,
-        workers=[worker], pure=False,
+    return run_on_one_worker(
+        client, spec.sweep.timeout, batch_sweep, ref, store, spec.split, spec.sweep,
+        ort_threads, payload,
     )
-    return future.result()
+
+
+def check_sweep_memory(client: Client, sweep: SweepSpec) -> None:
+    """SpecError before any work when the sweep's largest batch would not fit in a worker's
+    memory limit (about SCORE_BYTES_PER_ROW per row, as a scoring partition)."""
+    if not sweep.batch_sizes:
+        return
+    limits = [w.get("memory_limit") or 0
+              for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+    limit = min((m for m in limits if m), default=0)  # 0: no limit
+    needed = max(sweep.batch_sizes) * SCORE_BYTES_PER_ROW
+    if limit and needed > limit * SWEEP_MEMORY_FRACTION:
+        raise SpecError(
+            f"--batch-sizes: a batch of {max(sweep.batch_sizes)} images needs about "
+            f"{needed / 2**20:.0f} MiB in one worker, more than {SWEEP_MEMORY_FRACTION:.0%} of "
+            f"its memory limit ({limit / 2**20:.0f} MiB); choose smaller batch sizes"
+        )
+
+
+def run_on_one_worker(client: Client, timeout: float, function: Any, *args: Any) -> Any:
+    """`function(*args)` pinned to one worker; pinned again to another when that worker leaves
+    (a restarted worker has a new address), a ClusterError after `timeout` seconds in all."""
+    deadline = time.monotonic() + timeout
+    for _ in range(SWEEP_ATTEMPTS):
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        if not workers:
+            raise ClusterError("no worker is left to run the throughput sweep")
+        worker = min(workers)
+        future = client.submit(function, *args, workers=[worker], allow_other_workers=False,
+                               pure=False)
+        try:
+            done, result = wait_while_worker_lives(client, future, worker, deadline, timeout)
+        finally:
+            future.cancel()  # no-op once finished; frees a task stuck on a departed worker
+        if done:
+            return result
+        log.warning("worker %s left during the throughput sweep; running it on another worker",
+                    worker)
+    raise ClusterError(f"the throughput sweep lost its worker {SWEEP_ATTEMPTS} times; "
+                       "the workers may lack memory for its batch sizes (--batch-sizes)")
+
+
+def wait_while_worker_lives(
+    client: Client, future: Future, worker: str, deadline: float, timeout: float
+) -> tuple[bool, Any]:
+    """(True, result) once `future` is done; (False, None) as soon as `worker` is gone."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ClusterError(
+                f"the throughput sweep did not finish within {timeout:g} s (setting "
+                "mnist-dist.score.sweep-timeout); use smaller --batch-sizes or --sweep-seconds"
+            )
+        try:
+            return True, future.result(timeout=min(SWEEP_POLL_SECONDS, remaining))
+        except TimeoutError:
+            if worker not in client.scheduler_info(n_workers=-1)["workers"]:
+                return False, None

@@ -28,6 +28,7 @@ class SweepSpec:
     max_repeats: int = 50
     min_seconds: float = setting_field("score.sweep-seconds")
     max_seconds: float = math.inf
+    timeout: float = setting_field("score.sweep-timeout")  # the whole sweep, waiting included
 
     def __post_init__(self) -> None:
         if any(size < 1 for size in self.batch_sizes):  # () switches the sweep off
@@ -45,6 +46,11 @@ class SweepSpec:
             )
         if math.isnan(self.max_seconds) or self.max_seconds <= 0:
             raise SpecError(f"max_seconds must be > 0; got {self.max_seconds} instead")
+        if not math.isfinite(self.timeout) or self.timeout <= 0:
+            raise SpecError(
+                "mnist-dist.score.sweep-timeout must be a finite number of seconds > 0; "
+                f"got {self.timeout} instead"
+            )
 
 
 def sample_images(store: str, split: str, n: int) -> np.ndarray:
