@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,9 @@ class ScoreResult:
     misclassified: dict[str, np.ndarray] = field(default_factory=dict)
     labelled: bool = True
     predictions: PredictionSummary | None = None
+    # Pixels of the prediction samples: name → digits (k, 784), nearest training digits
+    # (k, 3, 784) or None (see `prediction_samples`).
+    samples: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
 
 
 def open_split(job: ScoreJob) -> tuple[da.Array, da.Array | None]:
@@ -241,8 +244,9 @@ def score(
         markers[marker["index"]] = marker
         if show_progress:
             progress_line(finished, len(futures))
-    return combine(markers, job, n_images, len(tasks), time.perf_counter() - start,
-                   labels is not None)
+    result = combine(markers, job, n_images, len(tasks), time.perf_counter() - start,
+                     labels is not None)
+    return replace(result, samples=prediction_samples(job, result))
 
 
 def zarr_exists(location: str) -> bool:
@@ -298,13 +302,14 @@ def read_rows(array: zarr.Array, index: list[int]) -> np.ndarray:
 
 
 def prediction_samples(
-    store: str, split: str, ref: ModelRef, result: ScoreResult
+    job: ScoreJob, result: ScoreResult
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Pixels of each sample of the run (least confident, disagreements): uint8 (k, 784) of the
-    digits and (k, 3, 784) of their nearest training digits (None without the KNN): a few rows."""
+    digits and (k, 3, 784) of their nearest training digits (None without the KNN): a few rows,
+    read on the client."""
     if result.predictions is None:
         return {}
-    images = zarr_array(store, f"{split}/images")
+    images = zarr_array(job.store, f"{job.split}/images")
     samples = {"least_confident": result.predictions.least_confident,
                "disagreements": result.predictions.disagreements}
     reference = None
@@ -313,8 +318,8 @@ def prediction_samples(
         neighbours = None
         if rows and "neighbours" in rows[0]:
             if reference is None:  # the KNN's own reference set, whatever store it came from
-                reference = knn_from_bytes(read_artifact(ref, "knn.npz"),
-                                           read_artifact(ref, "knn.json")).reference
+                reference = knn_from_bytes(read_artifact(job.models, "knn.npz"),
+                                           read_artifact(job.models, "knn.json")).reference
             neighbours = reference[np.array([row["neighbours"] for row in rows])]
         out[name] = (read_rows(images, [row["index"] for row in rows]), neighbours)
     return out

@@ -47,27 +47,27 @@ def unlabelled_report(labelled: bool = False) -> dict[str, Any]:
     sample = json.loads(SAMPLE.read_text())
     rng = np.random.default_rng(3)
     predictions = summary(rng)
+    pixels = {name: (rng.integers(0, 256, (len(rows), 784), dtype=np.uint8),
+                     rng.integers(0, 256, (len(rows), 3, 784), dtype=np.uint8))
+              for name, rows in (("least_confident", predictions.least_confident),
+                                 ("disagreements", predictions.disagreements))}
     result = ScoreResult(
         n_images=N_IMAGES, partitions=5, partitions_computed=5,
         confusion={m: np.asarray(sample["models"][m]["confusion"]) for m in MODEL_NAMES}
         if labelled else {},
         wall_seconds=2.5, task_seconds={m: 1.0 for m in MODEL_NAMES},
         misclassified={m: np.array([[7, 4, 9]]) for m in MODEL_NAMES} if labelled else {},
-        labelled=labelled, predictions=predictions,
+        labelled=labelled, predictions=predictions, samples=pixels,
     )
     manifest = {
         "artifacts": {"model.bin": {"sha256": "0" * 64, "bytes": 1000}},
         "models": {m: {"train_seconds": 1.0, "test_accuracy": 0.9, "artifacts": ["model.bin"]}
                    for m in MODEL_NAMES},
     }
-    pixels = {name: (rng.integers(0, 256, (len(rows), 784), dtype=np.uint8),
-                     rng.integers(0, 256, (len(rows), 3, 784), dtype=np.uint8))
-              for name, rows in (("least_confident", predictions.least_confident),
-                                 ("disagreements", predictions.disagreements))}
     gallery = {m: rng.integers(0, 256, (1, 784), dtype=np.uint8) for m in MODEL_NAMES}
     return document.build_report(result, {**sample["dataset"], "split": "new"},
                                  sample["cluster"], manifest, sample["throughput"],
-                                 sample["outputs"], gallery if labelled else {}, pixels)
+                                 sample["outputs"], gallery if labelled else {})
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,9 @@ predictions store (MLP probabilities, KNN neighbours and distances, ids), made a
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import zarr
 from distributed import Client
 
+from jobs import score as score_job
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn, predict_sklearn, vote
 from mnist_dist.predict import OUTPUT_ARRAYS
@@ -170,3 +173,30 @@ def test_partition_summaries_combine_to_the_summary_of_all_rows() -> None:
     lowest = np.argsort(top, kind="stable")[:12]
     assert [row["index"] for row in combined.least_confident] == lowest.tolist()
     assert np.trace(combined.agreement) == int((outputs["knn"] == outputs["mlp"]).sum())
+
+
+def test_score_job_on_a_split_without_labels_writes_a_report_without_accuracy(
+    unlabelled_store: Path, small_models: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    args = ["--store", str(unlabelled_store), "--models", str(small_models), "--out", str(out),
+            "--split", "new", "--no-progress", "--workers", "2", "--batch-sizes", "1,10",
+            "--sweep-seconds", "0.05"]
+    assert score_job.main(args) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "mnist-dist-report/2" and report["dataset"]["n_images"] == 600
+    assert "accuracy" not in report["models"]["knn"] and "accuracy" not in report["models"]["mlp"]
+    predictions = zarr.open_group(str(out / "predictions.zarr"), mode="r")
+    section = report["predictions"]
+    assert section["counts"]["mlp"] == np.bincount(predictions["mlp"][:], minlength=10).tolist()
+    agree = float(np.mean(predictions["knn"][:] == predictions["mlp"][:]))
+    assert section["agreement"]["rate"] == pytest.approx(agree)
+    knn = load_knn(small_models)
+    item = section["disagreements"][0]
+    assert predictions["knn"][item["index"]] != predictions["mlp"][item["index"]]
+    rows = predictions["knn_neighbours"][item["index"]].tolist()
+    assert [n["row"] for n in item["neighbours"]] == rows
+    shown = base64.b64decode(item["neighbours"][0]["pixels_b64"])
+    assert shown == knn.reference[rows[0]].tobytes()
+    html = (out / "report.html").read_text()
+    assert 'id="predictions"' in html and 'id="accuracy"' not in html

@@ -21,8 +21,7 @@ from mnist_dist.scoring import ScoreResult
 from mnist_dist.settings import effective_settings
 from mnist_dist.summaries import CONFIDENCE_BINS, THRESHOLDS, PredictionSummary
 
-# Pixels of a run's samples: name → digits (k, 784) and their nearest training digits
-# (k, 3, 784) or None (see `scoring.prediction_samples`).
+# Pixels of a run's samples, as `ScoreResult.samples`.
 Samples = dict[str, tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -120,10 +119,9 @@ def build_report(
     throughput: list[dict[str, Any]],
     outputs: dict[str, str],
     gallery: dict[str, np.ndarray],
-    samples: Samples | None = None,
 ) -> dict[str, Any]:
-    """The whole report.json document of one run; `gallery` holds the misclassified pixels,
-    `samples` those of the prediction samples. Schema 2 when the split has no labels."""
+    """The whole report.json document of one run; `gallery` holds the misclassified pixels
+    (the prediction samples' are in `result.samples`). Schema 2 when the split has no labels."""
     report = {
         "schema": SCHEMA if result.labelled else SCHEMA_UNLABELLED,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,7 +146,7 @@ def build_report(
     }
     if result.predictions is not None:
         report["predictions"] = predictions_section(result.predictions, result.n_images,
-                                                    result.labelled, samples or {})
+                                                    result.labelled, result.samples)
     return report
 
 
