@@ -95,11 +95,14 @@ def test_a_zarr_array_of_any_chunking_is_rechunked_into_the_store_layout(
     source = zarr.create_array(str(tmp_path / "src.zarr"), shape=(600, 28, 28), chunks=(97, 7, 28),
                                dtype=np.uint8)
     source[...] = images.reshape(-1, 28, 28)
-    run_ingest(IngestSpec(sources=(f"file://{tmp_path / 'src.zarr'}",), split="z", store=store,
-                          cluster=on(local_client)))
+    url = f"file://{tmp_path / 'src.zarr'}"
+    run_ingest(IngestSpec(sources=(url,), split="z", store=store, cluster=on(local_client)))
     new = split_arrays(store, "z")
     assert np.array_equal(np.asarray(new["images"]), images)
     assert new["images"].chunks == (250, 784)
+    blocks = [hashlib.sha256(images[i : i + 250].reshape(-1, 28, 28).tobytes()).digest()
+              for i in range(0, 600, 250)]
+    assert new.attrs["ingest"]["content_sha256"] == {url: hashlib.sha256(b"".join(blocks)).hexdigest()}
 
 
 def write_digit_files(folder: Path, digits: np.ndarray) -> list[Path]:
@@ -229,3 +232,58 @@ def test_ingest_as_users_run_it(tmp_path: Path, store: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "ingested 3 images" in done.stdout
     assert split_arrays(store, "cli")["images"].shape == (3, 784)
+
+
+def test_an_interrupted_ingest_leaves_no_split_and_no_temporary(
+    tmp_path: Path, store: Path, local_client: Client, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_digit_files(tmp_path / "scans", np.asarray(split_arrays(store, "test")["images"][:4]))
+    before = fingerprint(store.parent)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C after the staging pass, before the split is complete
+
+    monkeypatch.setattr("mnist_dist.ingest.job.compact_staged", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_ingest(IngestSpec(sources=(str(tmp_path / "scans"),), split="cut", store=store,
+                              cluster=on(local_client)))
+    assert fingerprint(store.parent) == before
+
+
+PEAK_RSS = """
+import resource, sys
+from jobs import ingest
+code = ingest.main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)
+"""
+
+
+def client_peak_rss_kib(folder: Path, store: Path, split: str) -> int:
+    """Peak RSS (KiB) of the client process of `jobs.ingest FOLDER` (workers are other processes)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(folder), "--store", str(store), "--split", split,
+         "--workers", "2"], env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak, code = done.stdout.split()[-2:]
+    assert code == "0"
+    return int(peak)
+
+
+@pytest.mark.slow
+def test_client_memory_of_20000_files_is_within_10_percent_of_2000(
+    tmp_path: Path, store: Path,
+) -> None:
+    digits = np.asarray(split_arrays(store, "test")["images"])
+    folders = {}
+    for count in (2_000, 20_000):
+        folder = tmp_path / f"files-{count}"
+        folder.mkdir()
+        for i in range(count):
+            Image.fromarray(255 - digits[i % len(digits)].reshape(28, 28)).save(folder / f"{i:05d}.png")
+        folders[count] = folder
+    small = client_peak_rss_kib(folders[2_000], store, "two-thousand")
+    large = client_peak_rss_kib(folders[20_000], store, "twenty-thousand")
+    assert split_arrays(store, "twenty-thousand")["images"].shape == (20_000, 784)
+    assert large <= 1.10 * small, (small, large)

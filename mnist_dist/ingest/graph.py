@@ -12,15 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.delayed import Delayed
 from distributed import Client, as_completed
 
 from mnist_dist.data.sources import N_PIXELS
 from mnist_dist.data.store import zarr_array
 from mnist_dist.ingest.files import stage_partition
-from mnist_dist.ingest.sources import flat_images, to_labels, to_pixels
+from mnist_dist.ingest.sources import (
+    block_sha256,
+    combined_sha256,
+    flat_images,
+    to_labels,
+    to_pixels,
+)
 
 STRINGS = np.dtypes.StringDType()
 
@@ -47,11 +55,20 @@ def new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
                               compressors=layout.compressors)
 
 
-def store_all(client: Client, pairs: Sequence[tuple[da.Array, zarr.Array]]) -> None:
-    """Write each lazy array into its Zarr array on the workers (chunk-aligned, no lock)."""
+def store_all(client: Client, pairs: Sequence[tuple[da.Array, zarr.Array]],
+              also: Sequence[Delayed] = ()) -> list[Any]:
+    """Write each lazy array into its Zarr array on the workers (chunk-aligned, no lock), in
+    one graph with the tasks `also` (sharing their reads); returns the results of `also`."""
     targets: list[Any] = [p[1] for p in pairs]
     stored = da.store([p[0] for p in pairs], targets, lock=False, compute=False)
-    client.gather(client.compute(stored))
+    *_, results = client.gather(client.compute([stored, list(also)]))
+    return list(results)
+
+
+def block_digests(raw: da.Array) -> list[Delayed]:
+    """One SHA-256 task per block of `raw`, on the same keys as the graph that stores it."""
+    digest = dask.delayed(block_sha256, pure=True)
+    return [digest(block) for block in raw.to_delayed(optimize_graph=False).ravel()]
 
 
 def pixels(images: da.Array, pixel_range: int | None, where: str, layout: Layout) -> da.Array:
@@ -73,14 +90,17 @@ def labels_of(labels: da.Array, where: str, layout: Layout) -> da.Array:
 
 
 def write_array_split(client: Client, split: zarr.Group, images: da.Array,
-                      labels: da.Array | None, layout: Layout) -> int:
-    """Store checked images (and labels) into `split`; returns the number of rows."""
+                      labels: da.Array | None, layout: Layout,
+                      digests: dict[str, list[Delayed]]) -> dict[str, str]:
+    """Store checked images (and labels) into `split`; returns the content SHA-256 of each
+    source in `digests` (its blocks' digests, combined)."""
     n = int(images.shape[0])
     pairs = [(images, new_array(split, "images", (n, N_PIXELS), np.uint8, layout))]
     if labels is not None:
         pairs.append((labels, new_array(split, "labels", (n,), np.uint8, layout)))
-    store_all(client, pairs)
-    return n
+    results = iter(store_all(client, pairs, [d for blocks in digests.values() for d in blocks]))
+    return {source: combined_sha256([next(results) for _ in blocks])
+            for source, blocks in digests.items()}
 
 
 def stage_files(client: Client, files: Sequence[str], labels: Sequence[int] | None,

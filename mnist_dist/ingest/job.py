@@ -20,6 +20,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
+from dask.delayed import Delayed
 
 import mnist_dist
 from mnist_dist.atomic import swap_into_place, temporary_sibling
@@ -29,6 +30,7 @@ from mnist_dist.errors import DataError, ImageInputError, SpecError, StoreExists
 from mnist_dist.images.files import label_from_name, list_image_files, match_labels, read_labels_csv
 from mnist_dist.ingest.graph import (
     Layout,
+    block_digests,
     compact_staged,
     labels_of,
     pixels,
@@ -82,6 +84,17 @@ class IngestResult:
         return (self.n_images + self.n_failed) / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Built:
+    """A split written aside: rows, failed files, seconds on the cluster (without its start-up),
+    and the content SHA-256 of each Zarr source."""
+
+    n_images: int
+    n_failed: int
+    seconds: float
+    content_sha256: dict[str, str]
+
+
 def check_target(spec: IngestSpec) -> zarr.Group:
     """The store's root group, once the split name is allowed and free (or `force`)."""
     if "://" in str(spec.store):
@@ -97,23 +110,27 @@ def check_target(spec: IngestSpec) -> zarr.Group:
     return root
 
 
-def array_inputs(spec: IngestSpec, layout: Layout) -> tuple[da.Array, da.Array | None]:
-    """Checked lazy images uint8 (N, 784) and labels uint8 (N,) (or None) of array sources."""
+def array_inputs(spec: IngestSpec, layout: Layout
+                 ) -> tuple[da.Array, da.Array | None, dict[str, list[Delayed]]]:
+    """Checked lazy images uint8 (N, 784) and labels uint8 (N,) (or None) of array sources,
+    and the block-digest tasks of the Zarr sources (the files get a file SHA-256 instead)."""
     if spec.labels_from_names:
         raise SpecError("--labels-from-names needs image files; array sources take --labels FILE.npy")
-    parts = []
+    parts, digests = [], {}
     for source in spec.sources:
         raw = lazy_array(source, spec.key, layout.chunk_rows)
         check_images_array(raw, source, spec.pixel_range)
         parts.append(pixels(raw, spec.pixel_range, source, layout))
+        if not Path(source).is_file():
+            digests[source] = block_digests(raw)
     images = da.concatenate(parts).rechunk((layout.chunk_rows, parts[0].shape[1]))
     if spec.labels is None:
-        return images, None
+        return images, None, digests
     if spec.labels.suffix.lower() != ".npy":
         raise SpecError(f"--labels of array sources must be a .npy file; got {spec.labels} instead")
     labels = lazy_array(str(spec.labels), None, layout.chunk_rows)
     check_labels_array(labels, str(spec.labels), int(images.shape[0]))
-    return images, labels_of(labels, str(spec.labels), layout)
+    return images, labels_of(labels, str(spec.labels), layout), digests
 
 
 def file_labels(spec: IngestSpec, files: Sequence[Path]) -> list[int] | None:
@@ -138,14 +155,18 @@ def file_labels(spec: IngestSpec, files: Sequence[Path]) -> list[int] | None:
     return [int(label) for label in found]  # type: ignore[arg-type]
 
 
-def provenance(spec: IngestSpec, n_images: int, n_failed: int) -> dict[str, Any]:
-    """The split's `ingest` attribute: where its rows came from, when and by which code."""
+def provenance(spec: IngestSpec, built: Built) -> dict[str, Any]:
+    """The split's `ingest` attribute: where its rows came from, when and by which code.
+
+    `sha256`: of each array file; `content_sha256`: of each Zarr source's values (the SHA-256
+    of its blocks' SHA-256s, blocks of the store's chunk rows, C order).
+    """
     checksums = {s: file_sha256(Path(s)) for s in spec.sources
                  if is_array_source(s) and Path(s).is_file()}
     return {
         "format": SPLIT_FORMAT, "sources": list(spec.sources), "key": spec.key,
-        "sha256": checksums, "n_images": n_images, "n_failed": n_failed,
-        "pixel_range": spec.pixel_range,
+        "sha256": checksums, "content_sha256": built.content_sha256,
+        "n_images": built.n_images, "n_failed": built.n_failed, "pixel_range": spec.pixel_range,
         "labels": "file names" if spec.labels_from_names else
         (str(spec.labels) if spec.labels else None),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -153,33 +174,41 @@ def provenance(spec: IngestSpec, n_images: int, n_failed: int) -> dict[str, Any]
     }
 
 
-def build_split(spec: IngestSpec, tmp: Path, layout: Layout) -> tuple[int, int, float]:
-    """Write the split into `tmp/<split>` on the cluster; returns (rows, failed files, seconds
-    of work on the cluster, without its start-up)."""
+def build_split(spec: IngestSpec, tmp: Path, layout: Layout) -> Built:
+    """Write the split into `tmp/<split>` on the cluster."""
     arrays = [is_array_source(s) for s in spec.sources]
     if any(arrays) and not all(arrays):
         raise SpecError("SOURCE must be array files/URLs or image files/folders, not both")
-    root = zarr.open_group(str(tmp), mode="w-")
-    split = root.create_group(spec.split)
-    if all(arrays):
-        images, labels = array_inputs(spec, layout)
-        with connect(spec.cluster) as client:
-            started = time.perf_counter()
-            n_images = write_array_split(client, split, images, labels, layout)
-            return n_images, 0, time.perf_counter() - started
-    files = list_image_files(Path(s) for s in spec.sources)
-    labels_list = file_labels(spec, files)
+    split = zarr.open_group(str(tmp), mode="w-").create_group(spec.split)
+    return (build_from_arrays if all(arrays) else build_from_files)(spec, tmp, split, layout)
+
+
+def build_from_arrays(spec: IngestSpec, tmp: Path, split: zarr.Group, layout: Layout) -> Built:
+    """Array sources → `split`: read, checked and converted on the workers."""
+    images, labels, digests = array_inputs(spec, layout)
     with connect(spec.cluster) as client:
         started = time.perf_counter()
-        staging = stage_files(client, [str(f) for f in files], labels_list, str(tmp / "staging"),
+        content = write_array_split(client, split, images, labels, layout, digests)
+        return Built(int(images.shape[0]), 0, time.perf_counter() - started, content)
+
+
+def build_from_files(spec: IngestSpec, tmp: Path, split: zarr.Group, layout: Layout) -> Built:
+    """Image files → `split`: preprocessed into staging on the workers, then compacted."""
+    files = list_image_files(Path(s) for s in spec.sources)
+    labels = file_labels(spec, files)
+    paths = [str(f) for f in files]
+    del files  # the client keeps one list of names, not Path objects as well
+    with connect(spec.cluster) as client:
+        started = time.perf_counter()
+        staging = stage_files(client, paths, labels, str(tmp / "staging"),
                               spec.partition_files, layout)
-        n_ok, n_failed = compact_staged(client, staging, split, layout, labels_list is not None)
+        n_ok, n_failed = compact_staged(client, staging, split, layout, labels is not None)
         seconds = time.perf_counter() - started
     if n_ok == 0:
         file, reason = failure_sample(split)[0]
         raise ImageInputError(f"none of the {n_failed} image files could be ingested "
                               f"(first: {file}: {reason})")
-    return n_ok, n_failed, seconds
+    return Built(n_ok, n_failed, seconds, {})
 
 
 def failure_sample(split: zarr.Group) -> list[tuple[str, str]]:
@@ -197,12 +226,14 @@ def run_ingest(spec: IngestSpec) -> IngestResult:
     layout = Layout.of_store(str(spec.store))
     tmp = temporary_sibling(spec.store)
     try:
-        n_images, n_failed, seconds = build_split(spec, tmp, layout)
+        built = build_split(spec, tmp, layout)
         split = zarr.open_group(str(tmp / spec.split), mode="r+")
-        split.attrs["ingest"] = provenance(spec, n_images, n_failed)
+        split.attrs["ingest"] = provenance(spec, built)
         failures = failure_sample(split) if "failures" in split else []
         swap_into_place(tmp / spec.split, spec.store / spec.split)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("ingested %d rows into %s/%s in %.1f s", n_images, spec.store, spec.split, seconds)
-    return IngestResult(str(spec.store / spec.split), n_images, n_failed, failures, seconds)
+    log.info("ingested %d rows into %s/%s in %.1f s", built.n_images, spec.store, spec.split,
+             built.seconds)
+    return IngestResult(str(spec.store / spec.split), built.n_images, built.n_failed, failures,
+                        built.seconds)

@@ -182,6 +182,16 @@ def to_labels(block: np.ndarray, where: str, start: int) -> np.ndarray:
     return block.astype(np.uint8)
 
 
+def block_sha256(block: np.ndarray) -> bytes:
+    """SHA-256 of a block's values (C order, its own dtype)."""
+    return hashlib.sha256(np.ascontiguousarray(block).data).digest()
+
+
+def combined_sha256(digests: list[bytes]) -> str:
+    """One hex digest for a whole array from its blocks' digests, in block order."""
+    return hashlib.sha256(b"".join(digests)).hexdigest()
+
+
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file, read in 1 MiB pieces."""
     digest = hashlib.sha256()
