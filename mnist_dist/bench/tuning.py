@@ -40,14 +40,14 @@ def median_seconds(call: Callable[[], Any], repeats: int) -> float:
 
 def gemm_only(knn: GemmKnn, images: np.ndarray) -> Callable[[], None]:
     """The bare float32 GEMM that GemmKnn's search performs for `images`, nothing else."""
-    operand = knn.weights if knn.index is None else knn.index.rows
+    operand = knn.weights.T if knn.index is None else knn.index.columns
     rows = min(knn.block_rows, len(images))
-    pixels = np.ones((rows, operand.shape[1]), dtype=np.float32)
-    out = np.empty((rows, len(operand)), dtype=np.float32)
+    pixels = np.ones((rows, operand.shape[0]), dtype=np.float32)
+    out = np.empty((rows, operand.shape[1]), dtype=np.float32)
 
     def run() -> None:
         for _ in range(0, len(images), rows):
-            np.matmul(pixels, operand.T, out=out)
+            np.matmul(pixels, operand, out=out)
 
     return run
 
