@@ -22,6 +22,7 @@ import zarr
 from mnist_dist.atomic import remove_quietly, temporary_sibling
 from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
+from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import RUN_FILE, read_run_file
 from mnist_dist.settings import setting_field
 
@@ -65,6 +66,9 @@ def locate(run: Path) -> Source:
     """The run's predictions and labels, checked; StoreNotFoundError or DataError if unusable."""
     if not (run / RUN_FILE).is_file():
         raise StoreNotFoundError(f"{run}: no {RUN_FILE}; expected the folder of a jobs.score run")
+    if not (run / REPORT_NAME).is_file():  # written last: without it some rows may be missing
+        raise DataError(f"{run}: the run is unfinished (no {REPORT_NAME}); finish it with "
+                        f"`python -m jobs.score --resume --out {run}` first")
     identity = read_run_file(run / RUN_FILE)
     predictions = str(identity.get("predictions") or run / "predictions.zarr")
     try:

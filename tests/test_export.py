@@ -13,9 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from distributed import Client
 
 from jobs import export
 from mnist_dist.export import ExportSpec, export_frame, locate, run_export
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.scoring import ScoreJob, score
 
 ROOT = Path(__file__).resolve().parent.parent
 N, CHUNK = 600, 250  # the small store's test split and its chunk rows
@@ -44,6 +47,7 @@ def make_run(run: Path, store: Path, split: str = "test", ids: bool = False,
     identity = {"store": str(store), "split": split, "n_images": n, "partition_rows": CHUNK,
                 "predictions": str(run / "predictions.zarr")}
     (run / "run.json").write_text(json.dumps(identity))
+    (run / "report.json").write_text("{}")  # only its presence matters: the run finished
     return arrays
 
 
@@ -91,6 +95,23 @@ def test_each_partition_is_one_chunk_of_the_predictions_store(
     assert [len(part) for part in frame.partitions] == [250, 250, 100]
 
 
+def test_a_scored_run_exports_its_predictions_and_labels(
+    tmp_path: Path, small_store: Path, small_models: Path, local_client: Client,
+) -> None:
+    job = ScoreJob(store=str(small_store), run_dir=tmp_path / "run", split="test",
+                   models=ModelRef.from_directory(small_models), partition_rows=100)
+    score(local_client, job, show_progress=False)
+    (tmp_path / "run" / "report.json").write_text("{}")  # score_job writes it last
+    table = pd.read_parquet(run_export(ExportSpec(run=tmp_path / "run", format="parquet")))
+    predictions = zarr.open_group(job.predictions, mode="r")
+    mlp, proba = predictions["mlp"][:], predictions["mlp_probabilities"][:]
+    assert np.array_equal(table["knn"], predictions["knn"][:])
+    assert np.array_equal(table["mlp"], mlp)
+    assert np.array_equal(table["mlp_probability"].to_numpy(), proba[np.arange(N), mlp])
+    assert np.array_equal(table["label"], zarr.open_group(str(small_store))["test/labels"][:])
+    assert np.array_equal(table["id"], np.arange(N))
+
+
 def bad_runs(tmp_path: Path, store: Path) -> dict[str, Path]:
     """Run folders that cannot be exported, by why."""
     (tmp_path / "empty").mkdir()
@@ -101,6 +122,11 @@ def bad_runs(tmp_path: Path, store: Path) -> dict[str, Path]:
         run.mkdir()
         make_run(run, store, **kwargs)  # type: ignore[arg-type]
         runs[name] = run
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    make_run(unfinished, store)
+    (unfinished / "report.json").unlink()
+    runs["unfinished"] = unfinished
     gone = tmp_path / "no-predictions"
     gone.mkdir()
     make_run(gone, store)
