@@ -122,7 +122,7 @@ def score(args: argparse.Namespace) -> int:
         **({"out": args.out} if args.out else {}),
     )
     apply_storage_options(args.storage_options)
-    with storage_errors():
+    with storage_errors(locations=(spec.store, spec.models, spec.predictions)):
         report = run_score(spec)
     print(summary_text(report))
     print(f"report: {spec.out / 'report.json'}")

@@ -121,8 +121,12 @@ def endpoint(fs: Any) -> str:
     return getattr(fs, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
 
 
-def storage_failure(exc: BaseException) -> str | None:
-    """What went wrong with object storage in `exc`, or None when it is not a storage error."""
+def storage_failure(exc: BaseException, remote: bool = False) -> str | None:
+    """What went wrong with object storage in `exc`, or None when it is not a storage error.
+
+    With `remote`, any OSError counts: raised on a worker, it arrives without its botocore
+    cause, and the job's data lives in object storage.
+    """
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
     chain = [exc, exc.__cause__, exc.__context__]
@@ -131,19 +135,25 @@ def storage_failure(exc: BaseException) -> str | None:
     if isinstance(exc, PermissionError) and any(isinstance(e, ClientError) for e in chain):
         return f"access refused: check the credentials ({exc})"
     if isinstance(exc, BotoCoreError):
-        return f"cannot reach object storage ({exc})"
+        return f"cannot reach object storage ({exc}); rerun with --resume once it is back"
+    if remote and isinstance(exc, OSError):
+        return f"object storage failed ({exc}); rerun with --resume once it is back"
     return None
 
 
 @contextlib.contextmanager
-def storage_errors(what: str = "object storage") -> Iterator[None]:
-    """Turn botocore/s3fs failures into one StorageError line naming `what`, secrets redacted."""
+def storage_errors(what: str = "object storage", locations: tuple[str, ...] = ()
+                   ) -> Iterator[None]:
+    """Turn botocore/s3fs failures into one StorageError line naming `what`, secrets redacted.
+
+    When any of `locations` is on S3, every OSError of the job is taken for a storage one.
+    """
     try:
         yield
     except MnistDistError:
         raise
     except Exception as exc:
-        problem = storage_failure(exc)
+        problem = storage_failure(exc, remote=any(map(is_s3, locations)))
         if problem is None:
             raise
         raise StorageError(redact(f"{what}: {problem}")) from exc

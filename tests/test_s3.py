@@ -21,7 +21,7 @@ from jobs import score as score_job
 from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import EXIT_CODES, ClusterError, StorageError
 from tests.conftest_s3 import S3Server
-from tests.test_cluster_processes import process_cluster
+from tests.test_cluster_processes import process_cluster, start_job, wait_for_markers
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--no-progress", "--batch-sizes", "1,10", "--sweep-seconds", "0.02",
@@ -198,3 +198,33 @@ def test_workers_sharing_no_files_with_the_client_score_from_s3(
     assert_one_error_line(unseen, EXIT_CODES[ClusterError], "cannot read store",
                           str(small_store))
 
+
+@pytest.mark.cluster
+def test_the_s3_server_stopped_mid_run_is_one_error_line_and_resume_completes(
+    s3_server: S3Server, s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
+) -> None:
+    store, models = s3_inputs
+    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
+    run = tmp_path / "run"
+    # 120 partitions of 5 rows: the run is still going when the server stops.
+    args = ["--store", store, "--models", models, "--predictions", predictions, "--out",
+            str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "5"]
+    job = start_job(*args)
+    try:
+        before = wait_for_markers(run, 2, job)
+        s3_server.stop()
+        _, stderr = job.communicate(timeout=240)
+    finally:
+        s3_server.start()  # same data and ports
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert job.returncode == STORAGE_EXIT, stderr[-3000:]
+    # Dask's workers log the failed tasks; the job itself reports one line.
+    assert len(errors) == 1 and "--resume once it is back" in errors[0], stderr[-3000:]
+    secret_free(s3_server, stderr)
+    assert len(before) < 120 and not (run / "report.json").exists()
+    resumed = run_score(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_scores(run, local_run)
+    reference = predictions_at(str(local_run / "predictions.zarr"))
+    for name, values in predictions_at(predictions).items():
+        np.testing.assert_array_equal(values, reference[name])
