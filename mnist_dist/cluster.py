@@ -10,6 +10,8 @@ import contextlib
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +112,12 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
         with local_cluster(spec) as cluster, Client(cluster) as client:
             log.info("Dask dashboard: %s", client.dashboard_link)
             quiet_project_errors(client)
-            yield client
+            client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
+            try:
+                yield client
+            except KeyboardInterrupt:
+                silence_logs()  # tearing down an interrupted run is abrupt by design
+                raise
         return
     security = spec.tls.security() if spec.tls else None
     try:
@@ -147,6 +154,23 @@ def cluster_faults() -> Iterator[None]:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ClusterError(f"lost the connection to the Dask scheduler ({reason}); "
                            "rerun with --resume once the cluster is back") from exc
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """A LocalCluster's worker processes do not stop on SIGINT: Ctrl-C reaches the whole
+    process group, and the job (not each worker, with a traceback) handles it and closes the
+    cluster; until then the worker only falls silent."""
+
+    name = "mnist-dist-ignore-interrupts"
+
+    def setup(self, worker: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, lambda *_: silence_logs())
+
+
+def silence_logs() -> None:
+    """No more log records from this process: it is being torn down after an interrupt."""
+    logging.disable(logging.CRITICAL)
 
 
 class QuietProjectErrors(WorkerPlugin):

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +19,14 @@ from mnist_dist.cluster import project_error_filter, quiet_project_errors
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.score_job import check_sweep_memory, run_on_one_worker
 from mnist_dist.throughput import SweepSpec
+from tests.test_cluster_processes import (
+    FAST,
+    process_cluster,
+    report_of,
+    run_job,
+    start_job,
+    wait_for_markers,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,3 +106,53 @@ def test_a_project_error_in_a_task_is_not_logged_by_the_worker(own_client: Clien
     quiet_project_errors(own_client)
     assert all("project_error_filter" in names
                for names in own_client.run(worker_filters).values())
+
+
+def score_args(store: Path, models: Path, run: Path) -> list[str]:
+    return ["--store", str(store), "--models", str(models), "--partition-rows", "5",
+            "--out", str(run), *FAST]
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.mark.cluster
+def test_the_scheduler_dying_mid_run_is_one_line_and_the_run_resumes(
+    small_store: Path, small_models: Path, tmp_path: Path
+) -> None:
+    run, state = tmp_path / "run", tmp_path / "cluster"
+    with process_cluster(state) as address:
+        job = start_job("--scheduler", address, *score_args(small_store, small_models, run))
+        wait_for_markers(run, 2, job)
+        os.kill(int((state / "scheduler.pid").read_text()), signal.SIGKILL)
+        _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 9, stderr[-3000:]
+    assert len(error_lines(stderr)) == 1, stderr[-3000:]
+    assert "Dask scheduler" in error_lines(stderr)[0]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert not (run / "report.json").exists()
+    with process_cluster(tmp_path / "cluster-2") as address:
+        resumed = run_job("--scheduler", address, *score_args(small_store, small_models, run),
+                          "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert report_of(run)["dataset"]["n_images"] == 600
+
+
+def test_ctrl_c_is_one_line_and_exit_130(small_store: Path, small_models: Path, tmp_path: Path
+                                         ) -> None:
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    job = subprocess.Popen(  # its own process group, as a shell gives a foreground job
+        [sys.executable, "-m", "jobs.score", "--workers", "2",
+         *score_args(small_store, small_models, run)],
+        cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    wait_for_markers(run, 2, job)
+    os.killpg(job.pid, signal.SIGINT)  # Ctrl-C: the job and its LocalCluster's workers
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr[-3000:]
+    assert error_lines(stderr) == ["error: interrupted"], stderr[-3000:]
+    assert "Traceback" not in stderr and "WARNING" not in stderr, stderr[-3000:]
+    assert not (run / "run.lock").exists()  # released on the way out
