@@ -21,8 +21,11 @@ from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DataError
 from mnist_dist.images.preprocess import load_image, preprocess
+from mnist_dist.images.tasks import ImageTask, score_files
 from mnist_dist.ingest.job import IngestSpec, run_ingest
 from mnist_dist.ingest.sources import file_sha256, to_labels, to_pixels
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.scoring import ScoreJob, score
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,6 +140,23 @@ def test_a_folder_of_images_equals_the_images_preprocessing_with_failures_record
     assert set(failed) == {str(tmp_path / "scans" / n) for n in ("5_corrupt.png", "7_blank.png")}
     assert "blank" in failed[str(tmp_path / "scans" / "7_blank.png")]
     assert "not a readable" in failed[str(tmp_path / "scans" / "5_corrupt.png")]
+
+
+def test_a_folder_ingested_and_scored_equals_scoring_the_files_as_images_does(
+    tmp_path: Path, store: Path, small_models: Path, local_client: Client,
+) -> None:
+    digits = np.asarray(split_arrays(store, "test")["images"][:60])
+    paths = sorted(write_digit_files(tmp_path / "scans", digits))
+    run_ingest(IngestSpec(sources=(str(tmp_path / "scans"),), split="scans", store=store,
+                          cluster=on(local_client)))
+    ref = ModelRef.from_directory(small_models)
+    job = ScoreJob(store=str(store), run_dir=tmp_path / "run", models=ref, split="scans")
+    score(local_client, job, show_progress=False)
+    rows = score_files([ImageTask(i, str(p)) for i, p in enumerate(paths)], ref)  # --images' task
+    predictions = zarr.open_group(job.predictions, mode="r")
+    assert predictions["knn"][:].tolist() == [row.knn for row in rows]
+    assert predictions["mlp"][:].tolist() == [row.mlp for row in rows]
+    assert [str(i) for i in predictions["ids"][:]] == [row.file for row in rows]
 
 
 def test_the_cli_reports_failed_files_with_exit_code_12(
