@@ -50,9 +50,9 @@ def test_a_held_lock_refuses_a_second_run_and_is_released_after(tmp_path: Path) 
     with run_lock(tmp_path) as owner:
         recorded = json.loads((tmp_path / LOCK_FILE).read_text())
         assert recorded == owner and recorded["host"] == socket.gethostname()
-        with pytest.raises(StoreExistsError, match=rf"in use by process {owner['pid']} on "):
-            with run_lock(tmp_path):
-                pass
+        with (pytest.raises(StoreExistsError, match=rf"in use by process {owner['pid']} on "),
+              run_lock(tmp_path)):
+            pass
         assert json.loads((tmp_path / LOCK_FILE).read_text()) == owner  # the refusal kept it
     assert not (tmp_path / LOCK_FILE).exists()
 
@@ -68,9 +68,8 @@ def test_the_lock_is_released_on_error(tmp_path: Path) -> None:
 def test_a_live_process_lock_is_held(tmp_path: Path, live_pid: int) -> None:
     lock = write_lock(tmp_path, live_pid)
     before = lock.read_bytes()
-    with pytest.raises(StoreExistsError, match=rf"in use by process {live_pid} "):
-        with run_lock(tmp_path):
-            pass
+    with pytest.raises(StoreExistsError, match=rf"in use by process {live_pid} "), run_lock(tmp_path):
+        pass
     assert lock.read_bytes() == before
 
 
@@ -80,9 +79,8 @@ def test_another_hosts_or_an_unreadable_lock_is_held(tmp_path: Path, content: by
     lock = write_lock(tmp_path, dead_pid(), host="some-other-host.example")
     if content is not None:
         lock.write_bytes(content)
-    with pytest.raises(StoreExistsError, match="in use by"):
-        with run_lock(tmp_path):
-            pass
+    with pytest.raises(StoreExistsError, match="in use by"), run_lock(tmp_path):
+        pass
     assert lock.exists()
 
 

@@ -50,8 +50,8 @@ def test_a_good_split_passes_with_or_without_labels(store: Path) -> None:
 
 
 @pytest.mark.parametrize(("array", "change", "message"), [
-    ("images", lambda x, y: x.reshape(-1, 28, 28), r"images must be uint8 \(N, 784\); got "
-     r"uint8 \(600, 28, 28\)"),
+    ("images", lambda x, y: x.reshape(-1, 28, 28),
+     r"images must be uint8 \(N, 784\); got uint8 \(600, 28, 28\)"),
     ("images", lambda x, y: x.astype(np.float32), r"images must be uint8 \(N, 784\); got float32"),
     ("images", lambda x, y: x[:, :783], r"images must be uint8 \(N, 784\); got uint8 \(600, 783\)"),
     ("images", lambda x, y: x[:0], "has 0 rows: nothing to score"),
