@@ -191,6 +191,8 @@ def score_block(
         zarr_array(job.predictions, "ids", mode="r+")[start:stop] = ids
     summary = prediction_summary(outputs, start, job.sample_misclassified)
     if labels is not None:
+        for row in summary["least_confident"] + summary["disagreements"]:
+            row["true"] = int(labels[row["index"] - start])
         digits = {name: outputs[name] for name in job.model_names}
         summary.update(partition_summary(labels, digits, start, job.sample_misclassified))
     return {"index": index, "start": start, "stop": stop, "seconds": seconds, **summary}

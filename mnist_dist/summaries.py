@@ -24,7 +24,7 @@ class PredictionSummary:
     columns MLP), confidence histogram (CONFIDENCE_BINS,) and counts under THRESHOLDS, samples.
 
     Each sample row is a dict: index, the digits (knn, mlp), probability (the MLP's top) and
-    neighbours and distances (the KNN's, nearest first).
+    neighbours and distances (the KNN's, nearest first); `true` too when the split has labels.
     """
 
     predicted: dict[str, np.ndarray | None]

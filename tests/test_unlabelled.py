@@ -76,8 +76,12 @@ def test_unlabelled_split_gives_the_predictions_of_the_labelled_one(runs: dict) 
         np.testing.assert_array_equal(new.predictions.predicted[name],
                                       test.predictions.predicted[name])
     np.testing.assert_array_equal(new.predictions.agreement, test.predictions.agreement)
-    assert new.predictions.least_confident == test.predictions.least_confident
-    assert new.predictions.disagreements == test.predictions.disagreements
+    labels = zarr.open_group(test_job.store, mode="r")["test/labels"][:]
+    for name in ("least_confident", "disagreements"):
+        labelled_rows = [dict(row) for row in getattr(test.predictions, name)]
+        assert all(row.pop("true") == labels[row["index"]] for row in labelled_rows)
+        assert "true" not in getattr(new.predictions, name)[0]
+        assert getattr(new.predictions, name) == labelled_rows
     assert stored(new_job).attrs[COMPLETE] is True
 
 

@@ -41,11 +41,12 @@ def misclassified_examples(rows: np.ndarray, pixels: np.ndarray) -> list[dict[st
 def prediction_examples(
     rows: list[dict[str, Any]], pixels: np.ndarray, neighbours: np.ndarray | None
 ) -> list[dict[str, Any]]:
-    """Gallery entries of sampled predictions: index, digits, the MLP's top probability, the
-    pixels as base64, and each nearest training digit (row, distance, pixels)."""
+    """Gallery entries of sampled predictions: index, true digit (with labels), each model's
+    digit, the MLP's top probability, the pixels as base64, and each nearest training digit
+    (row, distance, pixels)."""
     items = []
     for k, row in enumerate(rows):
-        item: dict[str, Any] = {key: row[key] for key in ("index", "knn", "mlp", "probability")
+        item: dict[str, Any] = {key: row[key] for key in ("index", "true", "knn", "mlp", "probability")
                                 if key in row}
         item["pixels_b64"] = b64(pixels[k])
         if neighbours is not None:

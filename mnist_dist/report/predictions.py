@@ -75,8 +75,10 @@ def confidence_view(confidence: dict[str, Any]) -> dict[str, Any]:
 
 
 def caption(item: dict[str, Any]) -> str:
-    """What the models said of one sampled digit, e.g. `KNN 4 · MLP 9 (0.41)`."""
-    parts = [f"{LABELS[m]} {item[m]}" for m in ("knn", "mlp") if m in item]
+    """What the models said of one sampled digit, e.g. `KNN 4 · MLP 9 (0.41)` (with labels
+    first `true 4 · `)."""
+    parts = [f"true {item['true']}"] if "true" in item else []
+    parts += [f"{LABELS[m]} {item[m]}" for m in ("knn", "mlp") if m in item]
     probability = item.get("probability")
     return " · ".join(parts) + ("" if probability is None else f" ({probability:.2f})")
 

@@ -110,7 +110,7 @@ CONFIDENCE_FIELDS: dict[str, Kind] = {
 }
 THRESHOLD_FIELDS: dict[str, Kind] = {"below": FINITE, "count": INTEGER, "share": OPTIONAL_NUMBER}
 SAMPLE_FIELDS: dict[str, Kind] = {
-    "index": INTEGER, "knn": DIGIT, "mlp": DIGIT, "probability": OPTIONAL_NUMBER,
+    "index": INTEGER, "true": DIGIT, "knn": DIGIT, "mlp": DIGIT, "probability": OPTIONAL_NUMBER,
     "neighbours": OPTIONAL_LIST,
 }
 NEIGHBOUR_FIELDS: dict[str, Kind] = {"row": INTEGER, "distance": OPTIONAL_NUMBER}
