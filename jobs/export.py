@@ -1,7 +1,8 @@
-"""Export a scoring run's predictions: `python -m jobs.export RUN --format parquet|csv [--out PATH]`.
+"""Export a scoring run's predictions: `python -m jobs.export RUN --format parquet|csv`.
 
-One row per image: id (or row index), both models' digits, the MLP's probability of its digit,
-whether they agree, and the label when the scored split has one.
+`--out PATH` (default RUN/predictions.<format>). One row per image: id (or row index), both
+models' digits, the MLP's probability of its digit, whether they agree, and the label when the
+scored split has one.
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ def test_a_zarr_array_of_any_chunking_is_rechunked_into_the_store_layout(
     assert new["images"].chunks == (250, 784)
     blocks = [hashlib.sha256(images[i : i + 250].reshape(-1, 28, 28).tobytes()).digest()
               for i in range(0, 600, 250)]
-    assert new.attrs["ingest"]["content_sha256"] == {url: hashlib.sha256(b"".join(blocks)).hexdigest()}
+    content = hashlib.sha256(b"".join(blocks)).hexdigest()
+    assert new.attrs["ingest"]["content_sha256"] == {url: content}
 
 
 def write_digit_files(folder: Path, digits: np.ndarray) -> list[Path]:
@@ -220,7 +221,9 @@ def test_every_bad_input_is_one_error_line_and_leaves_the_store_unchanged(
         assert fingerprint(store.parent) == before, why
 
 
-def test_force_replaces_an_ingested_split(tmp_path: Path, store: Path, local_client: Client) -> None:
+def test_force_replaces_an_ingested_split(
+    tmp_path: Path, store: Path, local_client: Client,
+) -> None:
     first, second = np.zeros((5, 784), np.uint8), np.full((7, 784), 9, np.uint8)
     np.save(tmp_path / "a.npy", first)
     np.save(tmp_path / "b.npy", second)
@@ -279,7 +282,8 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)
 
 
 def client_peak_rss_kib(folder: Path, store: Path, split: str) -> int:
-    """Peak RSS (KiB) of the client process of `jobs.ingest FOLDER` (workers are other processes)."""
+    """Peak RSS (KiB) of the client process of `jobs.ingest FOLDER` (workers are other
+    processes)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-c", PEAK_RSS, str(folder), "--store", str(store), "--split", split,
@@ -301,9 +305,29 @@ def test_client_memory_of_20000_files_is_within_10_percent_of_2000(
         folder = tmp_path / f"files-{count}"
         folder.mkdir()
         for i in range(count):
-            Image.fromarray(255 - digits[i % len(digits)].reshape(28, 28)).save(folder / f"{i:05d}.png")
+            digit = 255 - digits[i % len(digits)].reshape(28, 28)
+            Image.fromarray(digit).save(folder / f"{i:05d}.png")
         folders[count] = folder
     small = client_peak_rss_kib(folders[2_000], store, "two-thousand")
     large = client_peak_rss_kib(folders[20_000], store, "twenty-thousand")
     assert split_arrays(store, "twenty-thousand")["images"].shape == (20_000, 784)
     assert large <= 1.10 * small, (small, large)
+
+
+def test_csv_labels_of_image_files_are_stored_and_every_file_needs_one(
+    tmp_path: Path, store: Path, local_client: Client,
+) -> None:
+    digits = np.asarray(split_arrays(store, "test")["images"][:6])
+    paths = sorted(write_digit_files(tmp_path / "scans", digits))
+    csv = tmp_path / "scans" / "labels.csv"
+    rows = [f"{p.name},{(i * 3) % 10}\n" for i, p in enumerate(paths)]
+    csv.write_text("file,digit\n" + "".join(rows))
+    spec = IngestSpec(sources=(str(tmp_path / "scans"),), split="csv", store=store, labels=csv,
+                      cluster=on(local_client))
+    run_ingest(spec)
+    assert split_arrays(store, "csv")["labels"][:].tolist() == [(i * 3) % 10 for i in range(6)]
+    csv.write_text("file,digit\n" + "".join(f"{p.name},1\n" for p in paths[1:]))
+    with pytest.raises(DataError, match="1 of 6 have none"):
+        run_ingest(IngestSpec(sources=spec.sources, split="csv2", store=store, labels=csv,
+                              cluster=on(local_client)))
+    assert "csv2" not in zarr.open_group(str(store), mode="r")

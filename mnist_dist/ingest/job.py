@@ -115,7 +115,8 @@ def array_inputs(spec: IngestSpec, layout: Layout
     """Checked lazy images uint8 (N, 784) and labels uint8 (N,) (or None) of array sources,
     and the block-digest tasks of the Zarr sources (the files get a file SHA-256 instead)."""
     if spec.labels_from_names:
-        raise SpecError("--labels-from-names needs image files; array sources take --labels FILE.npy")
+        raise SpecError("--labels-from-names needs image files; array sources take "
+                        "--labels FILE.npy")
     parts, digests = [], {}
     for source in spec.sources:
         raw = lazy_array(source, spec.key, layout.chunk_rows)
