@@ -3,8 +3,8 @@
 Columns: `id` (the split's `ids` when the predictions store has them, else the row index),
 `knn`, `mlp` (uint8 digits), `mlp_probability` (float32, the MLP's softmax for its digit),
 `agree` (knn == mlp) and, when the scored split has labels, `label`. Each partition of the
-DataFrame is one chunk of the predictions store, read by `partition_frame`, so memory does not
-grow with the number of images. The output is written beside its target and renamed into place.
+DataFrame is a run of whole chunks of the predictions store (setting export.partition-rows),
+read by `partition_frame`, so memory does not grow with the number of images. The output is written beside its target and renamed into place.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
 from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import RUN_FILE, read_run_file
-from mnist_dist.settings import setting_field
+from mnist_dist.settings import setting, setting_field
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,11 @@ def partition_frame(rows: tuple[int, int], source: Source) -> pd.DataFrame:
     return frame
 
 
-def export_frame(source: Source) -> dd.DataFrame:
-    """The whole table, lazily: one partition per chunk of the predictions store."""
-    step = source.chunk_rows
+def export_frame(source: Source, partition_rows: int | None = None) -> dd.DataFrame:
+    """The whole table, lazily: partitions of whole chunks of the predictions store, about
+    `partition_rows` rows each (default: the setting export.partition-rows)."""
+    wanted = setting("export.partition-rows") if partition_rows is None else partition_rows
+    step = source.chunk_rows * max(1, wanted // source.chunk_rows)
     ranges = [(s, min(s + step, source.n_rows)) for s in range(0, source.n_rows, step)]
     meta = partition_frame((0, 0), source)
     return dd.from_map(partition_frame, ranges, args=(source,), meta=meta,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -56,7 +57,8 @@ def test_parquet_read_back_with_pandas_equals_the_predictions_store(
 ) -> None:
     arrays = make_run(tmp_path / "run", small_store)
     labels = np.asarray(zarr.open_group(str(small_store), mode="r")["test/labels"])
-    target = run_export(ExportSpec(run=tmp_path / "run", format="parquet"))
+    with dask.config.set({"mnist-dist.export.partition-rows": 250}):
+        target = run_export(ExportSpec(run=tmp_path / "run", format="parquet"))
     table = pd.read_parquet(target)
     assert target == tmp_path / "run" / "predictions.parquet"
     assert list(table.columns) == ["id", "knn", "mlp", "mlp_probability", "agree", "label"]
@@ -86,13 +88,15 @@ def test_csv_with_ids_and_without_labels(tmp_path: Path, small_store: Path) -> N
                        arrays["mlp_probabilities"][np.arange(N), arrays["mlp"]], atol=1e-7)
 
 
-def test_each_partition_is_one_chunk_of_the_predictions_store(
+def test_partitions_are_whole_chunks_of_the_predictions_store(
     tmp_path: Path, small_store: Path,
 ) -> None:
     make_run(tmp_path / "run", small_store)
-    frame = export_frame(locate(tmp_path / "run"))
-    assert frame.npartitions == 3
-    assert [len(part) for part in frame.partitions] == [250, 250, 100]
+    source = locate(tmp_path / "run")
+    sizes = {rows: [len(part) for part in export_frame(source, rows).partitions]
+             for rows in (1, 250, 499, 500, 10**6)}
+    assert sizes == {1: [250, 250, 100], 250: [250, 250, 100], 499: [250, 250, 100],
+                     500: [500, 100], 10**6: [600]}
 
 
 def test_a_scored_run_exports_its_predictions_and_labels(
