@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,7 +152,7 @@ exec unshare --mount --propagation private -- sh -c \\
 """
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def isolated_cluster(s3_server: S3Server, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[str]:
     """Scheduler + 2 workers (deploy/local) that cannot see any of the tests' temporary folders."""
@@ -206,9 +207,9 @@ def test_the_s3_server_stopped_mid_run_is_one_error_line_and_resume_completes(
     store, models = s3_inputs
     predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
     run = tmp_path / "run"
-    # 120 partitions of 5 rows: the run is still going when the server stops.
+    # 60 partitions of 10 rows: the run is still going when the server stops.
     args = ["--store", store, "--models", models, "--predictions", predictions, "--out",
-            str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "5"]
+            str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "10"]
     job = start_job(*args)
     try:
         before = wait_for_markers(run, 2, job)
@@ -221,9 +222,32 @@ def test_the_s3_server_stopped_mid_run_is_one_error_line_and_resume_completes(
     # Dask's workers log the failed tasks; the job itself reports one line.
     assert len(errors) == 1 and "--resume once it is back" in errors[0], stderr[-3000:]
     secret_free(s3_server, stderr)
-    assert len(before) < 120 and not (run / "report.json").exists()
+    assert len(before) < 60 and not (run / "report.json").exists()
     resumed = run_score(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_scores(run, local_run)
+    reference = predictions_at(str(local_run / "predictions.zarr"))
+    for name, values in predictions_at(predictions).items():
+        np.testing.assert_array_equal(values, reference[name])
+
+
+@pytest.mark.cluster
+def test_a_worker_killed_mid_run_on_s3_changes_nothing(
+    isolated_cluster: str, s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
+) -> None:
+    store, models = s3_inputs
+    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
+    run = tmp_path / "run"
+    job = start_job("--scheduler", isolated_cluster, "--store", store, "--models", models,
+                    "--predictions", predictions, "--out", str(run), *FAST[:-2],
+                    "--partition-rows", "10")
+    before = wait_for_markers(run, 2, job)
+    with Client(isolated_cluster, timeout=30) as client:
+        _, victim = min(client.run(os.getpid).items())
+    os.kill(victim, signal.SIGKILL)  # pid in the worker's namespace: the same here (no --pid)
+    _, stderr = job.communicate(timeout=240)
+    assert job.returncode == 0, stderr[-3000:]
+    assert len(before) < 60, "the run finished before the worker was killed"
     assert_same_scores(run, local_run)
     reference = predictions_at(str(local_run / "predictions.zarr"))
     for name, values in predictions_at(predictions).items():
