@@ -50,6 +50,8 @@ TARGETS: dict[str, tuple[float, str]] = {
     "knn_over_sklearn": (10.0, "exact KNN vs the scikit-learn brute reference (paired, 1 thread)"),
     "knn_worst_input_over_test": (0.5, "exact KNN on its worst hard input set vs the test split"),
     "end_to_end_images_per_second": (3000.0, "main job end to end, both models, default cluster"),
+    "end_to_end_over_before_issue14": (2.5, "main job end to end vs 1,195 images/s before (#14)"),
+    "knn_bound_over_shortlist": (1.0, "the bound search vs the shortlist search (tuning grid)"),
     "knn_agrees_with_sklearn": (1.0, "fraction of identical predictions, whole split"),
     "mlp_over_keras_batch1000": (10.0, "onnxruntime vs Keras model.predict at batch 1,000"),
     "mlp_over_keras_batch1": (100.0, "onnxruntime vs Keras model.predict at batch 1"),
@@ -62,6 +64,9 @@ TARGET_MAXIMA: dict[str, tuple[float, str]] = {
     "knn_latency_p50_ms_batch1": (2.0, "exact KNN, one image per call, p50 (1 thread)"),
     "knn_max_query_ms": (20.0, "exact KNN, slowest single query over every input set"),
 }
+# The main job end to end before the bound search (issue 14: 2026-12-01, commit 79d64e7, both
+# models, the default 2-worker LocalCluster, the 2-core machine kind the nightly bench runs on).
+END_TO_END_BEFORE_ISSUE14 = 1195.0
 # Worker memory must not grow with the number of images: full split vs half, same partitions.
 MEMORY_GROWTH_LIMIT = 1.10
 
@@ -321,6 +326,10 @@ def figures(document: dict[str, Any]) -> dict[str, Any]:
         "mlp_over_keras_batch1000": ratio(mlp_1000, keras_1000),
         "mlp_over_keras_batch1": ratio(mlp_1, keras_1),
         "end_to_end_images_per_second": default["dask_images_per_second"],
+        "end_to_end_over_before_issue14": ratio(default["dask_images_per_second"],
+                                                END_TO_END_BEFORE_ISSUE14),
+        "knn_bound_over_shortlist": ratio(default_knn_tuning(document).get("images_per_second"),
+                                          shortlist_tuning(document).get("images_per_second")),
         "end_to_end_fraction_of_cluster_roofline": default["dask_images_per_second"]
         / cluster_limit,
         "dask_over_in_process": default["dask_over_in_process"],
@@ -335,8 +344,16 @@ def default_knn_tuning(document: dict[str, Any]) -> dict[str, Any]:
     """The tuning row of the KNN's default settings: how much of its time is the GEMM."""
     settings = document["knn_settings"]
     for row in document["tuning"]["knn"]:
-        if (row["block_rows"], row["shortlist"]) == (settings["block_rows"],
-                                                     settings["shortlist"]):
+        if (row.get("search", "bound"), row["block_rows"], row["shortlist"]) == (
+                settings.get("search", "bound"), settings["block_rows"], settings["shortlist"]):
+            return row
+    return {}
+
+
+def shortlist_tuning(document: dict[str, Any]) -> dict[str, Any]:
+    """The tuning row of the shortlist search at its former defaults (block 256, shortlist 8)."""
+    for row in document["tuning"]["knn"]:
+        if (row.get("search"), row["block_rows"], row["shortlist"]) == ("shortlist", 256, 8):
             return row
     return {}
 

@@ -143,7 +143,8 @@ def sweep_on_worker(
     return {
         "rows": rows, "paired": paired, "matmul_1thread": matmul, "skipped": skipped, "blas_in_worker": blas,
         "n_reference": len(knn_model.reference), "hidden": mlp_hidden(ref),
-        "knn": {"block_rows": predictors.knn.block_rows, "shortlist": predictors.knn.shortlist},
+        "knn": {"search": predictors.knn.search, "block_rows": predictors.knn.block_rows,
+                "shortlist": predictors.knn.shortlist},
         "model_bytes": model_bytes(predictors.knn),
     }
 

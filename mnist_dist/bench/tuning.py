@@ -22,7 +22,7 @@ from mnist_dist.throughput import sample_images
 
 # (search, block_rows, shortlist): the bound search's block sizes, and the shortlist search
 # (the previous default) for comparison.
-KNN_SETTINGS = (("bound", 16, 8), ("bound", 32, 8), ("bound", 64, 8), ("shortlist", 256, 8),
+KNN_SETTINGS = (("bound", 32, 8), ("bound", 64, 8), ("bound", 128, 8), ("shortlist", 256, 8),
                 ("shortlist", 512, 16))
 ORT_BATCHES = (1, 1000)
 
