@@ -109,15 +109,12 @@ def local_cluster(spec: ClusterSpec) -> LocalCluster:
 def connect(spec: ClusterSpec) -> Iterator[Client]:
     """A client on the requested cluster; a local one is started and torn down here."""
     if spec.scheduler is None:
-        with local_cluster(spec) as cluster, Client(cluster) as client:
+        with logging_restored(), local_cluster(spec) as cluster, Client(cluster) as client:
             log.info("Dask dashboard: %s", client.dashboard_link)
             quiet_project_errors(client)
             client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
-            try:
+            with silent_teardown_on_failure():
                 yield client
-            except KeyboardInterrupt:
-                silence_logs()  # tearing down an interrupted run is abrupt by design
-                raise
         return
     security = spec.tls.security() if spec.tls else None
     try:
@@ -128,7 +125,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             f"cannot reach Dask scheduler {spec.scheduler} within {spec.connect_timeout:g}s "
             f"({reason})"
         ) from exc
-    with client:
+    with logging_restored(), client:
         if not client.scheduler_info()["workers"]:
             try:
                 client.wait_for_workers(1, timeout=spec.connect_timeout)
@@ -138,7 +135,33 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
                     f"after {spec.connect_timeout:g}s"
                 ) from exc
         quiet_project_errors(client)
-        yield client
+        with silent_teardown_on_failure():
+            yield client
+
+
+# Dask's exceptions when the scheduler connection is lost under a running job.
+LOST_SCHEDULER = (CommClosedError, FutureCancelledError, StreamClosedError)
+
+
+@contextlib.contextmanager
+def silent_teardown_on_failure() -> Iterator[None]:
+    """Inside a client's lifetime: after Ctrl-C or a lost scheduler, the client's (and a local
+    cluster's) teardown logs nothing; its warnings and tracebacks are expected then."""
+    try:
+        yield
+    except (KeyboardInterrupt, *LOST_SCHEDULER):
+        silence_logs()
+        raise
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """Outside a client's lifetime: logging as it was before, once the teardown is over."""
+    level = logging.root.manager.disable
+    try:
+        yield
+    finally:
+        logging.disable(level)
 
 
 @contextlib.contextmanager
@@ -150,7 +173,7 @@ def cluster_faults() -> Iterator[None]:
     except KilledWorker as exc:
         raise ClusterError(f"a task killed every worker that ran it ({exc}); the workers "
                            "may lack memory for it") from exc
-    except (CommClosedError, FutureCancelledError, StreamClosedError) as exc:
+    except LOST_SCHEDULER as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ClusterError(f"lost the connection to the Dask scheduler ({reason}); "
                            "rerun with --resume once the cluster is back") from exc
