@@ -22,7 +22,7 @@ from numba import njit
 from mnist_dist.models.knn_scan import insert_neighbour
 
 RARE_SHARE = 0.02
-COMPONENTS = 64
+COMPONENTS = 96  # bench: as fast as 64 on the test split, 2x faster on shifted digits
 COVARIANCE_STRIDE = 8  # the PCA basis is fitted on every 8th reference (any orthonormal P is exact)
 SEEDS = 8  # smallest bounds computed exactly first, so the scan starts with a tight k-th distance
 # Relative allowance of the float32 bound. Its error is at most γ₆₆·Σ|terms| + the float32
