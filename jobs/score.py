@@ -138,7 +138,9 @@ def score_images(args: argparse.Namespace) -> int:
         train_epochs=args.epochs,
         **({"out": args.out} if args.out else {}),
     )
-    report = run_image_scoring(spec)
+    apply_storage_options(args.storage_options)
+    with storage_errors(locations=(spec.store, spec.models)):
+        report = run_image_scoring(spec)
     print(text_table(report))
     print(f"report: {spec.out / 'report.json'}")
     inputs = report["inputs"]

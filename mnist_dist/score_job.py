@@ -28,7 +28,8 @@ from mnist_dist.data.store import check_split, zarr_array
 from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.locations import absolute, is_url
-from mnist_dist.models.artifacts import ModelRef, read_manifest_at
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import validate_models
 from mnist_dist.partitioning import SCORE_BYTES_PER_ROW, score_partition_rows
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
@@ -98,7 +99,7 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
     check_buckets({"--store": spec.store, "--models": spec.models,
                    "--predictions": spec.predictions})
     store, ref = ensure_inputs(spec)
-    manifest = read_manifest_at(ref.directory)
+    manifest = validate_models(ref)  # before any work: a malformed model is one error line
     check_split(store, spec.split)  # here, not on a worker: bad data is one error line
     rows = spec.partition_rows or score_partition_rows(store, spec.split, spec.partition_mb)
     with locked_run_folder(spec.out), cluster_faults():

@@ -1,6 +1,6 @@
 """The Dask scoring graph: Zarr images → both predictors → Zarr predictions + confusion counts.
 
-`da.from_zarr` reads the images on the workers, one task per partition; each partition task runs
+Each partition task reads its rows on a worker (`store.read_rows`: an undecodable chunk is named), runs
 every selected model, writes its per-row outputs (digits, MLP probabilities, KNN neighbours and
 distances) into the Zarr chunks that match the partition, and returns only counts (confusion
 when the split has labels, predicted digits, agreement, confidence), bounded samples and timings. The client records each
@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 import zarr
 from distributed import Client, Future, as_completed
 from zarr.codecs import ZstdCodec
 
-from mnist_dist.data.store import check_complete, zarr_array
-from mnist_dist.errors import DataError, SpecError, StoreExistsError
+from mnist_dist.data.store import check_split, read_rows, split_array, zarr_array
+from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.models.knn import knn_from_bytes
@@ -97,44 +96,6 @@ class ScoreResult:
     samples: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
 
 
-def open_split(job: ScoreJob) -> tuple[da.Array, da.Array | None]:
-    """Lazy images (N, 784) and labels (N,) of the job's split, partitioned by rows; labels
-    are None when the split has none."""
-    rows = job.partition_rows
-    try:
-        images = da.from_zarr(job.store, component=f"{job.split}/images", chunks=(rows, 784))
-    except (KeyError, FileNotFoundError) as exc:
-        raise DataError(f"{job.store}: split {job.split!r} not found in the store ({exc})") from exc
-    if not split_has(job.store, job.split, "labels"):
-        return check_images_array(job, images), None
-    labels = da.from_zarr(job.store, component=f"{job.split}/labels", chunks=(rows,))
-    return check_images_array(job, images), check_labels_array(job, images, labels)
-
-
-def split_has(store: str, split: str, name: str) -> bool:
-    """True when the split's group holds the array `name` (e.g. labels, ids)."""
-    return name in zarr.open_group(store, mode="r")[split]  # type: ignore[operator]
-
-
-def check_images_array(job: ScoreJob, images: da.Array) -> da.Array:
-    """`images` when it is uint8 (N, 784); DataError otherwise."""
-    if images.dtype != np.uint8 or images.shape[1:] != (784,):
-        raise DataError(
-            f"{job.store}/{job.split}/images must be uint8 (N, 784); "
-            f"got {images.dtype} {images.shape} instead"
-        )
-    return images
-
-
-def check_labels_array(job: ScoreJob, images: da.Array, labels: da.Array) -> da.Array:
-    """`labels` when there is one per image; DataError otherwise."""
-    if labels.shape != images.shape[:1]:
-        raise DataError(
-            f"{job.store}/{job.split}: {images.shape[0]} images but {labels.shape[0]} labels"
-        )
-    return labels
-
-
 def job_identity(job: ScoreJob, n_images: int) -> dict[str, Any]:
     """What must not change between an interrupted run and its resumption."""
     return {
@@ -199,19 +160,24 @@ def score_block(
 
 
 def partition_tasks(
-    job: ScoreJob, images: da.Array, labels: da.Array | None, skip: set[int],
+    job: ScoreJob, n_images: int, labelled: bool, skip: set[int],
     payload: Future | ModelPayload | None, copy_ids: bool = False,
 ) -> dict[int, Any]:
-    """One delayed task per partition not in `skip`, keyed by partition index."""
-    starts = np.cumsum((0, *images.chunks[0][:-1]))
-    image_blocks = images.to_delayed().ravel()
-    label_blocks = labels.to_delayed().ravel() if labels is not None else [None] * len(starts)
+    """One delayed task per partition not in `skip`, keyed by partition index; each reads its
+    own rows of the split on a worker."""
+    read = dask.delayed(read_rows, pure=True)
     task = dask.delayed(score_block, pure=True)
-    return {
-        i: task(image_blocks[i], label_blocks[i], i, int(starts[i]), job, payload, copy_ids,
-                dask_key_name=f"score-partition-{dask.base.tokenize(job)}-{i}")
-        for i in range(len(starts)) if i not in skip
-    }
+    token = dask.base.tokenize(job)
+    tasks = {}
+    for index, start in enumerate(range(0, n_images, job.partition_rows)):
+        if index in skip:
+            continue
+        stop = min(start + job.partition_rows, n_images)
+        images = read(job.store, f"{job.split}/images", start, stop)
+        labels = read(job.store, f"{job.split}/labels", start, stop) if labelled else None
+        tasks[index] = task(images, labels, index, start, job, payload, copy_ids,
+                            dask_key_name=f"score-partition-{token}-{index}")
+    return tasks
 
 
 def score(
@@ -219,9 +185,9 @@ def score(
     payload: Future | ModelPayload | None = None,
 ) -> ScoreResult:
     """Run the graph on `client`, recording each finished partition under `job.run_dir`."""
-    images, labels = open_split(job)
-    check_complete(job.store, job.split)  # before any task: a missing chunk reads as zeros
-    n_images = int(images.shape[0])
+    # Shapes, dtypes, labels 0-9 and every chunk, before any task (a missing chunk reads as 0).
+    n_images = check_split(job.store, job.split)
+    labelled = split_array(job.store, job.split, "labels") is not None
     # Predictions are only ever resumed by the run that created them (its run.json names them).
     if not run_started(job.run_dir) and zarr_exists(job.predictions):
         raise StoreExistsError(
@@ -229,12 +195,12 @@ def score(
             f"{job.run_dir}; choose another --out or --predictions"
         )
     done = start_run(job.run_dir, job_identity(job, n_images), job.resume)
-    copy_ids = split_has(job.store, job.split, "ids")
+    copy_ids = split_array(job.store, job.split, "ids") is not None
     if not prediction_store_complete(job.predictions):
         # Made before any task runs, so no partition was recorded against a half-made store.
         ids = zarr_array(job.store, f"{job.split}/ids") if copy_ids else None
         create_prediction_store(job, n_images, ids)
-    tasks = partition_tasks(job, images, labels, set(done), payload, copy_ids)
+    tasks = partition_tasks(job, n_images, labelled, set(done), payload, copy_ids)
     log.info("scoring %d partitions (%d already done) of %d rows", len(tasks), len(done),
              job.partition_rows)
     start = time.perf_counter()
@@ -247,7 +213,7 @@ def score(
         if show_progress:
             progress_line(finished, len(futures))
     result = combine(markers, job, n_images, len(tasks), time.perf_counter() - start,
-                     labels is not None)
+                     labelled)
     return replace(result, samples=prediction_samples(job, result))
 
 
@@ -294,7 +260,7 @@ def combine(
     )
 
 
-def read_rows(array: zarr.Array, index: list[int]) -> np.ndarray:
+def pick_rows(array: zarr.Array, index: list[int]) -> np.ndarray:
     """Rows `index` (any order, repeats allowed) of a 2-D Zarr array, read on this side."""
     rows = np.asarray(index, dtype=np.int64)
     if not len(rows):
@@ -323,18 +289,18 @@ def prediction_samples(
                 reference = knn_from_bytes(read_artifact(job.models, "knn.npz"),
                                            read_artifact(job.models, "knn.json")).reference
             neighbours = reference[np.array([row["neighbours"] for row in rows])]
-        out[name] = (read_rows(images, [row["index"] for row in rows]), neighbours)
+        out[name] = (pick_rows(images, [row["index"] for row in rows]), neighbours)
     return out
 
 
 def score_in_process(job: ScoreJob) -> dict[str, np.ndarray]:
-    """The same predictions computed in this process without a cluster (the reference)."""
-    images, _ = open_split(job)
-    with dask.config.set(scheduler="synchronous"):
-        return {
-            name: da.map_blocks(
-                predict_partition, images, name, job.models, job.ort_threads,
-                drop_axis=1, dtype=np.uint8, meta=np.empty((0,), np.uint8),
-            ).compute()
-            for name in job.model_names
-        }
+    """The same predictions computed partition by partition in this process, without Dask
+    (the reference the graph is tested against)."""
+    n_images = check_split(job.store, job.split)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in job.model_names}
+    for start in range(0, n_images, job.partition_rows):
+        stop = min(start + job.partition_rows, n_images)
+        images = read_rows(job.store, f"{job.split}/images", start, stop)
+        for name in job.model_names:
+            parts[name].append(predict_partition(images, name, job.models, job.ort_threads))
+    return {name: np.concatenate(values) for name, values in parts.items()}

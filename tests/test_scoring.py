@@ -12,7 +12,7 @@ import zarr
 from distributed import Client, LocalCluster
 
 from mnist_dist.cluster import check_versions, package_versions, version_mismatches
-from mnist_dist.errors import StoreExistsError
+from mnist_dist.errors import StoreExistsError, StoreNotFoundError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models import cache
 from mnist_dist.models.artifacts import ModelRef
@@ -88,7 +88,7 @@ def test_failed_run_leaves_no_partial_predictions(
 ) -> None:
     job = make_job(small_store, small_models, tmp_path, 250)
     broken = ScoreJob(**{**job.__dict__, "split": "missing"})
-    with pytest.raises(ValueError, match="split 'missing' not found"):
+    with pytest.raises(StoreNotFoundError, match="split 'missing' not found"):
         score(local_client, broken, show_progress=False)
     assert list(tmp_path.iterdir()) == []
 
