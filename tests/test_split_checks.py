@@ -131,3 +131,19 @@ def test_score_refuses_bad_data_with_one_line_before_work(
     assert len(errors) == 1 and errors[0].startswith("error: ")
     assert re.search(message, errors[0])
     assert not out.exists()  # refused before the run folder or the cluster
+
+
+def test_score_names_an_undecodable_image_chunk_read_on_a_worker(
+    store: Path, small_models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Chunk files are all present (the client's check passes): the worker reading the garbage
+    chunk raises the DataError, which reaches the user as one line naming the chunk."""
+    overwrite_chunk(store, "test/images/c/1/0")
+    got = score_job.main(["--store", str(store), "--models", str(small_models), *FAST,
+                          "--partition-rows", "250", "--out", str(tmp_path / "run")])
+    captured = capsys.readouterr()
+    errors = captured.err.strip().splitlines()
+    assert got == 3, errors
+    assert len(errors) == 1 and re.search(r"test/images: chunk\(s\) c/1/0 cannot be decoded",
+                                          errors[0])
+    assert "Traceback" not in captured.err + captured.out
