@@ -10,6 +10,7 @@ tasks; writes are idempotent) and an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -74,6 +75,11 @@ class ScoreJob:
                 self, "predictions", str(Path(self.run_dir).resolve() / "predictions.zarr")
             )
 
+    @property
+    def token(self) -> str:
+        """A deterministic name of this job (task keys, the workers' open predictions arrays)."""
+        return str(dask.base.tokenize(self))
+
 
 @dataclass(frozen=True)
 class ScoreResult:
@@ -136,6 +142,13 @@ def prediction_store_complete(location: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)
+def output_array(location: str, name: str, token: str) -> zarr.Array:
+    """Predictions array `name`, opened once per worker process and run (`token`): on object
+    storage every open reads metadata, which would cost more than the write itself."""
+    return zarr_array(location, name, mode="r+")
+
+
 def score_block(
     images: np.ndarray, labels: np.ndarray | None, index: int, start: int, job: ScoreJob,
     payload: ModelPayload | None = None, copy_ids: bool = False,
@@ -146,10 +159,10 @@ def score_block(
     outputs, seconds = timed_outputs(predictors, job.model_names, images)
     stop = start + len(images)
     for name, values in outputs.items():
-        zarr_array(job.predictions, name, mode="r+")[start:stop] = values
+        output_array(job.predictions, name, job.token)[start:stop] = values
     if copy_ids:
         ids = zarr_array(job.store, f"{job.split}/ids")[start:stop]
-        zarr_array(job.predictions, "ids", mode="r+")[start:stop] = ids
+        output_array(job.predictions, "ids", job.token)[start:stop] = ids
     summary = prediction_summary(outputs, start, job.sample_misclassified)
     if labels is not None:
         for row in summary["least_confident"] + summary["disagreements"]:
@@ -167,7 +180,7 @@ def partition_tasks(
     own rows of the split on a worker."""
     read = dask.delayed(read_rows, pure=True)
     task = dask.delayed(score_block, pure=True)
-    token = dask.base.tokenize(job)
+    token = job.token
     tasks = {}
     for index, start in enumerate(range(0, n_images, job.partition_rows)):
         if index in skip:
