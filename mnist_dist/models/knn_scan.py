@@ -19,21 +19,28 @@ ABANDON_SLACK = 1e-12
 
 
 @njit(cache=True, nogil=True)
-def weighted_distance(query: np.ndarray, row: np.ndarray, weights: np.ndarray,
-                      limit: float) -> float:
-    """Σ w_i (a_i − b_i)² for uint8 (784,) `query` and `row`; +inf once it provably exceeds
-    `limit` (checked every CHUNK pixels)."""
-    total = 0.0
-    abandon = limit * (1.0 + ABANDON_SLACK)
-    for start in range(0, query.shape[0], CHUNK):
+def abandoning_sum(query: np.ndarray, row: np.ndarray, weights: np.ndarray, n: int,
+                   total: float, abandon: float) -> float:
+    """`total` + Σ_{i<n} w_i (a_i − b_i)² for uint8 `query` and `row`; +inf once the running
+    sum exceeds `abandon` (checked every CHUNK pixels)."""
+    for start in range(0, n, CHUNK):
         part = 0.0
-        for i in range(start, min(query.shape[0], start + CHUNK)):
+        for i in range(start, min(n, start + CHUNK)):
             diff = np.float64(np.int32(query[i]) - np.int32(row[i]))
             part += weights[i] * (diff * diff)
         total += part
         if total > abandon:
             return np.inf
     return total
+
+
+@njit(cache=True, nogil=True)
+def weighted_distance(query: np.ndarray, row: np.ndarray, weights: np.ndarray,
+                      limit: float) -> float:
+    """Σ w_i (a_i − b_i)² for uint8 (784,) `query` and `row`; +inf once it provably exceeds
+    `limit` (checked every CHUNK pixels)."""
+    return abandoning_sum(query, row, weights, query.shape[0], 0.0,
+                          limit * (1.0 + ABANDON_SLACK))
 
 
 @njit(cache=True, nogil=True)
