@@ -28,9 +28,9 @@ from mnist_dist.cli import (
 )
 from mnist_dist.errors import ImageInputError, exit_code_for
 from mnist_dist.images.job import run_image_scoring
+from mnist_dist.images.report import failure_lines
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.report.document import summary_text
-from mnist_dist.report.images_render import text_table
 from mnist_dist.score_job import ScoreRunSpec, run_score
 from mnist_dist.storage import apply_storage_options, parse_storage_options, storage_errors
 from mnist_dist.throughput import SweepSpec
@@ -130,7 +130,7 @@ def score(args: argparse.Namespace) -> int:
 
 
 def score_images(args: argparse.Namespace) -> int:
-    """Score image files; print one row per file; exit code 12 when any file failed."""
+    """Score image files; print the summary and the failures; exit code 12 when any failed."""
     spec = ImageScoreSpec(
         images=tuple(args.images), models=args.models, store=Path(args.store),
         labels=args.labels, labels_from_names=args.labels_from_names,
@@ -141,12 +141,15 @@ def score_images(args: argparse.Namespace) -> int:
     apply_storage_options(args.storage_options)
     with storage_errors(locations=(spec.store, spec.models)):
         report = run_image_scoring(spec)
-    print(text_table(report))
+    print(summary_text(report))
+    print("\n".join(failure_lines(report["images"])))
     print(f"report: {spec.out / 'report.json'}")
-    inputs = report["inputs"]
+    print(f"predictions: {report['outputs']['predictions']} "
+          f"(python -m jobs.export {spec.out} for a table)")
+    inputs = report["images"]
     if inputs["n_failed"]:
         print(f"error: {inputs['n_failed']} of {inputs['n_files']} image files could not be "
-              "scored; see the status column", file=sys.stderr)
+              "scored; see the failures above and in report.json", file=sys.stderr)
         return exit_code_for(ImageInputError())
     return 0
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 from distributed import Client
@@ -20,6 +21,7 @@ from mnist_dist.cluster import ClusterSpec
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DataError, ImageInputError
+from mnist_dist.export import ExportSpec, run_export
 from mnist_dist.images.files import (
     label_from_name,
     list_image_files,
@@ -28,9 +30,8 @@ from mnist_dist.images.files import (
     read_labels_csv,
 )
 from mnist_dist.images.job import run_image_scoring
-from mnist_dist.images.report import SCHEMA
+from mnist_dist.images.report import FAILURE_EXAMPLES
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.images.tasks import ImageRow, ImageTask, choose_sheet, score_files
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.training import TrainSpec, train_models
@@ -127,40 +128,6 @@ def test_spec_is_validated() -> None:
         ImageScoreSpec(images=())
 
 
-def test_sheet_shows_mistakes_then_disagreements_then_the_rest() -> None:
-    rows = [
-        ImageRow(0, "a", 1, knn=1, mlp=1), ImageRow(1, "b", None, knn=2, mlp=3),
-        ImageRow(2, "c", 4, knn=4, mlp=9), ImageRow(3, "d", None, error="blank"),
-        ImageRow(4, "e", None, knn=5, mlp=5),
-    ]
-    assert choose_sheet(rows, 2) == [2, 1]
-    assert choose_sheet(rows, 10) == [2, 1, 0, 4]
-    assert choose_sheet(rows, 0) == []
-
-
-def test_score_files_scores_a_partition_without_dask(trained: Trained, tmp_path: Path) -> None:
-    for i in range(4):
-        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(tmp_path / f"{i}.png")
-    bad = write_bad_files(tmp_path)
-    tasks = [ImageTask(i, str(tmp_path / f"{i}.png"), None, f"{i}.png") for i in range(4)]
-    tasks.insert(1, ImageTask(4, str(tmp_path / bad[1]), 3, "blank.png"))
-    saved = tmp_path / "pre"
-    rows = score_files(tasks, ModelRef.from_directory(trained.models), save_dir=str(saved))
-    assert [row.index for row in rows] == [0, 4, 1, 2, 3]
-    assert rows[1].error is not None and rows[1].error.startswith("image is blank")
-    assert rows[1].knn is None and rows[1].label == 3
-    predictors = load_predictors(ModelRef.from_directory(trained.models))
-    straight = trained.x_test[:4]
-    scored = [row for row in rows if row.error is None]
-    assert [row.knn for row in scored] == predictors.knn.predict(straight).tolist()
-    assert [row.mlp for row in scored] == predictors.mlp.predict(straight).tolist()
-    for row in scored:
-        assert row.mlp_probability is not None and row.runner_up_probability is not None
-        assert 1.0 >= row.mlp_probability >= row.runner_up_probability >= 0.0
-        assert row.runner_up != row.mlp
-    assert sorted(p.name for p in saved.iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
-
-
 def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
     trained: Trained, local_client: Client, tmp_path: Path
 ) -> None:
@@ -179,30 +146,45 @@ def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
 
     predictors = load_predictors(ModelRef.from_directory(trained.models))
     straight = float((predictors.mlp.predict(trained.x_test) == trained.y_test).mean())
-    disturbed = report["accuracy"]["mlp"]["accuracy"]
+    disturbed = report["models"]["mlp"]["accuracy"]
     print(f"MLP accuracy on {N_TEST} digits: store {straight:.4f}, disturbed files {disturbed:.4f}")
-    assert report["accuracy"]["mlp"]["n_images"] == N_TEST
+    assert report["models"]["mlp"]["n_images"] == N_TEST
     assert disturbed >= straight - 0.01
     knn_straight = float((predictors.knn.predict(trained.x_test) == trained.y_test).mean())
-    assert report["accuracy"]["knn"]["accuracy"] >= knn_straight - 0.02
+    assert report["models"]["knn"]["accuracy"] >= knn_straight - 0.02
 
-    inputs = report["inputs"]
+    inputs = report["images"]
     assert (inputs["n_files"], inputs["n_scored"], inputs["n_failed"]) == (N_TEST + 3, N_TEST, 3)
-    errors = {Path(row["file"]).name: row["error"] for row in report["files"] if row["error"]}
+    errors = {Path(e["file"]).name: e["reason"] for e in inputs["failures"]["examples"]}
     assert sorted(errors) == sorted(bad)
     assert "one frame" in errors["1_animated.png"] and "blank" in errors["3_blank.png"]
     assert "not a readable PNG, JPEG, BMP or TIFF" in errors["5_corrupt.png"]
-    assert report["cluster"]["partitions"] == 7
+    assert sum(inputs["failures"]["by_reason"].values()) == 3
+    assert inputs["file_partitions"] == 7
     assert len(list((tmp_path / "pre").glob("*.png"))) == N_TEST
 
+    # Per-file results are in the predictions store, failures included; report.json is bounded.
+    predictions = zarr.open_group(str(tmp_path / "run" / "predictions.zarr"), mode="r")
+    assert predictions["mlp"].shape == (N_TEST,) and predictions["ids"].shape == (N_TEST,)
+    failed = dict(zip(map(str, predictions["failures/file"][:]),
+                      map(str, predictions["failures/reason"][:]), strict=True))
+    assert {Path(f).name: r for f, r in failed.items()} == errors
     saved = json.loads((tmp_path / "run" / "report.json").read_text())
-    assert saved["schema"] == SCHEMA == "mnist-dist-images-report/1"
-    assert len(saved["sheet"]) == 100 and len(saved["accuracy"]["mlp"]["confusion"]) == 10
+    assert saved["schema"] == "mnist-dist-report/1" and "files" not in saved
+    assert len(saved["images"]["failures"]["examples"]) <= FAILURE_EXAMPLES
+    assert len(json.dumps(saved)) < 200_000  # counts and bounded samples, not rows per file
     html = (tmp_path / "run" / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 200
     assert "http://" not in html and "https://" not in html
-    markdown = (tmp_path / "run" / "report.md").read_text()
-    assert "## Accuracy on the labelled files" in markdown and "5_corrupt.png" in markdown
+
+    # jobs.export of the run: one row per scored file, equal to the predictions store.
+    table = pd.read_parquet(run_export(ExportSpec(run=tmp_path / "run")))
+    assert table["id"].tolist() == list(map(str, predictions["ids"][:]))
+    assert table["knn"].tolist() == predictions["knn"][:].tolist()
+    assert table["mlp"].tolist() == predictions["mlp"][:].tolist()
+    proba = predictions["mlp_probabilities"][:]
+    assert np.array_equal(table["mlp_probability"].to_numpy(),
+                          proba[np.arange(N_TEST), predictions["mlp"][:]])
+    assert table["label"].tolist() == [int(Path(i).name[0]) for i in table["id"]]
 
 
 def test_job_main_prints_the_table(
@@ -222,7 +204,7 @@ def test_job_main_prints_the_table(
     ran_with = json.loads((tmp_path / "run" / "report.json").read_text())["effective_settings"]
     assert ran_with["models"] == str(trained.models)
     out = capsys.readouterr().out
-    assert "p(runner-up)" in out and "d2.png" in out and "of 3" in out
+    assert "scored 3 of 3 image files (0 failed)" in out and "KNN" in out and "MLP" in out
     with pytest.raises(SystemExit):
         score_job.parse_args(["--labels", "x.csv"])  # needs --images
     with pytest.raises(SystemExit):
@@ -247,8 +229,8 @@ def test_cli_subprocess_reports_failed_files_with_exit_code_12(
     assert result.returncode == 12, result.stderr[-2000:]
     assert "3 of 9 image files could not be scored" in result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split()[:4] == ["file", "label", "KNN", "MLP"]
+    assert "scored 6 of 9 image files (3 failed)" in lines
     for name in bad:
-        assert any(name in line and "error:" in line for line in lines)
+        assert any(line.startswith("  failed: ") and name in line for line in lines)
     assert (tmp_path / "run" / "report.html").is_file()
     assert len(list((tmp_path / "pre").glob("*.png"))) == 6

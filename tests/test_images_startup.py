@@ -11,6 +11,7 @@ from pathlib import Path
 import fsspec
 import numpy as np
 import pytest
+import zarr
 from distributed import Client
 from PIL import Image
 
@@ -65,9 +66,10 @@ def test_models_given_by_url_are_shipped_to_workers_that_cannot_read_them(
     assert code == 0, capsys.readouterr().err[-2000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["cluster"]["models_shipped"] is True
-    assert report["models"]["directory"] == url
-    assert report["inputs"]["n_scored"] == 3
-    assert all(row["error"] is None and row["knn"] is not None for row in report["files"])
+    assert report["outputs"]["models"] == url
+    assert report["images"]["n_scored"] == 3 and report["dataset"]["n_images"] == 3
+    predictions = zarr.open_group(report["outputs"]["predictions"], mode="r")
+    assert sorted(map(str, predictions["ids"][:])) == sorted(str(p) for p in images.iterdir())
 
 
 def test_local_models_the_workers_can_read_are_not_shipped(
@@ -76,7 +78,7 @@ def test_local_models_the_workers_can_read_are_not_shipped(
     assert run(images, str(models), tmp_path / "run", local_client) == 0
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["cluster"]["models_shipped"] is False
-    assert report["models"]["directory"] == str(models.resolve())
+    assert report["outputs"]["models"] == str(models.resolve())
 
 
 def test_other_versions_on_the_workers_are_refused_before_scoring(

@@ -20,8 +20,9 @@ from mnist_dist.cluster import ClusterSpec
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DataError
+from mnist_dist.images.job import run_image_scoring
 from mnist_dist.images.preprocess import load_image, preprocess
-from mnist_dist.images.tasks import ImageTask, score_files
+from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.ingest.job import IngestSpec, run_ingest
 from mnist_dist.ingest.sources import file_sha256, to_labels, to_pixels
 from mnist_dist.models.artifacts import ModelRef
@@ -153,11 +154,14 @@ def test_a_folder_ingested_and_scored_equals_scoring_the_files_as_images_does(
     ref = ModelRef.from_directory(small_models)
     job = ScoreJob(store=str(store), run_dir=tmp_path / "run", models=ref, split="scans")
     score(local_client, job, show_progress=False)
-    rows = score_files([ImageTask(i, str(p)) for i, p in enumerate(paths)], ref)  # --images' task
+    run_image_scoring(ImageScoreSpec(images=(tmp_path / "scans",), models=str(small_models),
+                                     out=tmp_path / "images-run", cluster=on(local_client)))
     predictions = zarr.open_group(job.predictions, mode="r")
-    assert predictions["knn"][:].tolist() == [row.knn for row in rows]
-    assert predictions["mlp"][:].tolist() == [row.mlp for row in rows]
-    assert [str(i) for i in predictions["ids"][:]] == [row.file for row in rows]
+    images = zarr.open_group(str(tmp_path / "images-run" / "predictions.zarr"), mode="r")
+    for name in ("knn", "mlp", "mlp_probabilities", "knn_neighbours", "knn_distances"):
+        assert np.array_equal(predictions[name][:], images[name][:]), name
+    assert [str(i) for i in predictions["ids"][:]] == [str(i) for i in images["ids"][:]] \
+        == [str(p) for p in paths]
 
 
 def test_the_cli_reports_failed_files_with_exit_code_12(

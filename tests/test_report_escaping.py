@@ -50,16 +50,3 @@ def test_markdown_cells_cannot_break_a_table_or_open_html(tmp_path: Path) -> Non
     # Elsewhere the text is inside a code span, where Markdown shows it as typed.
     assert "- a\\|b &lt;img src=x onerror=alert(3)&gt;: `a|b <img src=x onerror=alert(3)>`" \
         in markdown
-
-
-def test_images_report_escapes_file_names(tmp_path: Path) -> None:
-    from mnist_dist.report import images_render
-
-    report = json.loads((SAMPLE.parent / "images-report-sample.json").read_text())
-    report["files"][0]["file"] = HOSTILE
-    md_path, html_path = images_render.write_renderings(report, tmp_path)
-    markdown, html = md_path.read_text(), html_path.read_text()
-    assert "<img src=x" not in markdown and "<img src=x" not in html
-    assert "&lt;img src=x onerror=alert(3)&gt;" in html
-    row = next(line for line in markdown_rows(markdown) if line.startswith("| a\\|b"))
-    assert row.replace("\\|", "").count("|") == len(images_render.HEADERS) + 1

@@ -358,20 +358,6 @@ def test_score_report_matches_the_golden_renderings(rendered: dict[str, str]) ->
         encoding="utf-8")
 
 
-def test_images_report_matches_the_golden_renderings(tmp_path: Path) -> None:
-    from mnist_dist.report import images_render
-
-    report = json.loads((DATA / "images-report-sample.json").read_text(encoding="utf-8"))
-    paths = {p.suffix: p for p in images_render.write_renderings(report, tmp_path)}
-    markdown = paths[".md"].read_text(encoding="utf-8")
-    assert markdown == (DATA / "images-report-sample.md").read_text(encoding="utf-8")
-    page = paths[".html"].read_text(encoding="utf-8")
-    assert masked(page) == (DATA / "images-report-sample.masked.html").read_text(
-        encoding="utf-8")
-    sheet = report["sheet"][0]["original_png_b64"]
-    assert f"data:image/png;base64,{sheet}" in page  # the sheet's own bytes, copied as they are
-
-
 @pytest.mark.parametrize(
     ("edit", "field"),
     [

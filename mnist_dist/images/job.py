@@ -1,83 +1,73 @@
-"""Score image files with both models on Dask: paths in, one small result row per file out.
+"""Score image files with both models on Dask: `jobs.score --images PATH...`.
 
-The client only lists the files; partitions of paths go to the workers, which read,
-preprocess and predict (`tasks.score_files`), and send back one `ImageRow` per file. Pixels
-come back only for the contact sheet, in a second round over at most `sheet_limit` files;
-`--save-preprocessed` PNGs are written by the workers themselves. So, like the image files
-they read, the folder must be on storage the workers share. This is the only module of the
-package that touches the Dask client.
+One implementation with `jobs.ingest` and `jobs.score --split`: the files are ingested
+(`mnist_dist.ingest.graph`: read and preprocessed on the workers, partition by partition) into
+the split `images` of a store inside the run folder (`OUT/images.zarr`: images, ids = file
+paths, labels when given, failures/{file,reason}); that split is scored by the normal graph
+(`scoring.score`) into `OUT/predictions.zarr`, which also gets the failures; the report is the
+score report plus an `images` section of counts and bounded samples. The client holds the list
+of paths and never a per-file result, so `jobs.export OUT` gives one row per scored file.
 
-A file that cannot be scored (unreadable, corrupt, blank, animated, too large) gets an
-`error` in its row; the rest of the batch is scored regardless.
+Like the image files they read, `--save-preprocessed` must be on storage the workers share.
+This is the only module of `mnist_dist.images` that touches the Dask client.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distributed import Client, Future
+import dask.array as da
+import zarr
+from distributed import Client
+from zarr.codecs import BloscCodec, BloscShuffle
 
-from mnist_dist.atomic import write_json_atomic
 from mnist_dist.cluster import (
     check_versions,
     cluster_facts,
+    cluster_faults,
     connect,
     ort_threads_for,
     ship_models_if_needed,
 )
 from mnist_dist.ensure import ensure_models, ensure_store
-from mnist_dist.errors import SpecError, StoreExistsError
-from mnist_dist.images.files import (
-    label_from_name,
-    list_image_files,
-    match_labels,
-    output_names,
-    read_labels_csv,
-)
-from mnist_dist.images.report import build_images_report
+from mnist_dist.errors import ImageInputError, SpecError, StoreExistsError
+from mnist_dist.images.files import list_image_files, output_names
+from mnist_dist.images.report import images_section
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.images.tasks import (
-    ImageRow,
-    ImageTask,
-    choose_sheet,
-    partitions,
-    score_files,
-    sheet_entries,
+from mnist_dist.ingest.graph import (
+    STRINGS,
+    Layout,
+    compact_staged,
+    new_array,
+    stage_files,
+    store_all,
 )
+from mnist_dist.ingest.job import IngestSpec, file_labels
 from mnist_dist.locations import absolute, is_url
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import validate_models
-from mnist_dist.report.images_render import write_renderings
-from mnist_dist.report.schema import REPORT_NAME
-from mnist_dist.run_state import prepare_out
+from mnist_dist.report.document import build_report, write_report
+from mnist_dist.report.render import render_report
+from mnist_dist.run_state import locked_run_folder
+from mnist_dist.score_job import gallery_pixels
+from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.settings import setting
 from mnist_dist.training import TrainSpec, check_model_folder
 
 log = logging.getLogger(__name__)
 
-SHEET_PARTITION = 25
+STORE_NAME = "images.zarr"  # the run's own store, in the run folder
+SPLIT = "images"
+STAGING_NAME = "images-staging.zarr"
 
 
-def build_tasks(files: Sequence[Path], spec: ImageScoreSpec) -> list[ImageTask]:
-    """One task per file, with its label (if any) and its preprocessed PNG name."""
-    if spec.labels is not None:
-        labels = match_labels(files, read_labels_csv(spec.labels), spec.labels.parent)
-    elif spec.labels_from_names:
-        labels = [label_from_name(f) for f in files]
-    else:
-        labels = [None] * len(files)
-    names = output_names(files) if spec.save_preprocessed else [None] * len(files)
-    return [
-        ImageTask(i, str(f), label, name)
-        for i, (f, label, name) in enumerate(zip(files, labels, names, strict=True))
-    ]
-
-
-def check_save_folder(folder: Path, tasks: Sequence[ImageTask]) -> None:
+def check_save_folder(folder: Path, names: Sequence[str]) -> None:
     """StoreExistsError unless `folder` is a folder (or absent) holding none of the PNG names
     the run will write: --save-preprocessed never replaces a file the run did not create."""
     if folder.exists() and not folder.is_dir():
@@ -87,7 +77,7 @@ def check_save_folder(folder: Path, tasks: Sequence[ImageTask]) -> None:
         raise StoreExistsError(
             f"--save-preprocessed {folder} lies under {above}, which is a file; expected a folder"
         )
-    taken = sorted(t.save_as for t in tasks if t.save_as and (folder / t.save_as).exists())
+    taken = sorted(name for name in names if (folder / name).exists()) if folder.exists() else []
     if taken:
         shown = ", ".join(taken[:5]) + (f" and {len(taken) - 5} more" if len(taken) > 5 else "")
         raise StoreExistsError(
@@ -104,39 +94,6 @@ def make_save_folder(folder: Path) -> None:
         raise SpecError(f"--save-preprocessed {folder}: cannot create the folder ({exc})") from exc
 
 
-def score_on_cluster(
-    client: Client, tasks: Sequence[ImageTask], spec: ImageScoreSpec, ref: ModelRef,
-    ort_threads: int, payload: Future | None = None,
-) -> tuple[list[ImageRow], int]:
-    """Every file's row, in order, and the number of partitions the files were cut into."""
-    threads = max(1, sum(client.nthreads().values()))
-    # Small batches still spread over every thread; large ones use `partition_files`.
-    size = max(1, min(spec.partition_files, math.ceil(len(tasks) / threads)))
-    parts = partitions(tasks, size)
-    save_dir = str(spec.save_preprocessed.resolve()) if spec.save_preprocessed else None
-    futures = client.map(
-        score_files, parts, ref=ref, ort_threads=ort_threads, save_dir=save_dir,
-        max_pixels=spec.max_pixels, payload=payload, pure=False,
-    )
-    rows = [row for part in client.gather(futures) for row in part]
-    return rows, len(parts)
-
-
-def sheet_on_cluster(
-    client: Client, tasks: Sequence[ImageTask], chosen: Sequence[int], max_pixels: int
-) -> list[dict[str, Any]]:
-    """Contact-sheet entries of the `chosen` rows, read by the workers, in `chosen` order."""
-    wanted = [tasks[i] for i in chosen]
-    if not wanted:
-        return []
-    futures = client.map(
-        sheet_entries, partitions(wanted, SHEET_PARTITION), max_pixels=max_pixels, pure=False
-    )
-    entries = [entry for part in client.gather(futures) for entry in part]
-    position = {index: k for k, index in enumerate(chosen)}
-    return sorted(entries, key=lambda entry: position[entry["index"]])
-
-
 def model_reference(spec: ImageScoreSpec) -> ModelRef:
     """A verified reference to the models at `spec.models` (path or URL); a missing local
     folder is first trained on `spec.store`, as jobs.score does."""
@@ -150,31 +107,112 @@ def model_reference(spec: ImageScoreSpec) -> ModelRef:
     return ModelRef.from_location(models)
 
 
+def run_layout(n_files: int, threads: int) -> Layout:
+    """The run store's layout: the store's chunk rows, fewer when that spreads a small batch
+    over every thread; compressed like the store."""
+    rows = max(1, min(int(setting("prepare.chunk-rows")), math.ceil(n_files / threads)))
+    return Layout(rows, BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle))
+
+
+def ingest_files(
+    client: Client, paths: Sequence[str], labels: Sequence[int] | None,
+    names: Sequence[str] | None, spec: ImageScoreSpec,
+) -> tuple[str, int, int, dict[str, Any]]:
+    """The files preprocessed on the workers into `OUT/images.zarr/images`; returns its
+    location, the rows scored and failed, and the staging facts (partitions, seconds)."""
+    store = spec.out.resolve() / STORE_NAME
+    if store.exists():
+        raise StoreExistsError(f"{store} exists (an earlier attempt); choose a new --out")
+    threads = max(1, sum(client.nthreads().values()))
+    layout = run_layout(len(paths), threads)
+    size = max(1, min(spec.partition_files, math.ceil(len(paths) / threads)))
+    staging_at = spec.out.resolve() / STAGING_NAME
+    save_dir = str(spec.save_preprocessed.resolve()) if spec.save_preprocessed else None
+    started = time.perf_counter()
+    try:
+        staging = stage_files(client, paths, labels, str(staging_at), size, layout,
+                              save_dir, names)
+        split = zarr.open_group(str(store), mode="w-").create_group(SPLIT)
+        n_ok, n_failed = compact_staged(client, staging, split, layout, labels is not None)
+    finally:
+        shutil.rmtree(staging_at, ignore_errors=True)
+    facts = {"file_partitions": math.ceil(len(paths) / size),
+             "ingest_seconds": time.perf_counter() - started, "store": str(store)}
+    return str(store), n_ok, n_failed, facts
+
+
+def copy_failures(client: Client, store: str, predictions: str) -> zarr.Group:
+    """The split's failures/{file,reason} copied into the predictions store on the workers;
+    returns the copy."""
+    source = zarr.open_group(store, mode="r")[f"{SPLIT}/failures"]
+    target = zarr.open_group(predictions, mode="r+").create_group("failures")
+    n = int(source["file"].shape[0])
+    layout = Layout(int(source["file"].chunks[0]), source["file"].compressors)
+    pairs = []
+    for name in ("file", "reason"):
+        array = new_array(target, name, (n,), STRINGS, layout)
+        if n:
+            pairs.append((da.from_zarr(source[name]), array))
+    store_all(client, pairs)
+    return target
+
+
+def first_failure(store: str) -> str:
+    """`file: reason` of the first failed file."""
+    failures = zarr.open_group(store, mode="r")[f"{SPLIT}/failures"]
+    return f"{failures['file'][0]}: {failures['reason'][0]}"
+
+
 def run_image_scoring(spec: ImageScoreSpec) -> dict[str, Any]:
     """Score the image files of `spec`; returns the report (also written as report.json,
-    report.md and report.html in `spec.out`). Per-file failures are rows, not exceptions."""
+    report.md and report.html in `spec.out`). Per-file failures are counted, not raised."""
     files = list_image_files(spec.images)
-    tasks = build_tasks(files, spec)
-    if spec.save_preprocessed is not None:  # before anything is built, trained or written
-        check_save_folder(spec.save_preprocessed, tasks)
+    labels = file_labels(IngestSpec(sources=tuple(map(str, spec.images)), split=SPLIT,
+                                    labels=spec.labels, labels_from_names=spec.labels_from_names),
+                         files)
+    names = output_names(files) if spec.save_preprocessed is not None else None
+    paths = [str(f) for f in files]
+    del files  # the client keeps one list of names, not Path objects as well
+    if spec.save_preprocessed is not None and names is not None:  # before anything is built
+        check_save_folder(spec.save_preprocessed, names)
     ref = model_reference(spec)
     manifest = validate_models(ref)  # before any work: a malformed model is one error line
-    prepare_out(spec.out)
-    if spec.save_preprocessed is not None:
-        make_save_folder(spec.save_preprocessed)
-    log.info("scoring %d image files", len(tasks))
+    with locked_run_folder(spec.out), cluster_faults():
+        if spec.save_preprocessed is not None:
+            make_save_folder(spec.save_preprocessed)
+        log.info("scoring %d image files", len(paths))
+        return score_files(spec, paths, labels, names, ref, manifest)
+
+
+def score_files(
+    spec: ImageScoreSpec, paths: Sequence[str], labels: Sequence[int] | None,
+    names: Sequence[str] | None, ref: ModelRef, manifest: dict[str, Any],
+) -> dict[str, Any]:
+    """Ingest, score and report on the cluster (see the module docstring)."""
     with connect(spec.cluster) as client:
         check_versions(client)
         payload = ship_models_if_needed(client, ref)
         ort_threads = ort_threads_for(client)
         started = time.perf_counter()
-        rows, n_parts = score_on_cluster(client, tasks, spec, ref, ort_threads, payload)
-        wall = time.perf_counter() - started
-        sheet = sheet_on_cluster(client, tasks, choose_sheet(rows, spec.sheet_limit),
-                                 spec.max_pixels)
-        cluster = {**cluster_facts(client), "ort_threads": ort_threads, "partitions": n_parts,
+        store, n_ok, n_failed, staging = ingest_files(client, paths, labels, names, spec)
+        if n_ok == 0:
+            raise ImageInputError(f"none of the {n_failed} image files could be scored "
+                                  f"(first: {first_failure(store)})")
+        job = ScoreJob(store=store, run_dir=spec.out, models=ref, split=SPLIT,
+                       partition_rows=int(zarr.open_array(f"{store}/{SPLIT}/images").chunks[0]),
+                       ort_threads=ort_threads)
+        result = score(client, job, show_progress=False, payload=payload)
+        failures = copy_failures(client, store, job.predictions)
+        seconds = time.perf_counter() - started
+        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
                    "models_shipped": payload is not None}
-    report = build_images_report(spec, rows, sheet, cluster, manifest, wall)
-    write_json_atomic(spec.out / REPORT_NAME, report)
-    write_renderings(report, spec.out)
+    dataset = {"store": store, "split": SPLIT, "partition_rows": job.partition_rows,
+               "store_split": None}
+    outputs = {"predictions": job.predictions, "models": ref.directory}
+    report = build_report(result, dataset, cluster, manifest, [], outputs,
+                          gallery_pixels(store, SPLIT, result))
+    report["images"] = images_section(spec, n_ok, failures, {
+        **staging, "seconds": seconds, "files_per_second": len(paths) / seconds})
+    write_report(report, spec.out)
+    render_report(report, spec.out)
     return report

@@ -348,14 +348,3 @@ def to_png(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def thumbnail_png(image: Image.Image, side: int = 96) -> bytes:
-    """PNG bytes of a small copy of `image` (long side <= `side`), for contact sheets."""
-    if image.mode in (*DEEP_MODES, "LAB"):
-        image = Image.fromarray(np.rint(to_grayscale(image)).astype(np.uint8))
-    small = image.convert("RGBA") if image.mode not in ("L", "RGB", "RGBA") else image.copy()
-    small.thumbnail((side, side), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    small.save(buffer, format="PNG")
-    return buffer.getvalue()

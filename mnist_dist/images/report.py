@@ -1,39 +1,23 @@
-"""The `report.json` document of one image run (schema `SCHEMA`), built from its rows."""
+"""The `images` section of an image run's report.json: what was asked for, how many files were
+scored or failed (counts by reason and a bounded list of examples), how they were preprocessed.
+
+Everything else in the report is the score report's (`mnist_dist.report.document`): the files
+were ingested into a split and scored with the normal graph.
+"""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Sequence
-from dataclasses import asdict
-from datetime import UTC, datetime
+from collections import Counter
 from typing import Any
 
 import numpy as np
+import zarr
 
-import mnist_dist
 from mnist_dist.images import preprocess
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.images.tasks import ImageRow
-from mnist_dist.locations import absolute
-from mnist_dist.metrics import accuracy_summary, confusion_matrix
-from mnist_dist.predict import MODEL_NAMES
-from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME, REPORT_NAME
-from mnist_dist.settings import effective_settings
 
-SCHEMA = "mnist-dist-images-report/1"
-
-
-def model_accuracy(rows: Sequence[ImageRow]) -> dict[str, dict[str, Any]] | None:
-    """Accuracy, per-class accuracy and confusion of both models on the labelled, scored rows."""
-    labelled = [row for row in rows if row.label is not None and row.error is None]
-    if not labelled:
-        return None
-    labels = np.array([row.label for row in labelled], dtype=np.uint8)
-    return {
-        name: accuracy_summary(confusion_matrix(
-            labels, np.array([getattr(row, name) for row in labelled], dtype=np.uint8)))
-        for name in MODEL_NAMES
-    }
+FAILURE_EXAMPLES = 20  # failed files named in report.json; the predictions store has them all
+REASON_KINDS = 20  # distinct reasons counted; the rest are counted as "other"
 
 
 def labels_source(spec: ImageScoreSpec) -> dict[str, Any]:
@@ -45,7 +29,7 @@ def labels_source(spec: ImageScoreSpec) -> dict[str, Any]:
     return {"source": None, "path": None}
 
 
-def preprocessing_facts(spec: ImageScoreSpec) -> dict[str, Any]:
+def preprocessing_facts() -> dict[str, Any]:
     """The preprocessing steps and their parameters, for the report."""
     return {
         "steps": ["to_grayscale", "fix_polarity", "isolate_ink", "drop_specks", "trim_to_ink",
@@ -54,66 +38,54 @@ def preprocessing_facts(spec: ImageScoreSpec) -> dict[str, Any]:
         "noise_floor_fraction": preprocess.NOISE_FLOOR_FRACTION,
         "bilevel_threshold": preprocess.BILEVEL_THRESHOLD,
         "bilevel_max_scale": preprocess.BILEVEL_MAX_SCALE,
-        "max_pixels": spec.max_pixels, "formats": list(preprocess.FORMATS),
+        "max_pixels": preprocess.MAX_PIXELS, "formats": list(preprocess.FORMATS),
     }
 
 
-def inputs_facts(spec: ImageScoreSpec, rows: Sequence[ImageRow]) -> dict[str, Any]:
-    """The files asked for, how many were scored or failed, and their labels."""
-    failed = sum(row.error is not None for row in rows)
+def reason_kind(reason: str) -> str:
+    """A failure reason without its particulars (sizes, system messages): what it is counted as."""
+    return reason.split(" (")[0].split(";")[0].strip()
+
+
+def failure_facts(failures: zarr.Group) -> dict[str, Any]:
+    """Counts of the failed files by reason and the first few (file, reason), read chunk by
+    chunk: memory does not grow with the number of failures."""
+    files, reasons = failures["file"], failures["reason"]
+    counts: Counter[str] = Counter()
+    step = max(1, int(reasons.chunks[0]))
+    for start in range(0, int(reasons.shape[0]), step):
+        counts.update(reason_kind(str(r)) for r in np.asarray(reasons[start : start + step]))
+    kept = dict(counts.most_common(REASON_KINDS))
+    if len(counts) > REASON_KINDS:
+        kept["other"] = sum(counts.values()) - sum(kept.values())
+    n = min(FAILURE_EXAMPLES, int(files.shape[0]))
+    examples = [{"file": str(f), "reason": str(r)}
+                for f, r in zip(np.asarray(files[:n]), np.asarray(reasons[:n]), strict=True)]
+    return {"by_reason": kept, "examples": examples}
+
+
+def images_section(
+    spec: ImageScoreSpec, n_scored: int, failures: zarr.Group, staging: dict[str, Any]
+) -> dict[str, Any]:
+    """The report's `images` section (see the module docstring); `staging` adds the ingest's
+    partitions and seconds."""
+    n_failed = int(failures["file"].shape[0])
     return {
         "paths": [str(p) for p in spec.images],
-        "n_files": len(rows), "n_scored": len(rows) - failed, "n_failed": failed,
-        "labels": {**labels_source(spec),
-                   "n_labelled": sum(row.label is not None for row in rows)},
-    }
-
-
-def sheet_cards(rows: Sequence[ImageRow], sheet: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The contact sheet's entries (from `tasks.sheet_entries`) with their PNGs as base64."""
-    return [
-        {"index": entry["index"], "file": rows[entry["index"]].file,
-         "original_png_b64": base64.b64encode(entry["original_png"]).decode("ascii"),
-         "preprocessed_png_b64": base64.b64encode(entry["preprocessed_png"]).decode("ascii")}
-        for entry in sheet
-    ]
-
-
-def outputs_facts(spec: ImageScoreSpec) -> dict[str, Any]:
-    """Where the run wrote its report files and (if asked) its preprocessed PNGs."""
-    out = spec.out.resolve()
-    return {
-        "report_json": str(out / REPORT_NAME),
-        "report_md": str(out / MARKDOWN_NAME),
-        "report_html": str(out / HTML_NAME),
+        "n_files": n_scored + n_failed, "n_scored": n_scored, "n_failed": n_failed,
+        "failures": failure_facts(failures),
+        "labels": labels_source(spec),
+        "preprocessing": preprocessing_facts(),
         "preprocessed": str(spec.save_preprocessed.resolve()) if spec.save_preprocessed else None,
+        **staging,
     }
 
 
-def build_images_report(
-    spec: ImageScoreSpec, rows: Sequence[ImageRow], sheet: Sequence[dict[str, Any]],
-    cluster: dict[str, Any], manifest: dict[str, Any], wall_seconds: float,
-) -> dict[str, Any]:
-    """The whole `report.json` document (schema `SCHEMA`) of one image-scoring run."""
-    return {
-        "schema": SCHEMA,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "code_version": mnist_dist.__version__,
-        "inputs": inputs_facts(spec, rows),
-        "preprocessing": preprocessing_facts(spec),
-        "models": {
-            "directory": absolute(spec.models),
-            **{name: {"test_accuracy_at_training": manifest["models"][name]["test_accuracy"]}
-               for name in MODEL_NAMES},
-        },
-        "cluster": cluster,
-        "timing": {
-            "wall_seconds": wall_seconds,
-            "files_per_second": len(rows) / wall_seconds if wall_seconds > 0 else None,
-        },
-        "accuracy": model_accuracy(rows),
-        "files": [asdict(row) for row in rows],
-        "sheet": sheet_cards(rows, sheet),
-        "outputs": outputs_facts(spec),
-        "effective_settings": effective_settings(),
-    }
+def failure_lines(section: dict[str, Any]) -> list[str]:
+    """Terminal text: files scored and failed, failures by reason, the first few failed files."""
+    lines = [(f"scored {section['n_scored']:,} of {section['n_files']:,} image files "
+             f"({section['n_failed']:,} failed)")]
+    failures = section["failures"]
+    lines += [f"  {count:>8,}  {reason}" for reason, count in failures["by_reason"].items()]
+    lines += [f"  failed: {e['file']}: {e['reason']}" for e in failures["examples"]]
+    return lines

@@ -8,10 +8,7 @@ from pathlib import Path
 
 from mnist_dist.cluster import ClusterSpec
 from mnist_dist.errors import SpecError
-from mnist_dist.images.preprocess import MAX_PIXELS
 from mnist_dist.settings import default_store, setting_field
-
-SHEET_LIMIT = 100
 
 
 def default_images_out() -> Path:
@@ -37,8 +34,6 @@ class ImageScoreSpec:
     labels_from_names: bool = False
     save_preprocessed: Path | None = None
     partition_files: int = setting_field("images.partition-files")
-    sheet_limit: int = SHEET_LIMIT
-    max_pixels: int = MAX_PIXELS
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     train_epochs: int = setting_field("train.epochs")
 
@@ -49,6 +44,4 @@ class ImageScoreSpec:
             raise SpecError("labels and labels_from_names exclude each other; choose one")
         if self.partition_files < 1:
             raise SpecError(f"partition_files must be >= 1; got {self.partition_files} instead")
-        if self.sheet_limit < 0:
-            raise SpecError(f"sheet_limit must be >= 0; got {self.sheet_limit} instead")
 

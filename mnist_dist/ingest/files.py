@@ -19,14 +19,18 @@ from mnist_dist.images.tasks import ImageTask, read_digit
 STAGED = ("images", "ok", "reason", "file", "labels")
 
 
-def preprocess_files(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Digits uint8 (n, 784) (zero where a file failed), ok bool (n,), reasons str (n,)."""
+def preprocess_files(paths: Sequence[str], save_dir: str | None = None,
+                     save_as: Sequence[str] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Digits uint8 (n, 784) (zero where a file failed), ok bool (n,), reasons str (n,); each
+    digit also saved as `save_dir/save_as[k]` PNG when given (jobs.score --save-preprocessed)."""
     digits = np.zeros((len(paths), N_PIXELS), dtype=np.uint8)
     ok = np.zeros(len(paths), dtype=bool)
     reasons = np.full(len(paths), "", dtype=np.dtypes.StringDType())
     for k, path in enumerate(paths):
         try:
-            digits[k] = read_digit(ImageTask(k, path), None, MAX_PIXELS).reshape(N_PIXELS)
+            task = ImageTask(k, path, save_as=save_as[k] if save_as is not None else None)
+            digits[k] = read_digit(task, save_dir, MAX_PIXELS).reshape(N_PIXELS)
             ok[k] = True
         except ImageInputError as exc:
             reasons[k] = str(exc)
@@ -34,10 +38,11 @@ def preprocess_files(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def stage_partition(paths: Sequence[str], labels: Sequence[int] | None, start: int,
-                    staging: str) -> int:
+                    save_as: Sequence[str] | None = None, *, staging: str,
+                    save_dir: str | None = None) -> int:
     """Task body: preprocess `paths` and write rows `start…` of the staging arrays; returns
     how many files were usable."""
-    digits, ok, reasons = preprocess_files(paths)
+    digits, ok, reasons = preprocess_files(paths, save_dir, save_as)
     stop = start + len(paths)
     values = {"images": digits, "ok": ok, "reason": reasons,
               "file": np.array(paths, dtype=np.dtypes.StringDType()),

@@ -104,9 +104,10 @@ def write_array_split(client: Client, split: zarr.Group, images: da.Array,
 
 
 def stage_files(client: Client, files: Sequence[str], labels: Sequence[int] | None,
-                location: str, partition_files: int, layout: Layout) -> zarr.Group:
+                location: str, partition_files: int, layout: Layout,
+                save_dir: str | None = None, save_as: Sequence[str] | None = None) -> zarr.Group:
     """Preprocess every file on the workers into a staging group created at `location` (one
-    task per partition); returns that group."""
+    task per partition; each digit saved as `save_dir/save_as[i]` when given); returns it."""
     n = len(files)
     staging = zarr.open_group(location, mode="w-")
     dtypes = {"images": np.uint8, "ok": bool, "reason": STRINGS, "file": STRINGS,
@@ -118,7 +119,9 @@ def stage_files(client: Client, files: Sequence[str], labels: Sequence[int] | No
     futures = client.map(
         stage_partition, [files[s : s + partition_files] for s in starts],
         [labels[s : s + partition_files] if labels is not None else None for s in starts],
-        list(starts), staging=location, pure=False,
+        list(starts), [save_as[s : s + partition_files] if save_as is not None else None
+                       for s in starts],
+        staging=location, save_dir=save_dir, pure=False,
     )
     for future in as_completed(futures):
         future.result()  # re-raises a worker's error; the counts are not needed here
