@@ -16,6 +16,7 @@ from mnist_dist.cli import (
     setup_logging,
 )
 from mnist_dist.export import FORMATS, ExportSpec, run_export
+from mnist_dist.storage import storage_errors
 
 
 def build_parser() -> JobArgumentParser:
@@ -25,8 +26,9 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--format", type=non_empty, choices=FORMATS,
                         default=from_setting("export.format"),
                         help="parquet (a folder of part files) or csv (default: %(default)s)")
-    parser.add_argument("--out", type=path_arg,
-                        help="where to write (default: RUN/predictions.<format>)")
+    parser.add_argument("--out", type=non_empty,
+                        help="where to write: a path or a URL such as s3://bucket/key "
+                        "(default: RUN/predictions.<format>)")
     return parser
 
 
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
 
     def export() -> int:
-        print(f"wrote {run_export(ExportSpec(run=args.run, format=args.format, out=args.out))}")
+        spec = ExportSpec(run=args.run, format=args.format, out=args.out)
+        with storage_errors(locations=(str(spec.target()),)):
+            print(f"wrote {run_export(spec)}")
         return 0
     return run_job(export, args)
 

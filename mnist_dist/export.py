@@ -4,17 +4,23 @@ Columns: `id` (the split's `ids` when the predictions store has them, else the r
 `knn`, `mlp` (uint8 digits), `mlp_probability` (float32, the MLP's softmax for its digit),
 `agree` (knn == mlp) and, when the scored split has labels, `label`. Each partition of the
 DataFrame is a run of whole chunks of the predictions store (setting export.partition-rows),
-read by `partition_frame`, so memory does not grow with the number of images. The output is written beside its target and renamed into place.
+read by `partition_frame`, so memory does not grow with the number of images. The
+predictions store may be on object storage (the run's run.json names it), and so may the output
+(`--out s3://…`). The output is written beside its target under a temporary name and moved into
+place (on S3 a move is a copy then a delete: readers never see a partial file under the
+target's name, but an interrupted move can leave the temporary behind).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import dask.dataframe as dd
+import fsspec
 import numpy as np
 import pandas as pd
 import zarr
@@ -22,6 +28,7 @@ import zarr
 from mnist_dist.atomic import remove_quietly, temporary_sibling
 from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
+from mnist_dist.locations import is_url
 from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import RUN_FILE, read_run_file
 from mnist_dist.settings import setting, setting_field
@@ -35,18 +42,21 @@ ID_STRINGS = pd.StringDtype("pyarrow")  # the same dtype in every partition and 
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """Which run to export, in which format, where (default `RUN/predictions.<format>`)."""
+    """Which run to export, in which format, where (default `RUN/predictions.<format>`; a path
+    or an fsspec URL such as `s3://bucket/key`)."""
 
     run: Path
     format: str = setting_field("export.format")
-    out: Path | None = None
+    out: Path | str | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise SpecError(f"format must be one of {', '.join(FORMATS)}; "
                             f"got {self.format!r} instead")
 
-    def target(self) -> Path:
+    def target(self) -> Path | str:
+        if isinstance(self.out, str) and not is_url(self.out):
+            return Path(self.out.removeprefix("file://"))
         return self.out or self.run / f"predictions.{self.format}"
 
 
@@ -145,22 +155,53 @@ def export_frame(source: Source, partition_rows: int | None = None) -> dd.DataFr
                        enforce_metadata=False)
 
 
-def run_export(spec: ExportSpec) -> Path:
-    """Write the run's table to `spec.target()` atomically; returns that path."""
+def write_frame(frame: dd.DataFrame, format: str, where: str) -> None:
+    """Write the table to `where` (a path or URL): Parquet part files, or one CSV file."""
+    if format == "parquet":
+        frame.to_parquet(where, engine="pyarrow", write_index=False)
+    else:
+        frame.to_csv(where, single_file=True, index=False)
+
+
+def run_export(spec: ExportSpec) -> Path | str:
+    """Write the run's table to `spec.target()` atomically (see the module docstring);
+    returns that path or URL."""
     target = spec.target()
+    if isinstance(target, str):
+        return export_to_url(spec, target)
     if target.exists():
         raise StoreExistsError(f"{target} exists; choose another --out")
     frame = export_frame(locate(spec.run))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(target)
     try:
-        if spec.format == "parquet":
-            frame.to_parquet(tmp, engine="pyarrow", write_index=False)
-        else:
-            frame.to_csv(tmp, single_file=True, index=False)
+        write_frame(frame, spec.format, str(tmp))
         os.rename(tmp, target)
     finally:
         if tmp.exists():
             remove_quietly(tmp)
+    log.info("wrote %s", target)
+    return target
+
+
+def export_to_url(spec: ExportSpec, target: str) -> str:
+    """`run_export` to object storage: written under a temporary key beside `target`, then
+    moved to it; the temporary is removed when the write fails."""
+    fs, path = fsspec.core.url_to_fs(target)
+    if fs.exists(path):
+        raise StoreExistsError(f"{target} exists; choose another --out")
+    frame = export_frame(locate(spec.run))
+    parent, name = path.rstrip("/").rsplit("/", 1)
+    tmp = f"{parent}/.{name}.tmp-{secrets.token_hex(4)}"
+    protocol = target.split("://", 1)[0]
+    try:
+        write_frame(frame, spec.format, f"{protocol}://{tmp}")
+        # File by file: a recursive move also copies the folder's own marker, which some
+        # servers (SeaweedFS) list but cannot copy.
+        for part in fs.find(tmp):
+            fs.mv(part, path + part[len(tmp):])
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp, recursive=True)
     log.info("wrote %s", target)
     return target
