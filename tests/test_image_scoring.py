@@ -234,3 +234,83 @@ def test_cli_subprocess_reports_failed_files_with_exit_code_12(
         assert any(line.startswith("  failed: ") and name in line for line in lines)
     assert (tmp_path / "run" / "report.html").is_file()
     assert len(list((tmp_path / "pre").glob("*.png"))) == 6
+
+
+PEAK_RSS = """
+import resource, sys
+from jobs import score
+code = score.main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)
+"""
+
+
+def images_client_peak_rss_kib(folder: Path, models: Path, out: Path) -> int:
+    """Peak RSS (KiB) of the client process of `jobs.score --images FOLDER` (the workers are
+    other processes); as tests/test_ingest.py measures jobs.ingest."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, "--images", str(folder), "--models", str(models),
+         "--out", str(out), "--workers", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak, code = done.stdout.split()[-2:]
+    assert code == "0"
+    return int(peak)
+
+
+@pytest.mark.slow
+def test_client_memory_of_20000_files_is_within_10_percent_of_2000(
+    tmp_path: Path, small_store: Path, small_models: Path,
+) -> None:
+    digits = np.asarray(zarr.open_group(str(small_store), mode="r")["test/images"][:])
+    peaks = {}
+    for count in (2_000, 20_000):
+        folder = tmp_path / f"files-{count}"
+        folder.mkdir()
+        for i in range(count):
+            Image.fromarray(255 - digits[i % len(digits)].reshape(28, 28)).save(
+                folder / f"{i:05d}.png")
+        peaks[count] = images_client_peak_rss_kib(folder, small_models, tmp_path / f"run-{count}")
+    predictions = zarr.open_group(str(tmp_path / "run-20000" / "predictions.zarr"), mode="r")
+    assert predictions["mlp"].shape == (20_000,)
+    assert peaks[20_000] <= 1.10 * peaks[2_000], peaks
+
+
+@pytest.mark.browser
+def test_the_report_of_an_images_run_renders_in_chromium(
+    small_models: Path, vendored: RawMnist, local_client: Client, tmp_path: Path,
+) -> None:
+    from tests.test_report_browser import (
+        DevTools,
+        assert_not_blank,
+        chromium,
+        console_errors,
+        open_report,
+        page_socket,
+        screenshot,
+    )
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        disturb(vendored.x_test[i], rng).save(folder / f"{vendored.y_test[i]}_{i}.jpg")
+    write_bad_files(folder)
+    spec = ImageScoreSpec(images=(folder,), models=str(small_models), out=tmp_path / "run",
+                          labels_from_names=True,
+                          cluster=ClusterSpec(scheduler=local_client.scheduler.address))
+    run_image_scoring(spec)
+    html = tmp_path / "run" / "report.html"
+    with chromium(tmp_path / "profile") as base:
+        page = DevTools(page_socket(base))
+        try:
+            open_report(page, html)
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])")
+            shot = screenshot(page)
+        finally:
+            page.close()
+    assert console_errors(page.events) == []
+    assert len(images) == html.read_text().count("<img ") >= 5
+    assert [alt for done, width, alt in images if not (done and width > 0)] == []
+    assert_not_blank(shot)
