@@ -175,6 +175,9 @@ def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
     assert len(json.dumps(saved)) < 200_000  # counts and bounded samples, not rows per file
     html = (tmp_path / "run" / "report.html").read_text()
     assert "http://" not in html and "https://" not in html
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    for text in (html, markdown):  # the failures are shown, from the bounded section
+        assert "Image files" in text and "5_corrupt.png" in text and "failed: image is blank" in text
 
     # jobs.export of the run: one row per scored file, equal to the predictions store.
     table = pd.read_parquet(run_export(ExportSpec(run=tmp_path / "run")))

@@ -197,3 +197,19 @@ def range_note(value: float, low: float, high: float) -> str:
     if value > high:
         return f"{points(value - high)} points above the range"
     return "within the range"
+
+
+def image_files_facts(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) rows of a `jobs.score --images` run's `images` section: files, scored,
+    failed, failures by reason and the first failed files; none for other runs."""
+    section = report.get("images")
+    if not isinstance(section, dict):
+        return []
+    failures = section.get("failures") or {}
+    rows = [(key, f"{section.get(key, EN_DASH)}") for key in ("n_files", "n_scored", "n_failed")]
+    rows += [(f"failed: {reason}", f"{count}")
+             for reason, count in (failures.get("by_reason") or {}).items()]
+    rows += [(f"failed file {i + 1}", f"{e.get('file')}: {e.get('reason')}")
+             for i, e in enumerate(failures.get("examples") or [])]
+    return rows
+

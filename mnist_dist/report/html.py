@@ -234,6 +234,7 @@ def facts_view(report: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
     }
     view = {name: [(k, compact(v)) for k, v in values.items()]
             for name, values in groups.items()}
+    view["images"] = an.image_files_facts(report)
     view["checksums"] = [
         (f"{an.LABELS[m]} · {f}", a.get("sha256", EN_DASH)) for m in an.MODELS
         for f, a in report["models"][m].get("artifacts", {}).items()

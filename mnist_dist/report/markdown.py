@@ -155,6 +155,10 @@ def facts(report: dict[str, Any]) -> str:
         text += f"\n**{title}**\n\n" + "\n".join(
             f"- {markdown_text(k)}: {markdown_code(compact(v))}" for k, v in values.items()
         ) + "\n"
+    images = an.image_files_facts(report)
+    if images:
+        text += "\n**Image files**\n\n" + "\n".join(
+            f"- {markdown_text(k)}: {markdown_code(v)}" for k, v in images) + "\n"
     sums = [f"- {an.LABELS[m]} {markdown_code(f)}: {markdown_code(a.get('sha256', EN_DASH))}"
             for m in an.MODELS
             for f, a in report["models"][m].get("artifacts", {}).items()]
