@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from mnist_dist.data.sources import RawMnist, load_vendored
 from mnist_dist.models.artifacts import write_manifest
@@ -94,3 +97,32 @@ def write_model_dir(directory: Path, knn: KnnModel | None = None) -> Path:
     (directory / "mlp.json").write_text(json.dumps(params, indent=2) + "\n")
     write_manifest(directory, {"note": "tests.helpers.write_model_dir"})
     return directory
+
+
+PEAK_RSS = """
+import importlib, resource, sys
+code = importlib.import_module(sys.argv[1]).main(sys.argv[2:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)
+"""
+
+
+def job_peak_rss_kib(job: str, args: list[str], cwd: Path) -> int:
+    """Peak RSS (KiB) of the client process of `python -m jobs.<job> ARGS` run in `cwd` (its
+    workers are other processes); the job must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, f"jobs.{job}", *args, "--workers", "2"],
+        cwd=cwd, capture_output=True, text=True, timeout=1800, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    peak, code = done.stdout.split()[-2:]
+    assert code == "0"
+    return int(peak)
+
+
+def write_digit_pngs(folder: Path, digits: np.ndarray, count: int) -> Path:
+    """`count` PNG files in a new `folder`: the uint8 (n, 784) `digits` cycled, inverted (ink
+    dark on white, as scans are)."""
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(255 - digits[i % len(digits)].reshape(28, 28)).save(folder / f"{i:05d}.png")
+    return folder

@@ -35,6 +35,7 @@ from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.training import TrainSpec, train_models
+from tests.helpers import job_peak_rss_kib, write_digit_pngs
 
 REPO = Path(__file__).resolve().parents[1]
 N_TRAIN = 20_000
@@ -239,28 +240,6 @@ def test_cli_subprocess_reports_failed_files_with_exit_code_12(
     assert len(list((tmp_path / "pre").glob("*.png"))) == 6
 
 
-PEAK_RSS = """
-import resource, sys
-from jobs import score
-code = score.main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)
-"""
-
-
-def images_client_peak_rss_kib(folder: Path, models: Path, out: Path) -> int:
-    """Peak RSS (KiB) of the client process of `jobs.score --images FOLDER` (the workers are
-    other processes); as tests/test_ingest.py measures jobs.ingest."""
-    done = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, "--images", str(folder), "--models", str(models),
-         "--out", str(out), "--workers", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=1800, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    peak, code = done.stdout.split()[-2:]
-    assert code == "0"
-    return int(peak)
-
-
 @pytest.mark.slow
 def test_client_memory_of_20000_files_is_within_10_percent_of_2000(
     tmp_path: Path, small_store: Path, small_models: Path,
@@ -268,12 +247,10 @@ def test_client_memory_of_20000_files_is_within_10_percent_of_2000(
     digits = np.asarray(zarr.open_group(str(small_store), mode="r")["test/images"][:])
     peaks = {}
     for count in (2_000, 20_000):
-        folder = tmp_path / f"files-{count}"
-        folder.mkdir()
-        for i in range(count):
-            Image.fromarray(255 - digits[i % len(digits)].reshape(28, 28)).save(
-                folder / f"{i:05d}.png")
-        peaks[count] = images_client_peak_rss_kib(folder, small_models, tmp_path / f"run-{count}")
+        folder = write_digit_pngs(tmp_path / f"files-{count}", digits, count)
+        peaks[count] = job_peak_rss_kib("score", [
+            "--images", str(folder), "--models", str(small_models),
+            "--out", str(tmp_path / f"run-{count}")], cwd=REPO)
     predictions = zarr.open_group(str(tmp_path / "run-20000" / "predictions.zarr"), mode="r")
     assert predictions["mlp"].shape == (20_000,)
     assert peaks[20_000] <= 1.10 * peaks[2_000], peaks

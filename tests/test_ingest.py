@@ -27,6 +27,7 @@ from mnist_dist.ingest.job import IngestSpec, run_ingest
 from mnist_dist.ingest.sources import file_sha256, to_labels, to_pixels
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.scoring import ScoreJob, score
+from tests.helpers import job_peak_rss_kib, write_digit_pngs
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -277,43 +278,17 @@ def test_an_interrupted_ingest_leaves_no_split_and_no_temporary(
     assert fingerprint(store.parent) == before
 
 
-PEAK_RSS = """
-import resource, sys
-from jobs import ingest
-code = ingest.main(sys.argv[1:])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, code)
-"""
-
-
-def client_peak_rss_kib(folder: Path, store: Path, split: str) -> int:
-    """Peak RSS (KiB) of the client process of `jobs.ingest FOLDER` (workers are other
-    processes)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", PEAK_RSS, str(folder), "--store", str(store), "--split", split,
-         "--workers", "2"], env=env, capture_output=True, text=True, timeout=1800, check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    peak, code = done.stdout.split()[-2:]
-    assert code == "0"
-    return int(peak)
-
-
 @pytest.mark.slow
 def test_client_memory_of_20000_files_is_within_10_percent_of_2000(
     tmp_path: Path, store: Path,
 ) -> None:
     digits = np.asarray(split_arrays(store, "test")["images"])
-    folders = {}
-    for count in (2_000, 20_000):
-        folder = tmp_path / f"files-{count}"
-        folder.mkdir()
-        for i in range(count):
-            digit = 255 - digits[i % len(digits)].reshape(28, 28)
-            Image.fromarray(digit).save(folder / f"{i:05d}.png")
-        folders[count] = folder
-    small = client_peak_rss_kib(folders[2_000], store, "two-thousand")
-    large = client_peak_rss_kib(folders[20_000], store, "twenty-thousand")
+    small, large = (
+        job_peak_rss_kib("ingest", [
+            str(write_digit_pngs(tmp_path / f"files-{count}", digits, count)),
+            "--store", str(store), "--split", split], cwd=ROOT)
+        for count, split in ((2_000, "two-thousand"), (20_000, "twenty-thousand"))
+    )
     assert split_arrays(store, "twenty-thousand")["images"].shape == (20_000, 784)
     assert large <= 1.10 * small, (small, large)
 
