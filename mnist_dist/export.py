@@ -156,11 +156,15 @@ def export_frame(source: Source, partition_rows: int | None = None) -> dd.DataFr
 
 
 def write_frame(frame: dd.DataFrame, format: str, where: str) -> None:
-    """Write the table to `where` (a path or URL): Parquet part files, or one CSV file."""
+    """Write the table to `where` (a path or URL): Parquet part files, or one CSV file, on
+    this process's threads."""
+    # Explicitly threads: a distributed Client that is the process's default (a library user's,
+    # or another job's) may have workers without this process's credentials or files.
+    compute = {"scheduler": "threads"}
     if format == "parquet":
-        frame.to_parquet(where, engine="pyarrow", write_index=False)
+        frame.to_parquet(where, engine="pyarrow", write_index=False, compute_kwargs=compute)
     else:
-        frame.to_csv(where, single_file=True, index=False)
+        frame.to_csv(where, single_file=True, index=False, compute_kwargs=compute)
 
 
 def run_export(spec: ExportSpec) -> Path | str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
-from distributed import Client
+from distributed import Client, get_task_stream
 
 from jobs import export
 from mnist_dist.export import ExportSpec, export_frame, locate, run_export
@@ -71,6 +71,16 @@ def test_parquet_read_back_with_pandas_equals_the_predictions_store(
     assert np.array_equal(table["agree"], arrays["knn"] == arrays["mlp"])
     assert np.array_equal(table["label"], labels)
     assert len(list(target.glob("*.parquet"))) == 3  # one part per 250-row partition
+
+
+def test_export_runs_on_its_own_threads_not_on_a_default_client(
+    tmp_path: Path, small_store: Path, local_client: Client,
+) -> None:
+    make_run(tmp_path / "run", small_store)
+    with get_task_stream(client=local_client) as stream:
+        target = run_export(ExportSpec(run=tmp_path / "run", format="csv"))
+    assert len(pd.read_csv(target)) == N
+    assert stream.data == []  # the default client's workers may lack this process's credentials
 
 
 def test_csv_with_ids_and_without_labels(tmp_path: Path, small_store: Path) -> None:
