@@ -49,6 +49,11 @@ PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
 PREPARE_HINT = "run `python -m jobs.prepare`"
 
 
+def store_codec() -> BloscCodec:
+    """The store's compressor for uint8 pixel and label arrays."""
+    return BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
+
+
 def split_spec(split: str) -> dict[str, Any]:
     """The `split` attribute recorded for split name `split` (one of `SPLITS`)."""
     if split not in SPLITS:
@@ -165,9 +170,8 @@ def write_store(raw: RawMnist, path: Path, split: str, chunk_rows: int) -> None:
 
 def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
     """Create uint8 array `name` in `group` with row `chunks` and fill it with `data`."""
-    compressor = BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle)
     array = group.create_array(
-        name, shape=data.shape, chunks=chunks, dtype="uint8", compressors=compressor
+        name, shape=data.shape, chunks=chunks, dtype="uint8", compressors=store_codec()
     )
     array[...] = data
 

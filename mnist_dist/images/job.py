@@ -25,7 +25,6 @@ from typing import Any
 import dask.array as da
 import zarr
 from distributed import Client
-from zarr.codecs import BloscCodec, BloscShuffle
 
 from mnist_dist.cluster import (
     check_versions,
@@ -35,6 +34,7 @@ from mnist_dist.cluster import (
     ort_threads_for,
     ship_models_if_needed,
 )
+from mnist_dist.data.store import store_codec
 from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.errors import ImageInputError, SpecError, StoreExistsError
 from mnist_dist.images.files import list_image_files, output_names
@@ -111,7 +111,7 @@ def run_layout(n_files: int, threads: int) -> Layout:
     """The run store's layout: the store's chunk rows, fewer when that spreads a small batch
     over every thread; compressed like the store."""
     rows = max(1, min(int(setting("prepare.chunk-rows")), math.ceil(n_files / threads)))
-    return Layout(rows, BloscCodec(cname="zstd", clevel=5, shuffle=BloscShuffle.bitshuffle))
+    return Layout(rows, store_codec())
 
 
 def ingest_files(
