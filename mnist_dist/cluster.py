@@ -126,7 +126,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             f"({reason})"
         ) from exc
     with logging_restored(), client:
-        if not client.scheduler_info()["workers"]:
+        if not workers_info(client):
             try:
                 client.wait_for_workers(1, timeout=spec.connect_timeout)
             except TimeoutError as exc:
@@ -289,6 +289,15 @@ def workers_without_models(client: Client, ref: ModelRef) -> dict[str, str]:
     return {w: p for w, p in client.run(probe_models, ref).items() if p}
 
 
+def workers_info(client: Client) -> dict[str, dict[str, Any]]:
+    """Every worker's scheduler record (address → host, nthreads, memory_limit, …), fresh.
+
+    Asked of the scheduler directly: `client.scheduler_info()` returns a cache that the
+    client's periodic refresh can overwrite with an empty `workers` at any moment.
+    """
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
 def ort_threads_for(client: Client) -> int:
     """onnxruntime intra-op threads per session so that Dask threads x ORT threads <= cores.
 
@@ -298,7 +307,7 @@ def ort_threads_for(client: Client) -> int:
     cores = client.run(cpu_count)
     threads_per_host: dict[str, int] = {}
     cores_per_host: dict[str, int] = {}
-    for address, info in client.scheduler_info(n_workers=-1)["workers"].items():
+    for address, info in workers_info(client).items():
         host = info["host"]
         threads_per_host[host] = threads_per_host.get(host, 0) + info["nthreads"]
         cores_per_host[host] = cores.get(address) or 1
@@ -307,7 +316,7 @@ def ort_threads_for(client: Client) -> int:
 
 def cluster_facts(client: Client) -> dict[str, Any]:
     """Scheduler address, worker count and threads, for the report."""
-    workers = client.scheduler_info(n_workers=-1)["workers"]
+    workers = workers_info(client)
     return {
         "scheduler": client.scheduler.address,
         "workers": len(workers),

@@ -23,6 +23,7 @@ from mnist_dist.cluster import (
     connect,
     ort_threads_for,
     ship_models_if_needed,
+    workers_info,
 )
 from mnist_dist.data.store import check_split, zarr_array
 from mnist_dist.ensure import ensure_models, ensure_store
@@ -186,7 +187,7 @@ def check_sweep_memory(client: Client, sweep: SweepSpec) -> None:
     if not sweep.batch_sizes:
         return
     limits = [w.get("memory_limit") or 0
-              for w in client.scheduler_info(n_workers=-1)["workers"].values()]
+              for w in workers_info(client).values()]
     limit = min((m for m in limits if m), default=0)  # 0: no limit
     needed = max(sweep.batch_sizes) * SCORE_BYTES_PER_ROW
     if limit and needed > limit * SWEEP_MEMORY_FRACTION:
@@ -202,7 +203,7 @@ def run_on_one_worker(client: Client, timeout: float, function: Any, *args: Any)
     (a restarted worker has a new address), a ClusterError after `timeout` seconds in all."""
     deadline = time.monotonic() + timeout
     for _ in range(SWEEP_ATTEMPTS):
-        workers = client.scheduler_info(n_workers=-1)["workers"]
+        workers = workers_info(client)
         if not workers:
             raise ClusterError("no worker is left to run the throughput sweep")
         worker = min(workers)
@@ -234,5 +235,5 @@ def wait_while_worker_lives(
         try:
             return True, future.result(timeout=min(SWEEP_POLL_SECONDS, remaining))
         except TimeoutError:
-            if worker not in client.scheduler_info(n_workers=-1)["workers"]:
+            if worker not in workers_info(client):
                 return False, None

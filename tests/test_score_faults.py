@@ -12,10 +12,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask
 import pytest
 from distributed import Client, LocalCluster
 
-from mnist_dist.cluster import project_error_filter, quiet_project_errors
+from mnist_dist.cluster import (
+    ort_threads_for,
+    project_error_filter,
+    quiet_project_errors,
+    workers_info,
+)
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.score_job import check_sweep_memory, run_on_one_worker
 from mnist_dist.throughput import SweepSpec
@@ -40,6 +46,19 @@ def own_client() -> Iterator[Client]:
         yield client
 
 
+def test_every_worker_is_seen_while_the_clients_cached_info_refreshes() -> None:
+    """The client's periodic refresh (every 5 ms here) caches scheduler info without workers;
+    a job that read that cache once saw no workers (ort_threads_for failed with min() of
+    nothing in CI)."""
+    with dask.config.set({"distributed.client.scheduler-info-interval": "5ms"}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                         dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
+        seen = [len(workers_info(client)) for _ in range(300)]
+        threads = [ort_threads_for(client) for _ in range(50)]
+    assert seen == [2] * 300
+    assert min(threads) >= 1
+
+
 def test_the_sweep_moves_to_another_worker_when_its_worker_dies(
     own_client: Client, tmp_path: Path
 ) -> None:
@@ -51,10 +70,10 @@ def test_the_sweep_moves_to_another_worker_when_its_worker_dies(
             os._exit(1)  # the worker process dies mid-task, as on an OOM kill
         return os.getpid()
 
-    first = min(own_client.scheduler_info()["workers"])
+    first = min(workers_info(own_client))
     pid = run_on_one_worker(own_client, 120.0, die_once, flag)
     assert os.path.exists(flag)  # the first try killed its worker
-    assert first not in own_client.scheduler_info()["workers"]
+    assert first not in workers_info(own_client)
     assert pid in own_client.run(os.getpid).values()  # the second ran on a live worker
 
 

@@ -29,7 +29,7 @@ from mnist_dist.bench.roofline import (
 )
 from mnist_dist.bench.sweep import BenchSweepSpec, sweep_on_worker
 from mnist_dist.bench.tuning import tune_on_worker
-from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for
+from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for, workers_info
 from mnist_dist.ensure import ensure_models, ensure_store
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn
@@ -225,7 +225,7 @@ def on_one_worker(
     ort_threads: int, cores: int,
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The batch sweep, the settings grid and the KNN's hard inputs, each run on one worker."""
-    worker = min(client.scheduler_info(n_workers=-1)["workers"])
+    worker = min(workers_info(client))
     log.info("sweeping batch sizes %s on %s", sweep_spec.batch_sizes, worker)
     swept = client.submit(
         sweep_on_worker, ref, store, spec.split, sweep_spec, ort_threads, spec.baselines,
