@@ -1,4 +1,4 @@
-"""Checks of the files in `deploy/docker` and `deploy/kubernetes`.
+"""Checks of the files in `deploy/docker` and `deploy/kubernetes`, object-storage variants included.
 
 They are parsed and validated here, never run: the development machine has no container engine
 and no Kubernetes cluster. The job command lines are parsed with `jobs.score.parse_args`, so a
@@ -28,11 +28,21 @@ REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 COMPOSE = DEPLOY / "docker" / "compose.yaml"
+COMPOSE_S3 = DEPLOY / "docker" / "compose.s3.yaml"
 K8S = DEPLOY / "kubernetes"
+K8S_S3 = K8S / "s3"
 DASK_API = "kubernetes.dask.org/v1"
 SCORE_MODULE = ["python", "-m", "jobs.score"]
 # Variables the Dask operator injects into the pods it creates.
 OPERATOR_ENV = {"DASK_SCHEDULER_ADDRESS", "DASK_WORKER_NAME"}
+# What a process needs to reach the object storage (botocore reads these).
+CREDENTIAL_VARS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+S3_VARS = {"AWS_ENDPOINT_URL"} | CREDENTIAL_VARS
+# Stand-ins for the values compose.s3.yaml requires from the environment.
+S3_ENV = {"AWS_ENDPOINT_URL": "http://s3.test:8333", "AWS_ACCESS_KEY_ID": "test-id",
+          "AWS_SECRET_ACCESS_KEY": "test-secret"}
+# How a value in a template that is not a credential starts (secret.example.yaml).
+PLACEHOLDER = "REPLACE-WITH-"
 
 
 # ---------------------------------------------------------------- helpers
@@ -43,19 +53,66 @@ def load_docs(path: Path) -> list[dict[str, Any]]:
         return [doc for doc in yaml.safe_load_all(fh) if doc is not None]
 
 
-def interpolate(value: Any) -> Any:
-    """Compose-style `${VAR:-default}` / `${VAR-default}` replaced by the default, recursively."""
+COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str] | None = None) -> Any:
+    """Compose-style interpolation, recursively: `${VAR:-default}` / `${VAR-default}` replaced
+    by the default, `${VAR:?message}` / `${VAR?message}` by `env[VAR]`; a required variable
+    missing from `env` fails as `docker compose` does."""
+    env = env or {}
     if isinstance(value, dict):
-        return {key: interpolate(item) for key, item in value.items()}
+        return {key: interpolate(item, env) for key, item in value.items()}
     if isinstance(value, list):
-        return [interpolate(item) for item in value]
+        return [interpolate(item, env) for item in value]
     if isinstance(value, str):
-        def default(match: re.Match[str]) -> str:
-            if match.group(2) is None:
-                raise AssertionError(f"${{{match.group(1)}}} has no default in {value!r}")
-            return match.group(2)
-        return re.sub(r"\$\{(\w+)(?::?-([^}]*))?\}", default, value).replace("$$", "$")
+        def substitute(match: re.Match[str]) -> str:
+            name, operator, word = match.groups()
+            if operator is None:
+                raise AssertionError(f"${{{name}}} has no default in {value!r}")
+            if operator.endswith("?"):
+                if name not in env:
+                    raise AssertionError(f"required variable {name} is missing a value: {word}")
+                return env[name]
+            return word
+        return COMPOSE_VARIABLE.sub(substitute, value).replace("$$", "$")
     return value
+
+
+def required_variables(text: str) -> set[str]:
+    """The variables a Compose file requires (`${VAR:?message}`)."""
+    return {name for name, operator, _ in COMPOSE_VARIABLE.findall(text)
+            if operator.endswith("?")}
+
+
+def dockerfile_extras() -> set[str]:
+    """The extras of the project the Dockerfile installs (`pip install ... ".[a,b]"`)."""
+    installs = re.findall(r'pip install --no-cache-dir "?\.(?:\[([\w,-]*)\])?"?(?=\s|$)',
+                          DOCKERFILE.read_text(), re.MULTILINE)
+    assert len(installs) == 1, f"expected one `pip install` of the project, got {installs}"
+    return {extra.strip() for extra in installs[0].split(",") if extra.strip()}
+
+
+def credential_values(node: Any) -> list[tuple[str, Any]]:
+    """(variable, value) of every credential variable given a value anywhere in a YAML tree:
+    Compose environment mappings and `VAR=value` lists, Kubernetes `env` entries with
+    `value`, Secret `stringData`."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        if node.get("name") in CREDENTIAL_VARS and "value" in node:
+            found.append((node["name"], node["value"]))
+        for key, item in node.items():
+            if key in CREDENTIAL_VARS and not isinstance(item, (dict, list)):
+                found.append((key, item))
+            found += credential_values(item)
+    elif isinstance(node, list):
+        for item in node:
+            found += credential_values(item)
+    elif isinstance(node, str) and "=" in node:
+        name, value = node.split("=", 1)
+        if name in CREDENTIAL_VARS:
+            found.append((name, value))
+    return found
 
 
 def flag(argv: list[str], name: str) -> str:
@@ -110,6 +167,20 @@ def containers(pod_spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in pod_spec["containers"]}
 
 
+def env_entries(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A Kubernetes container's `env` entries by variable name."""
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def without(node: Any, keys: set[str]) -> Any:
+    """`node` with every mapping entry named in `keys` removed, recursively."""
+    if isinstance(node, dict):
+        return {k: without(v, keys) for k, v in node.items() if k not in keys}
+    if isinstance(node, list):
+        return [without(item, keys) for item in node]
+    return node
+
+
 def mounts(container: dict[str, Any]) -> list[tuple[str, str | None, bool]]:
     """(mountPath, subPath, readOnly) of each volume mount, sorted."""
     return sorted((m["mountPath"], m.get("subPath"), bool(m.get("readOnly")))
@@ -148,6 +219,33 @@ def daskjob() -> dict[str, Any]:
     return doc
 
 
+@pytest.fixture(scope="module")
+def compose_s3_raw() -> dict[str, Any]:
+    """The object-storage Compose file as written (variables not replaced)."""
+    (doc,) = load_docs(COMPOSE_S3)
+    return doc
+
+
+@pytest.fixture(scope="module")
+def compose_s3(compose_s3_raw: dict[str, Any]) -> dict[str, Any]:
+    """The object-storage Compose file, with stand-ins for the required S3 variables."""
+    return interpolate(compose_s3_raw, S3_ENV)
+
+
+@pytest.fixture(scope="module")
+def s3_cluster() -> dict[str, Any]:
+    """The object-storage DaskCluster resource."""
+    (doc,) = load_docs(K8S_S3 / "daskcluster.yaml")
+    return doc
+
+
+@pytest.fixture(scope="module")
+def s3_daskjob() -> dict[str, Any]:
+    """The object-storage DaskJob resource."""
+    (doc,) = load_docs(K8S_S3 / "daskjob.yaml")
+    return doc
+
+
 def worker_specs(cluster: dict[str, Any], daskjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The worker group specs of both Kubernetes files."""
     return {"daskcluster": cluster["spec"]["worker"],
@@ -166,32 +264,61 @@ def test_every_yaml_file_parses() -> None:
     files = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
     names = {f.relative_to(DEPLOY).as_posix() for f in files}
     assert {"docker/compose.yaml", "kubernetes/daskcluster.yaml", "kubernetes/daskjob.yaml",
-            "kubernetes/storage.yaml", "kubernetes/kustomization.yaml"} <= names
+            "kubernetes/storage.yaml", "kubernetes/kustomization.yaml",
+            "docker/compose.s3.yaml", "kubernetes/s3/daskcluster.yaml",
+            "kubernetes/s3/daskjob.yaml", "kubernetes/s3/config.yaml", "kubernetes/s3/runs.yaml",
+            "kubernetes/s3/secret.example.yaml", "kubernetes/s3/kustomization.yaml"} <= names
     for path in files:
         docs = load_docs(path)
         assert docs, f"{path}: no YAML document"
         assert all(isinstance(doc, dict) for doc in docs), f"{path}: a document is not a mapping"
 
 
+def test_no_credentials_written_in_deploy_files() -> None:
+    # A credential variable gets its value from the environment (`${VAR:?...}`, Compose) or
+    # from a Secret (`valueFrom`, Kubernetes); only the Secret template names one, and only
+    # as a placeholder.
+    files = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
+    seen = set()
+    for path in files:
+        for doc in load_docs(path):
+            assert not (doc.get("kind") == "Secret" and doc.get("data")), \
+                f"{path}: a Secret with data (base64 values): use stringData placeholders"
+            for name, value in credential_values(doc):
+                seen.add(name)
+                reference = re.fullmatch(rf"\$\{{{name}:?\?[^}}]*\}}", str(value))
+                placeholder = str(value).startswith(PLACEHOLDER)
+                assert reference or placeholder, f"{path}: {name} has a literal value"
+    assert seen == CREDENTIAL_VARS, "the object-storage variants name both credentials"
+
+
 # ---------------------------------------------------------------- Dockerfile
 
-def test_dockerfile_installs_base_dependencies_only() -> None:
+def test_dockerfile_installs_the_s3_extra_and_not_training() -> None:
     text = DOCKERFILE.read_text()
     first_from = next(line.strip() for line in text.splitlines() if line.startswith("FROM "))
     assert first_from == "FROM python:3.11-slim"
-    assert re.search(r"pip install --no-cache-dir \.(\s|$)", text), "must pip install `.`"
-    assert "[train]" not in text and "tensorflow" not in text.lower()
+    # Workers of the object-storage variants need s3fs; none may get TensorFlow.
+    assert dockerfile_extras() == {"s3"}
+    instructions = " ".join(line for line in text.lower().splitlines()
+                            if not line.lstrip().startswith("#"))
+    assert "train" not in instructions and "tensorflow" not in instructions
     for source in ("pyproject.toml", "README.md", "jobs", "mnist_dist"):
         copied = re.search(rf"^COPY\s.*\b{re.escape(source)}\b", text, re.MULTILINE)
         assert copied, f"{source} not copied"
 
 
-def test_base_dependencies_exclude_training() -> None:
-    # The image installs `.`: TensorFlow must stay in the `train` extra, out of the base deps.
+def test_image_dependencies_exclude_training() -> None:
+    # The image installs `.` and its extras: TensorFlow must stay in the `train` extra, out of
+    # the base dependencies and of every extra the image installs (no `mnist-dist[train]` either).
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    base = " ".join(project["dependencies"]).lower()
-    assert "tensorflow" not in base and "tf2onnx" not in base
-    assert any("tensorflow" in dep for dep in project["optional-dependencies"]["train"])
+    extras = project["optional-dependencies"]
+    assert dockerfile_extras() <= set(extras), "the image installs an extra pyproject lacks"
+    installed = [*project["dependencies"], *(d for e in dockerfile_extras() for d in extras[e])]
+    text = " ".join(installed).lower()
+    assert "tensorflow" not in text and "tf2onnx" not in text and "train" not in text
+    assert any("s3fs" in dep for dep in extras["s3"])
+    assert any("tensorflow" in dep for dep in extras["train"])
 
 
 def test_dockerfile_runs_as_non_root_in_work_with_dask_worker_default() -> None:
@@ -256,6 +383,69 @@ def test_compose_volumes_identical_in_workers_and_job(compose: dict[str, Any]) -
     # By default the repository folders jobs.train writes are the ones mounted.
     assert (COMPOSE.parent / job["/data"][0]).resolve() == REPO / default_store().parent
     assert (COMPOSE.parent / job["/models"][0]).resolve() == REPO / default_models()
+
+
+# ---------------------------------------------------------------- Compose, object storage
+
+def test_compose_s3_requires_the_s3_variables(compose_s3_raw: dict[str, Any]) -> None:
+    # `${VAR:?message}`: Compose refuses to start without them instead of running unsigned.
+    assert required_variables(COMPOSE_S3.read_text()) == S3_VARS
+    for name in S3_VARS:
+        env = {k: v for k, v in S3_ENV.items() if k != name}
+        with pytest.raises(AssertionError, match=f"required variable {name} is missing"):
+            interpolate(compose_s3_raw, env)
+
+
+def test_compose_s3_credentials_from_the_environment_only_where_s3_is_read(
+    compose_s3_raw: dict[str, Any],
+) -> None:
+    services = compose_s3_raw["services"]
+    for name in ("worker", "job"):
+        environment = services[name]["environment"]
+        assert isinstance(environment, dict), f"{name}: environment as a mapping"
+        for var in S3_VARS:
+            assert var in environment, f"{name} lacks {var}"
+            assert re.fullmatch(rf"\$\{{{var}:\?[^}}]+\}}", environment[var]), \
+                f"{name}: {var} must come from the environment, got {environment[var]!r}"
+        assert "env_file" not in services[name]
+    # The scheduler never reads the bucket: it gets no credentials.
+    assert not S3_VARS & set(services["scheduler"].get("environment", {}))
+
+
+def test_compose_s3_job_reads_and_writes_s3(compose_s3: dict[str, Any]) -> None:
+    args = score_args(compose_s3["services"]["job"]["command"])
+    assert args.scheduler == "tcp://scheduler:8786"
+    assert args.progress is False
+    for flag_name, url in (("--store", args.store), ("--models", args.models),
+                           ("--predictions", args.predictions)):
+        assert url.startswith("s3://"), f"{flag_name} {url} is not on object storage"
+    assert args.store.endswith(f"/{default_store().name}")
+    # Each run has its own predictions store, named after its run folder.
+    assert f"/{args.out.name}/" in args.predictions
+    assert str(args.out).startswith("/runs/")
+
+
+def test_compose_s3_workers_mount_nothing(compose_s3: dict[str, Any]) -> None:
+    services = compose_s3["services"]
+    assert "volumes" not in services["worker"], "workers share nothing but object storage"
+    job = compose_mounts(services["job"])
+    assert set(job) == {"/runs"}, "the job mounts only its run folder"
+    assert not job["/runs"][1], "the run folder must be writable"
+    args = score_args(services["job"]["command"])
+    assert under(str(args.out), set(job))
+
+
+def test_compose_s3_repeats_compose_except_storage(
+    compose: dict[str, Any], compose_s3: dict[str, Any]
+) -> None:
+    plain, s3 = compose["services"], compose_s3["services"]
+    assert compose_s3["name"] != compose["name"], "both variants can run side by side"
+    assert s3["scheduler"] == plain["scheduler"]
+    assert without(s3["worker"], {"environment"}) == without(plain["worker"], {"volumes"})
+    assert without(s3["job"], {"environment", "command", "volumes"}) == \
+        without(plain["job"], {"command", "volumes"})
+    assert compose_mounts(s3["job"])["/runs"] == compose_mounts(plain["job"])["/runs"]
+    assert {s["image"] for s in s3.values()} == {plain["scheduler"]["image"]}
 
 
 # ---------------------------------------------------------------- Kubernetes
@@ -372,3 +562,157 @@ def test_kustomization_builds() -> None:
     assert built.returncode == 0, built.stderr
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(built.stdout)}
     assert kinds == {("PersistentVolumeClaim", "mnist-dist-shared"), ("DaskCluster", "mnist-dist")}
+
+
+# ---------------------------------------------------------------- Kubernetes, object storage
+
+def s3_pods(s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every pod spec of the object-storage variant, by where it is."""
+    embedded = s3_daskjob["spec"]["cluster"]["spec"]
+    return {"daskcluster worker": s3_cluster["spec"]["worker"]["spec"],
+            "daskcluster scheduler": s3_cluster["spec"]["scheduler"]["spec"],
+            "daskjob job": s3_daskjob["spec"]["job"]["spec"],
+            "daskjob worker": embedded["worker"]["spec"],
+            "daskjob scheduler": embedded["scheduler"]["spec"]}
+
+
+def test_kubernetes_s3_kinds(s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any]) -> None:
+    assert (s3_cluster["apiVersion"], s3_cluster["kind"]) == (DASK_API, "DaskCluster")
+    assert (s3_daskjob["apiVersion"], s3_daskjob["kind"]) == (DASK_API, "DaskJob")
+    (config,) = load_docs(K8S_S3 / "config.yaml")
+    assert (config["apiVersion"], config["kind"]) == ("v1", "ConfigMap")
+    assert re.fullmatch(r"https?://\S+", config["data"]["AWS_ENDPOINT_URL"])
+    (secret,) = load_docs(K8S_S3 / "secret.example.yaml")
+    assert (secret["apiVersion"], secret["kind"], secret["type"]) == ("v1", "Secret", "Opaque")
+    (claim,) = load_docs(K8S_S3 / "runs.yaml")
+    assert (claim["apiVersion"], claim["kind"]) == ("v1", "PersistentVolumeClaim")
+    (shared,) = load_docs(K8S / "storage.yaml")
+    assert claim["metadata"]["name"] != shared["metadata"]["name"]
+    # Distinct names: the variant does not replace the shared-volume cluster and job.
+    (cluster,) = load_docs(K8S / "daskcluster.yaml")
+    (daskjob,) = load_docs(K8S / "daskjob.yaml")
+    assert s3_cluster["metadata"]["name"] != cluster["metadata"]["name"]
+    assert s3_daskjob["metadata"]["name"] != daskjob["metadata"]["name"]
+
+
+def test_kubernetes_s3_secret_template_holds_placeholders_only() -> None:
+    (secret,) = load_docs(K8S_S3 / "secret.example.yaml")
+    assert "data" not in secret, "base64 `data` would hide real values; use stringData"
+    assert set(secret["stringData"]) == CREDENTIAL_VARS
+    for name, value in secret["stringData"].items():
+        assert str(value).startswith(PLACEHOLDER), f"{name} is not a placeholder: {value!r}"
+    (kustomization,) = load_docs(K8S_S3 / "kustomization.yaml")
+    assert "secret.example.yaml" not in kustomization["resources"], \
+        "apply -k would replace the real credentials with the placeholders"
+
+
+def test_kubernetes_s3_containers_get_endpoint_and_credentials_by_reference(
+    s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any]
+) -> None:
+    (config,) = load_docs(K8S_S3 / "config.yaml")
+    (secret,) = load_docs(K8S_S3 / "secret.example.yaml")
+    for where, pod in s3_pods(s3_cluster, s3_daskjob).items():
+        for container in pod["containers"]:
+            env = env_entries(container)
+            assert "envFrom" not in container, f"{where}: name each variable in env"
+            if container["name"] == "scheduler":
+                # The scheduler never reads the bucket: no credentials.
+                assert not S3_VARS & set(env), f"{where}: the scheduler gets S3 variables"
+                continue
+            assert S3_VARS <= set(env), f"{where}: missing {sorted(S3_VARS - set(env))}"
+            endpoint = env["AWS_ENDPOINT_URL"]["valueFrom"]["configMapKeyRef"]
+            assert endpoint["name"] == config["metadata"]["name"]
+            assert endpoint["key"] in config["data"]
+            for var in CREDENTIAL_VARS:
+                assert "value" not in env[var], f"{where}: {var} written in the manifest"
+                ref = env[var]["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == secret["metadata"]["name"], f"{where}: {var}"
+                assert ref["key"] in secret["stringData"], f"{where}: {var} key {ref['key']}"
+                assert not ref.get("optional"), f"{where}: {var} must not be optional"
+
+
+def test_kubernetes_s3_daskjob_reads_and_writes_s3(s3_daskjob: dict[str, Any]) -> None:
+    pod = s3_daskjob["spec"]["job"]["spec"]
+    job = containers(pod)["job"]
+    args = score_args(job["args"])
+    assert args.scheduler == "$(DASK_SCHEDULER_ADDRESS)"
+    assert args.progress is False
+    for flag_name, url in (("--store", args.store), ("--models", args.models),
+                           ("--predictions", args.predictions)):
+        assert url.startswith("s3://"), f"{flag_name} {url} is not on object storage"
+    assert args.store.endswith(f"/{default_store().name}")
+    assert "$(RUN_NAME)" in args.predictions and str(args.out).endswith("$(RUN_NAME)"), \
+        "each run writes its own predictions store and run folder"
+    defined = OPERATOR_ENV | set(env_entries(job))
+    for var in re.findall(r"\$\((\w+)\)", " ".join(job["args"])):
+        assert var in defined, f"$({var}) is neither set by the operator nor in the job's env"
+    assert pod["restartPolicy"] == "Never"
+
+
+def test_kubernetes_s3_no_shared_volume(
+    s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any]
+) -> None:
+    (claim,) = load_docs(K8S_S3 / "runs.yaml")
+    for where, pod in s3_pods(s3_cluster, s3_daskjob).items():
+        if where == "daskjob job":
+            continue
+        assert not pod.get("volumes"), f"{where} has volumes: workers share only object storage"
+        for container in pod["containers"]:
+            assert not container.get("volumeMounts"), f"{where} mounts a volume"
+    job_pod = s3_daskjob["spec"]["job"]["spec"]
+    claims = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in job_pod["volumes"]}
+    assert claims == {"runs": claim["metadata"]["name"]}
+    job = containers(job_pod)["job"]
+    assert mounts(job) == [("/runs", None, False)], "the job mounts only its run folder"
+    assert under(str(score_args(job["args"]).out), {"/runs"})
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"], "only the job pod mounts it"
+
+
+def test_kubernetes_s3_repeats_the_shared_volume_variant(
+    cluster: dict[str, Any], daskjob: dict[str, Any],
+    s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any],
+) -> None:
+    # Same sizing, images and probes: only the volumes give way to the S3 variables.
+    storage = {"volumes", "volumeMounts", "env"}
+    for plain, s3 in ((cluster["spec"], s3_cluster["spec"]),
+                      (daskjob["spec"]["cluster"]["spec"], s3_daskjob["spec"]["cluster"]["spec"])):
+        assert without(s3["worker"], storage) == without(plain["worker"], storage)
+        assert without(s3["scheduler"], {"selector"}) == without(plain["scheduler"], {"selector"})
+    plain_job = without(daskjob["spec"]["job"], storage | {"args"})
+    assert without(s3_daskjob["spec"]["job"], storage | {"args"}) == plain_job
+    # The DaskJob's own cluster repeats the standing one, as in the shared-volume variant.
+    embedded = s3_daskjob["spec"]["cluster"]["spec"]
+    assert embedded["worker"] == s3_cluster["spec"]["worker"]
+    assert without(embedded["scheduler"], {"selector"}) == \
+        without(s3_cluster["spec"]["scheduler"], {"selector"})
+    for name, spec in scheduler_specs(s3_cluster, s3_daskjob).items():
+        assert spec["service"]["selector"] == {
+            "dask.org/cluster-name": name, "dask.org/component": "scheduler"}
+
+
+def test_kubernetes_s3_kustomization_lists_existing_manifests_and_images(
+    s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any]
+) -> None:
+    (kustomization,) = load_docs(K8S_S3 / "kustomization.yaml")
+    assert kustomization["kind"] == "Kustomization"
+    for resource in kustomization["resources"]:
+        path = (K8S_S3 / resource).resolve()
+        # kustomize loads files only from its own folder or below.
+        assert path.is_file() and path.is_relative_to(K8S_S3), f"{resource}: not a file here"
+    assert {"config.yaml", "runs.yaml", "daskcluster.yaml"} <= set(kustomization["resources"])
+    images = {c["image"] for pod in s3_pods(s3_cluster, s3_daskjob).values()
+              for c in pod["containers"]}
+    (base,) = load_docs(K8S / "kustomization.yaml")
+    assert kustomization["images"] == base["images"]
+    assert {image.split(":")[0] for image in images} == {i["name"] for i in base["images"]}
+    assert len(images) == 1, f"one image for scheduler, workers and job; got {images}"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomization_s3_builds() -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(K8S_S3)], check=False,
+                           capture_output=True, text=True, timeout=30)
+    assert built.returncode == 0, built.stderr
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(built.stdout)}
+    assert kinds == {("ConfigMap", "mnist-dist-s3"), ("PersistentVolumeClaim", "mnist-dist-runs"),
+                     ("DaskCluster", "mnist-dist-s3")}
