@@ -14,6 +14,7 @@ import sys
 from mnist_dist.cli import (
     JobArgumentParser,
     add_cluster_arguments,
+    add_storage_options_argument,
     cluster_spec,
     from_setting,
     non_empty,
@@ -25,6 +26,7 @@ from mnist_dist.cli import (
 )
 from mnist_dist.errors import ImageInputError, exit_code_for
 from mnist_dist.ingest.job import IngestSpec, run_ingest
+from mnist_dist.storage import object_storage
 
 
 def build_parser() -> JobArgumentParser:
@@ -32,8 +34,9 @@ def build_parser() -> JobArgumentParser:
     parser = JobArgumentParser(prog="python -m jobs.ingest", description=__doc__)
     parser.add_argument("sources", type=non_empty, nargs="+", metavar="SOURCE",
                         help=".npy/.npz file, Zarr array path or URL, image files or folders")
-    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
-                        help="local Zarr store to add the split to (default: %(default)s)")
+    parser.add_argument("--store", type=non_empty, default=from_setting("store"),
+                        help="Zarr store to add the split to, path or URL (s3://…) "
+                        "(default: %(default)s)")
     parser.add_argument("--split", type=plain_name, required=True,
                         help="name of the new split (train and test are refused)")
     parser.add_argument("--key", type=non_empty, help="array of an .npz holding the images")
@@ -48,6 +51,7 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--partition-files", type=positive_int,
                         default=from_setting("ingest.partition-files"),
                         help="image files per preprocessing task (default: %(default)s)")
+    add_storage_options_argument(parser)
     add_cluster_arguments(parser)
     return parser
 
@@ -67,7 +71,8 @@ def ingest(args: argparse.Namespace) -> int:
         labels_from_names=args.labels_from_names, force=args.force,
         partition_files=args.partition_files, cluster=cluster_spec(args),
     )
-    result = run_ingest(spec)
+    with object_storage(args.storage_options, {"--store": args.store}):
+        result = run_ingest(spec)
     print(f"ingested {result.n_images} images into {result.location} "
           f"({result.images_per_second:,.0f} images/s)")
     if result.n_failed:

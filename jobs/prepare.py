@@ -7,13 +7,16 @@ workers (see `mnist_dist.data.expand`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from mnist_dist.cli import (
     JobArgumentParser,
     add_cluster_arguments,
+    add_storage_options_argument,
     cluster_spec,
     digit_count,
     from_setting,
+    non_empty,
     path_arg,
     positive_int,
     positive_mib,
@@ -24,7 +27,10 @@ from mnist_dist.cli import (
 from mnist_dist.data.expand_graph import ExpandSpec
 from mnist_dist.data.sources import download, load_source
 from mnist_dist.data.store import SPLITS, build_store, store_info
+from mnist_dist.errors import SpecError
 from mnist_dist.expand_job import run_expand, summary_line
+from mnist_dist.locations import is_url
+from mnist_dist.storage import object_storage
 
 
 def build_parser() -> JobArgumentParser:
@@ -38,12 +44,13 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--split", choices=SPLITS, default=from_setting("prepare.split"),
                         help="seed: the study's 80/20 split; canonical: 60k/10k "
                         "(default: %(default)s)")
-    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
-                        help="Zarr store to write (default: %(default)s)")
+    parser.add_argument("--store", type=non_empty, default=from_setting("store"),
+                        help="Zarr store to write, path or URL (s3://…) (default: %(default)s)")
     parser.add_argument("--chunk-rows", type=positive_int,
                         default=from_setting("prepare.chunk-rows"),
                         help="rows per Zarr chunk (default: %(default)s)")
     parser.add_argument("--force", action="store_true", help="rebuild an existing store")
+    add_storage_options_argument(parser)
     expand = parser.add_argument_group("expanded test set (deformed digits, generated on Dask)")
     expand.add_argument("--expand", type=digit_count, metavar="N",
                         help="write N deformed test digits as group `expanded`")
@@ -71,13 +78,17 @@ def main(argv: list[str] | None = None) -> int:
 def prepare(args: argparse.Namespace) -> int:
     """Load the source and build the store (then the expanded split)."""
     # Every setting is checked before the download or the store build starts.
-    expand = ExpandSpec(store=args.store, n=args.expand, seed=args.seed,
+    if args.expand and is_url(args.store):
+        raise SpecError(f"--expand needs a local --store (the expanded split is built beside "
+                        f"it on disk); got {args.store} instead")
+    expand = ExpandSpec(store=Path(args.store), n=args.expand, seed=args.seed,
                         partition_mb=args.partition_mb, force=args.force) if args.expand else None
     cluster = cluster_spec(args)
     source = download(args.download) if args.download else args.source
     raw = load_source(source)
-    path = build_store(raw, args.store, args.split, args.chunk_rows, args.force)
-    info = store_info(path)
+    with object_storage(args.storage_options, {"--store": args.store}):
+        path = build_store(raw, args.store, args.split, args.chunk_rows, args.force)
+        info = store_info(path)
     print(f"store {path}: n_train={info['n_train']} n_test={info['n_test']} "
           f"split={info['split']['name']}")
     if expand:

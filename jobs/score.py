@@ -13,6 +13,7 @@ from pathlib import Path
 from mnist_dist.cli import (
     JobArgumentParser,
     add_cluster_arguments,
+    add_storage_options_argument,
     batch_sizes,
     cluster_spec,
     epoch_count,
@@ -32,7 +33,7 @@ from mnist_dist.images.report import failure_lines
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.report.document import summary_text
 from mnist_dist.score_job import ScoreRunSpec, run_score
-from mnist_dist.storage import apply_storage_options, parse_storage_options, storage_errors
+from mnist_dist.storage import apply_storage_options, storage_errors
 from mnist_dist.throughput import SweepSpec
 
 
@@ -48,10 +49,7 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--out", type=path_arg, help="run folder (default: runs/score-<time>)")
     parser.add_argument("--predictions", type=non_empty,
                         help="Zarr store the workers write (default: OUT/predictions.zarr)")
-    parser.add_argument("--storage-options", type=parse_storage_options, default={},
-                        metavar="JSON", help="s3fs options for s3:// locations, e.g. "
-                        "'{\"endpoint_url\": \"http://127.0.0.1:8333\"}' "
-                        "(credentials: AWS_* variables or ~/.aws)")
+    add_storage_options_argument(parser)
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted run in --out: only missing partitions")
     parser.add_argument("--split", type=plain_name, default=from_setting("score.split"),

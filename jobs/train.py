@@ -6,26 +6,28 @@ import argparse
 
 from mnist_dist.cli import (
     JobArgumentParser,
+    add_storage_options_argument,
     epoch_count,
     from_setting,
-    path_arg,
+    non_empty,
     positive_int,
     run_job,
     seed_int,
     setup_logging,
 )
 from mnist_dist.ensure import ensure_store
+from mnist_dist.storage import object_storage
 from mnist_dist.training import TrainSpec, check_model_folder, train_models
 
 
 def build_parser() -> JobArgumentParser:
     """The command line of `jobs.train`."""
     parser = JobArgumentParser(prog="python -m jobs.train", description=__doc__)
-    parser.add_argument("--store", type=path_arg, default=from_setting("store"),
-                        help="Zarr store, built from the vendored MNIST if missing "
-                        "(default: %(default)s)")
-    parser.add_argument("--models", type=path_arg, default=from_setting("models"),
-                        help="model folder to write (default: %(default)s)")
+    parser.add_argument("--store", type=non_empty, default=from_setting("store"),
+                        help="Zarr store, path or URL (s3://…), built from the vendored MNIST "
+                        "if missing (default: %(default)s)")
+    parser.add_argument("--models", type=non_empty, default=from_setting("models"),
+                        help="model folder to write, path or URL (default: %(default)s)")
     parser.add_argument("--epochs", type=epoch_count, default=from_setting("train.epochs"),
                         help="MLP epochs (default: %(default)s)")
     parser.add_argument("--seed", type=seed_int, default=from_setting("train.seed"),
@@ -33,6 +35,7 @@ def build_parser() -> JobArgumentParser:
     parser.add_argument("--train-limit", type=positive_int,
                         help="train on the first N training rows only (quick runs)")
     parser.add_argument("--force", action="store_true", help="replace existing models")
+    add_storage_options_argument(parser)
     return parser
 
 
@@ -55,8 +58,9 @@ def train(args: argparse.Namespace) -> int:
         train_limit=args.train_limit, force=args.force,
     )
     check_model_folder(spec)
-    ensure_store(args.store)
-    manifest = train_models(spec)
+    with object_storage(args.storage_options, {"--store": args.store, "--models": args.models}):
+        ensure_store(args.store)
+        manifest = train_models(spec)
     for name, facts in manifest["models"].items():
         print(f"{name}: test accuracy {facts['test_accuracy']:.4f}, "
               f"trained in {facts['train_seconds']:.1f} s")

@@ -26,6 +26,7 @@ import dask.config
 from mnist_dist.cluster import ClusterSpec, TlsFiles
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
 from mnist_dist.settings import SECTION, check_settings, setting
+from mnist_dist.storage import parse_storage_options
 
 log = logging.getLogger("mnist_dist")
 
@@ -210,6 +211,14 @@ def bind_address(text: str) -> str:
 def path_arg(text: str) -> Path:
     """argparse type: a non-empty local path."""
     return Path(non_empty(text))
+
+
+def add_storage_options_argument(parser: argparse.ArgumentParser) -> None:
+    """`--storage-options JSON`, shared by every job that reads or writes s3:// locations."""
+    parser.add_argument("--storage-options", type=parse_storage_options, default={},
+                        metavar="JSON", help="s3fs options for s3:// locations, e.g. "
+                        "'{\"endpoint_url\": \"http://127.0.0.1:8333\"}' "
+                        "(credentials: AWS_* variables or ~/.aws)")
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -29,6 +29,7 @@ from mnist_dist.errors import ClusterError, MnistDistError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload
 from mnist_dist.settings import setting_field
+from mnist_dist.storage import share_storage_options
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
         with logging_restored(), local_cluster(spec) as cluster, Client(cluster) as client:
             log.info("Dask dashboard: %s", client.dashboard_link)
             quiet_project_errors(client)
+            share_storage_options(client)
             client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
             with silent_teardown_on_failure():
                 yield client
@@ -135,6 +137,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
                     f"after {spec.connect_timeout:g}s"
                 ) from exc
         quiet_project_errors(client)
+        share_storage_options(client)
         with silent_teardown_on_failure():
             yield client
 

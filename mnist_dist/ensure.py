@@ -9,17 +9,18 @@ from mnist_dist.data.sources import load_vendored
 from mnist_dist.data.store import build_store, open_store
 from mnist_dist.errors import MnistDistError, StoreNotFoundError
 from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.publish import exists
 from mnist_dist.training import TrainSpec, models_exist, train_models
 
 log = logging.getLogger(__name__)
 
 
-def ensure_store(store: Path) -> None:
-    """Build the store from the vendored MNIST when it does not exist yet."""
+def ensure_store(store: Path | str) -> None:
+    """Build the store (a local path or URL) from the vendored MNIST when it does not exist."""
     try:
         open_store(store)
     except StoreNotFoundError:
-        if store.exists():
+        if exists(store):
             raise
         log.info("store %s not found: building it from the vendored MNIST", store)
         build_store(load_vendored(), store)

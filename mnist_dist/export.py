@@ -14,21 +14,18 @@ target's name, but an interrupted move can leave the temporary behind).
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import dask.dataframe as dd
-import fsspec
 import numpy as np
 import pandas as pd
 import zarr
 
-from mnist_dist.atomic import remove_quietly, temporary_sibling
 from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
 from mnist_dist.locations import is_url
+from mnist_dist.publish import exists, remove_folder, replace_folder, temporary_location
 from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import RUN_FILE, read_run_file
 from mnist_dist.settings import setting, setting_field
@@ -37,7 +34,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "csv")
 N_CLASSES = 10
-ID_STRINGS = pd.StringDtype("pyarrow")  # the same dtype in every partition and in the meta
+ID_STRINGS = pd.StringDtype("pyarrow")
+PARQUET_METADATA = "_metadata"  # moved last when Dask writes it; part files carry their own  # the same dtype in every partition and in the meta
 
 
 @dataclass(frozen=True)
@@ -171,41 +169,16 @@ def run_export(spec: ExportSpec) -> Path | str:
     """Write the run's table to `spec.target()` atomically (see the module docstring);
     returns that path or URL."""
     target = spec.target()
-    if isinstance(target, str):
-        return export_to_url(spec, target)
-    if target.exists():
+    if exists(target):
         raise StoreExistsError(f"{target} exists; choose another --out")
     frame = export_frame(locate(spec.run))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(target)
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_location(target)
     try:
-        write_frame(frame, spec.format, str(tmp))
-        os.rename(tmp, target)
+        write_frame(frame, spec.format, tmp)
+        replace_folder(tmp, str(target), marker=PARQUET_METADATA)
     finally:
-        if tmp.exists():
-            remove_quietly(tmp)
-    log.info("wrote %s", target)
-    return target
-
-
-def export_to_url(spec: ExportSpec, target: str) -> str:
-    """`run_export` to object storage: written under a temporary key beside `target`, then
-    moved to it; the temporary is removed when the write fails."""
-    fs, path = fsspec.core.url_to_fs(target)
-    if fs.exists(path):
-        raise StoreExistsError(f"{target} exists; choose another --out")
-    frame = export_frame(locate(spec.run))
-    parent, name = path.rstrip("/").rsplit("/", 1)
-    tmp = f"{parent}/.{name}.tmp-{secrets.token_hex(4)}"
-    protocol = target.split("://", 1)[0]
-    try:
-        write_frame(frame, spec.format, f"{protocol}://{tmp}")
-        # File by file: a recursive move also copies the folder's own marker, which some
-        # servers (SeaweedFS) list but cannot copy.
-        for part in fs.find(tmp):
-            fs.mv(part, path + part[len(tmp):])
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp, recursive=True)
+        remove_folder(tmp)
     log.info("wrote %s", target)
     return target

@@ -38,7 +38,7 @@ from mnist_dist.report.render import render_report
 from mnist_dist.run_state import locked_run_folder
 from mnist_dist.scoring import ScoreJob, ScoreResult, score
 from mnist_dist.settings import setting, setting_field
-from mnist_dist.storage import check_buckets, share_storage_options
+from mnist_dist.storage import check_buckets
 from mnist_dist.throughput import SweepSpec, batch_sweep
 from mnist_dist.training import TrainSpec, check_model_folder
 from mnist_dist.worker_memory import rss
@@ -112,7 +112,6 @@ def score_and_report(
 ) -> dict[str, Any]:
     """Score on the cluster, measure throughput, write report.json and its renderings."""
     with connect(spec.cluster) as client:
-        share_storage_options(client)
         check_versions(client)
         check_store_readable(client, store, spec.split)
         check_sweep_memory(client, spec.sweep)

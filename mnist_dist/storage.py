@@ -157,3 +157,13 @@ def storage_errors(what: str = "object storage", locations: tuple[str, ...] = ()
         if problem is None:
             raise
         raise StorageError(redact(f"{what}: {problem}")) from exc
+
+
+@contextlib.contextmanager
+def object_storage(options: Mapping[str, Any], locations: Mapping[str, str]) -> Iterator[None]:
+    """A job's work on `locations` (flag → path or URL): `options` applied, each S3 bucket
+    checked first, and any storage failure turned into one StorageError line."""
+    apply_storage_options(options)
+    with storage_errors(locations=tuple(locations.values())):
+        check_buckets(locations)
+        yield

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -19,13 +18,14 @@ import dask.array as da
 import numpy as np
 
 import mnist_dist
-from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.store import open_store, read_split, store_info, store_provenance
 from mnist_dist.errors import SpecError, StoreExistsError
-from mnist_dist.models.artifacts import ModelRef, write_manifest
+from mnist_dist.locations import is_url
+from mnist_dist.models.artifacts import MANIFEST, ModelRef, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
+from mnist_dist.publish import built_aside, exists
 from mnist_dist.settings import effective_settings, package_default, setting_field
 
 log = logging.getLogger(__name__)
@@ -39,13 +39,12 @@ VERSIONED_PACKAGES = (
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Train both models on `store`'s training split into the directory `models`.
-
-    `train_limit` (optional) trains on the first rows only: for quick runs and tests.
+    """Train both models on `store`'s training split into the folder `models` (each a local
+    path or URL). `train_limit` (optional) trains on the first rows only: for quick runs.
     """
 
-    store: Path
-    models: Path
+    store: Path | str
+    models: Path | str
     epochs: int = setting_field("train.epochs")
     seed: int = setting_field("train.seed")
     train_limit: int | None = None
@@ -62,7 +61,8 @@ def check_model_folder(spec: TrainSpec) -> None:
     study = {"epochs": package_default("train.epochs"), "seed": package_default("train.seed"),
              "train_limit": None}
     folder = Path(package_default("models"))  # the shipped default, whatever flags say
-    if spec.settings() == study or spec.models.resolve() != folder.resolve():
+    models = str(spec.models)
+    if spec.settings() == study or is_url(models) or Path(models).resolve() != folder.resolve():
         return
     differing = ", ".join(f"{key}={value}" for key, value in spec.settings().items()
                           if study[key] != value)
@@ -74,7 +74,7 @@ def check_model_folder(spec: TrainSpec) -> None:
     )
 
 
-def fit_scaler(store: Path, rows: int | None = None) -> Scaler:
+def fit_scaler(store: Path | str, rows: int | None = None) -> Scaler:
     """StandardScaler (dask-ml) fitted on the training images read lazily from the store."""
     from dask_ml.preprocessing import StandardScaler
 
@@ -103,31 +103,27 @@ def models_exist(directory: Path) -> bool:
 def train_models(spec: TrainSpec) -> dict[str, Any]:
     """Train, export, verify and checksum both models; returns the manifest."""
     check_model_folder(spec)
-    if spec.models.exists() and not spec.force:
+    if exists(spec.models) and not spec.force:
         raise StoreExistsError(f"{spec.models} already exists; pass --force to retrain")
-    open_store(spec.store)
-    x_train, y_train = read_split(str(spec.store), "train", slice(0, spec.train_limit))
-    x_test, y_test = read_split(str(spec.store), "test")
-    spec.models.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(spec.models)
-    tmp.mkdir()
-    try:
-        scaler = fit_scaler(spec.store, spec.train_limit)
+    store = str(spec.store)
+    open_store(store)
+    x_train, y_train = read_split(store, "train", slice(0, spec.train_limit))
+    x_test, y_test = read_split(store, "test")
+    with built_aside(spec.models, marker=MANIFEST) as tmp:
+        tmp.mkdir()
+        scaler = fit_scaler(store, spec.train_limit)
         knn = train_knn(x_train, y_train, scaler, x_test, y_test, tmp)
         mlp = train_and_export_mlp(x_train, y_train, scaler, x_test, y_test, tmp, spec)
         manifest = write_manifest(tmp, {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "code_version": mnist_dist.__version__,
-            "store": {"path": str(spec.store), **store_provenance(store_info(spec.store))},
+            "store": {"path": store, **store_provenance(store_info(store))},
             "n_train": len(x_train),
             "n_test": len(x_test),
             "models": {"knn": knn, "mlp": mlp},
             "versions": library_versions(),
             "effective_settings": effective_settings(),
         })
-        swap_into_place(tmp, spec.models)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote models to %s", spec.models)
     return manifest
 

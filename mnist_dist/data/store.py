@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,11 @@ from zarr.core.array import _shards_initialized
 from zarr.core.sync import sync
 
 import mnist_dist
-from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.data.sources import N_PIXELS, RawMnist
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
+from mnist_dist.locations import is_url, local_path
 from mnist_dist.provenance import describe_differences
+from mnist_dist.publish import built_aside, exists
 from mnist_dist.settings import setting
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ SEED_RANDOM_STATE = 42
 ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")
 PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
 PREPARE_HINT = "run `python -m jobs.prepare`"
+ROOT_METADATA = "zarr.json"  # the root group's attributes: written last, they mark a whole store
 
 
 def store_codec() -> BloscCodec:
@@ -97,12 +98,13 @@ def requested_provenance(raw: RawMnist, split: str, chunk_rows: int) -> dict[str
 
 def build_store(
     raw: RawMnist,
-    path: Path,
+    path: Path | str,
     split: str | None = None,
     chunk_rows: int | None = None,
     force: bool = False,
-) -> Path:
-    """Write `raw` as a store at `path` atomically; reuse one with the same provenance.
+) -> Path | str:
+    """Write `raw` as a store at `path` (a local path or URL) atomically; reuse one with the
+    same provenance.
 
     `split` and `chunk_rows` default to the settings `prepare.split` and `prepare.chunk-rows`.
     Raises StoreExistsError when `path` holds something else, unless `force`.
@@ -112,22 +114,17 @@ def build_store(
     if chunk_rows < 1:
         raise SpecError(f"chunk_rows must be a positive integer; got {chunk_rows} instead")
     wanted = requested_provenance(raw, split, chunk_rows)
-    if path.exists() and not force:
+    if exists(path) and not force:
         check_reusable(path, wanted)
         log.info("reusing store %s (same provenance)", path)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_sibling(path)
-    try:
+    with built_aside(path, marker=ROOT_METADATA) as tmp:
         write_store(raw, tmp, split, chunk_rows)
-        swap_into_place(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info("wrote store %s (split %s, %d-row chunks)", path, split, chunk_rows)
     return path
 
 
-def check_reusable(path: Path, wanted: dict[str, Any]) -> None:
+def check_reusable(path: Path | str, wanted: dict[str, Any]) -> None:
     """Raise StoreExistsError unless the store at `path` has provenance `wanted`."""
     found = existing_provenance(path)
     if found is None:
@@ -141,7 +138,7 @@ def check_reusable(path: Path, wanted: dict[str, Any]) -> None:
         )
 
 
-def existing_provenance(path: Path) -> dict[str, Any] | None:
+def existing_provenance(path: Path | str) -> dict[str, Any] | None:
     """Provenance of the store at `path`, or None when it is not a mnist-dist store."""
     try:
         return store_provenance(open_store(path).attrs)
@@ -176,8 +173,8 @@ def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[in
     array[...] = data
 
 
-def open_store(path: Path) -> zarr.Group:
-    """Open the store at `path` read-only; StoreNotFoundError if it is missing or incomplete."""
+def open_store(path: Path | str) -> zarr.Group:
+    """Open the store at `path` (a local path or URL) read-only; StoreNotFoundError if it is missing or incomplete."""
     group = open_root(path)
     for name in ARRAY_NAMES:
         if name not in group:
@@ -187,9 +184,9 @@ def open_store(path: Path) -> zarr.Group:
     return group
 
 
-def open_root(path: Path) -> zarr.Group:
-    """The root group of a mnist-dist store at `path`, read-only."""
-    if not path.is_dir():
+def open_root(path: Path | str) -> zarr.Group:
+    """The root group of a mnist-dist store at `path` (a local path or URL), read-only."""
+    if not is_url(str(path)) and not Path(local_path(str(path))).is_dir():
         raise StoreNotFoundError(f"store {path} not found; {PREPARE_HINT} --store {path}")
     try:
         group = zarr.open_group(str(path), mode="r")
@@ -336,6 +333,6 @@ def rows_range(location: str, split: str, rows: slice) -> tuple[int, int]:
     return start, max(start, stop)
 
 
-def store_info(path: Path) -> dict[str, Any]:
+def store_info(path: Path | str) -> dict[str, Any]:
     """Root attributes of the store at `path` (see the module docstring)."""
     return dict(open_root(path).attrs)

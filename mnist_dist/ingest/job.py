@@ -2,14 +2,14 @@
 
 Every check that needs no data (store, split name, shapes, dtypes, label counts) runs before
 the cluster starts; the data checks (NaN, range, digits 0-9) run per block on the workers. The
-split is built in a temporary sibling of the store and renamed into it only when complete, so
-a failed or interrupted ingest leaves the store as it was.
+split is built in a temporary sibling of the store (on its disk, or in its bucket for s3://) and
+moved into it only when complete (`publish.replace_folder`), so a failed or interrupted ingest
+leaves the store as it was.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +23,6 @@ import zarr
 from dask.delayed import Delayed
 
 import mnist_dist
-from mnist_dist.atomic import swap_into_place, temporary_sibling
 from mnist_dist.cluster import ClusterSpec, connect
 from mnist_dist.data.store import open_store
 from mnist_dist.errors import DataError, ImageInputError, SpecError, StoreExistsError
@@ -44,6 +43,8 @@ from mnist_dist.ingest.sources import (
     is_array_source,
     lazy_array,
 )
+from mnist_dist.locations import absolute
+from mnist_dist.publish import remove_folder, replace_folder, temporary_location
 from mnist_dist.settings import setting_field
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 SPLIT_FORMAT = "mnist-dist-ingest/1"
 PREPARED_SPLITS = ("train", "test")  # built by jobs.prepare; the models depend on them
 FAILURE_SAMPLE = 5
+GROUP_METADATA = "zarr.json"  # the split group's own: moved in last, it makes the split visible
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class IngestSpec:
 
     sources: tuple[str, ...]
     split: str
-    store: Path = setting_field("store", Path)
+    store: str = setting_field("store")
     key: str | None = None
     pixel_range: int | None = None
     labels: Path | None = None
@@ -97,9 +99,6 @@ class Built:
 
 def check_target(spec: IngestSpec) -> zarr.Group:
     """The store's root group, once the split name is allowed and free (or `force`)."""
-    if "://" in str(spec.store):
-        raise SpecError(f"--store must be a local path (the split is built beside the store "
-                        f"and renamed into it); got {spec.store} instead")
     root = open_store(spec.store)
     if spec.split in PREPARED_SPLITS:
         raise StoreExistsError(f"{spec.store}/{spec.split} is a split of jobs.prepare and is "
@@ -175,8 +174,8 @@ def provenance(spec: IngestSpec, built: Built) -> dict[str, Any]:
     }
 
 
-def build_split(spec: IngestSpec, tmp: Path, layout: Layout) -> Built:
-    """Write the split into `tmp/<split>` on the cluster."""
+def build_split(spec: IngestSpec, tmp: str, layout: Layout) -> Built:
+    """Write the split into `tmp/<split>` (a path or URL) on the cluster."""
     arrays = [is_array_source(s) for s in spec.sources]
     if any(arrays) and not all(arrays):
         raise SpecError("SOURCE must be array files/URLs or image files/folders, not both")
@@ -184,7 +183,7 @@ def build_split(spec: IngestSpec, tmp: Path, layout: Layout) -> Built:
     return (build_from_arrays if all(arrays) else build_from_files)(spec, tmp, split, layout)
 
 
-def build_from_arrays(spec: IngestSpec, tmp: Path, split: zarr.Group, layout: Layout) -> Built:
+def build_from_arrays(spec: IngestSpec, tmp: str, split: zarr.Group, layout: Layout) -> Built:
     """Array sources → `split`: read, checked and converted on the workers."""
     images, labels, digests = array_inputs(spec, layout)
     with connect(spec.cluster) as client:
@@ -193,7 +192,7 @@ def build_from_arrays(spec: IngestSpec, tmp: Path, split: zarr.Group, layout: La
         return Built(int(images.shape[0]), 0, time.perf_counter() - started, content)
 
 
-def build_from_files(spec: IngestSpec, tmp: Path, split: zarr.Group, layout: Layout) -> Built:
+def build_from_files(spec: IngestSpec, tmp: str, split: zarr.Group, layout: Layout) -> Built:
     """Image files → `split`: preprocessed into staging on the workers, then compacted."""
     files = list_image_files(Path(s) for s in spec.sources)
     labels = file_labels(spec, files)
@@ -201,7 +200,7 @@ def build_from_files(spec: IngestSpec, tmp: Path, split: zarr.Group, layout: Lay
     del files  # the client keeps one list of names, not Path objects as well
     with connect(spec.cluster) as client:
         started = time.perf_counter()
-        staging = stage_files(client, paths, labels, str(tmp / "staging"),
+        staging = stage_files(client, paths, labels, f"{tmp}/staging",
                               spec.partition_files, layout)
         n_ok, n_failed = compact_staged(client, staging, split, layout, labels is not None)
         seconds = time.perf_counter() - started
@@ -224,17 +223,18 @@ def failure_sample(split: zarr.Group) -> list[tuple[str, str]]:
 def run_ingest(spec: IngestSpec) -> IngestResult:
     """Ingest `spec.sources` into `spec.store` as split `spec.split`; see the module docstring."""
     check_target(spec)
-    layout = Layout.of_store(str(spec.store))
-    tmp = temporary_sibling(spec.store)
+    store = absolute(spec.store).rstrip("/")  # workers may run elsewhere
+    layout = Layout.of_store(store)
+    tmp = temporary_location(store)
     try:
         built = build_split(spec, tmp, layout)
-        split = zarr.open_group(str(tmp / spec.split), mode="r+")
+        split = zarr.open_group(f"{tmp}/{spec.split}", mode="r+")
         split.attrs["ingest"] = provenance(spec, built)
         failures = failure_sample(split) if "failures" in split else []
-        swap_into_place(tmp / spec.split, spec.store / spec.split)
+        replace_folder(f"{tmp}/{spec.split}", f"{store}/{spec.split}", marker=GROUP_METADATA)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("ingested %d rows into %s/%s in %.1f s", built.n_images, spec.store, spec.split,
+        remove_folder(tmp)
+    log.info("ingested %d rows into %s/%s in %.1f s", built.n_images, store, spec.split,
              built.seconds)
-    return IngestResult(str(spec.store / spec.split), built.n_images, built.n_failed, failures,
+    return IngestResult(f"{store}/{spec.split}", built.n_images, built.n_failed, failures,
                         built.seconds)
