@@ -252,3 +252,28 @@ def test_a_worker_killed_mid_run_on_s3_changes_nothing(
     reference = predictions_at(str(local_run / "predictions.zarr"))
     for name, values in predictions_at(predictions).items():
         np.testing.assert_array_equal(values, reference[name])
+
+
+@pytest.mark.cluster
+def test_the_client_killed_mid_run_on_s3_resumes_to_the_same_results(
+    s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
+) -> None:
+    store, models = s3_inputs
+    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
+    run = tmp_path / "run"
+    args = ["--store", store, "--models", models, "--predictions", predictions, "--out",
+            str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "10"]
+    job = start_job(*args)
+    wait_for_markers(run, 2, job)
+    job.send_signal(signal.SIGKILL)  # the client dies: no clean shutdown at all
+    job.wait(timeout=60)
+    finished = sorted(p.name for p in (run / "partitions").glob("*.json"))
+    assert 2 <= len(finished) < 60, "the run finished before the client was killed"
+    resumed = run_score(*args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    report = report_of(run)
+    assert report["dataset"]["partitions_computed"] == 60 - len(finished)
+    assert_same_scores(run, local_run)
+    reference = predictions_at(str(local_run / "predictions.zarr"))
+    for name, values in predictions_at(predictions).items():
+        np.testing.assert_array_equal(values, reference[name])

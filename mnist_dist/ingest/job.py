@@ -61,7 +61,7 @@ class IngestSpec:
 
     sources: tuple[str, ...]
     split: str
-    store: str = setting_field("store")
+    store: Path | str = setting_field("store")
     key: str | None = None
     pixel_range: int | None = None
     labels: Path | None = None
@@ -223,7 +223,7 @@ def failure_sample(split: zarr.Group) -> list[tuple[str, str]]:
 def run_ingest(spec: IngestSpec) -> IngestResult:
     """Ingest `spec.sources` into `spec.store` as split `spec.split`; see the module docstring."""
     check_target(spec)
-    store = absolute(spec.store).rstrip("/")  # workers may run elsewhere
+    store = absolute(str(spec.store)).rstrip("/")  # workers may run elsewhere
     layout = Layout.of_store(store)
     tmp = temporary_location(store)
     try:
