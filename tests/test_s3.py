@@ -71,6 +71,15 @@ def secret_free(server: S3Server, *texts: str, folder: Path | None = None) -> No
         assert not [p for p in files if leak.encode() in p.read_bytes()]
 
 
+def long_s3_run(s3_inputs: tuple[str, str], run: Path) -> tuple[str, list[str]]:
+    """(predictions URL, jobs.score arguments) of a run on S3 in 60 partitions of 10 rows, still
+    going when a fault is injected after its first partitions."""
+    store, models = s3_inputs
+    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
+    return predictions, ["--store", store, "--models", models, "--predictions", predictions,
+                         "--out", str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "10"]
+
+
 @pytest.fixture(scope="module")
 def local_run(small_store: Path, small_models: Path, tmp_path_factory: pytest.TempPathFactory
               ) -> Path:
@@ -204,12 +213,8 @@ def test_workers_sharing_no_files_with_the_client_score_from_s3(
 def test_the_s3_server_stopped_mid_run_is_one_error_line_and_resume_completes(
     s3_server: S3Server, s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
 ) -> None:
-    store, models = s3_inputs
-    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
     run = tmp_path / "run"
-    # 60 partitions of 10 rows: the run is still going when the server stops.
-    args = ["--store", store, "--models", models, "--predictions", predictions, "--out",
-            str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "10"]
+    predictions, args = long_s3_run(s3_inputs, run)
     job = start_job(*args)
     try:
         before = wait_for_markers(run, 2, job)
@@ -258,11 +263,8 @@ def test_a_worker_killed_mid_run_on_s3_changes_nothing(
 def test_the_client_killed_mid_run_on_s3_resumes_to_the_same_results(
     s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
 ) -> None:
-    store, models = s3_inputs
-    predictions = f"s3://mnist/runs/{secrets.token_hex(4)}/predictions.zarr"
     run = tmp_path / "run"
-    args = ["--store", store, "--models", models, "--predictions", predictions, "--out",
-            str(run), "--workers", "2", *FAST[:-2], "--partition-rows", "10"]
+    predictions, args = long_s3_run(s3_inputs, run)
     job = start_job(*args)
     wait_for_markers(run, 2, job)
     job.send_signal(signal.SIGKILL)  # the client dies: no clean shutdown at all
