@@ -16,7 +16,7 @@ from mnist_dist.errors import SpecError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, Predictors, load_predictors
-from mnist_dist.models.knn import GemmKnn, KnnModel, vote
+from mnist_dist.models.knn import GemmKnn, vote
 from mnist_dist.models.mlp import OnnxMlp
 
 MODEL_NAMES = ("knn", "mlp")
@@ -54,27 +54,15 @@ def predict_partition(
 
 def knn_outputs(knn: GemmKnn, images: np.ndarray) -> dict[str, np.ndarray]:
     """The KNN's digits uint8 (n,), neighbours int64 (n, k) nearest first (rows of its
-    reference set) and their standardised distances float32 (n, k), ascending."""
-    neighbours = knn.kneighbors(images)[1] if len(images) else np.empty((0, 3), np.int64)
-    model = knn.model
-    return {
-        "knn": vote(model.labels[neighbours]) if len(images) else np.empty(0, np.uint8),
-        "knn_neighbours": neighbours.astype(np.int64),
-        "knn_distances": neighbour_distances(model, images, neighbours),
-    }
-
-
-def neighbour_distances(
-    model: KnnModel, images: np.ndarray, neighbours: np.ndarray
-) -> np.ndarray:
-    """Standardised Euclidean distances float32 (n, k) of images (n, 784) to the reference
-    rows `neighbours` (n, k), computed in float64 (k reference rows per query: cheap)."""
-    queries = model.scaler.transform(images, np.float64)
-    out = np.empty(neighbours.shape, dtype=np.float32)
-    for j in range(neighbours.shape[1]):
-        reference = model.scaler.transform(model.reference[neighbours[:, j]], np.float64)
-        out[:, j] = np.sqrt(np.square(queries - reference).sum(axis=1))
-    return out
+    reference set) and their standardised distances float32 (n, k), ascending (the search's
+    own exact float64 distances, rounded once)."""
+    if not len(images):
+        k = knn.model.n_neighbors
+        return {"knn": np.empty(0, np.uint8), "knn_neighbours": np.empty((0, k), np.int64),
+                "knn_distances": np.empty((0, k), np.float32)}
+    distances, neighbours = knn.kneighbors(images)
+    return {"knn": vote(knn.model.labels[neighbours]),
+            "knn_neighbours": neighbours.astype(np.int64), "knn_distances": distances}
 
 
 def mlp_outputs(mlp: OnnxMlp, images: np.ndarray) -> dict[str, np.ndarray]:

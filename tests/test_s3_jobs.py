@@ -40,11 +40,10 @@ def one_error_line(capsys: pytest.CaptureFixture[str], *words: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def bucket(s3_server: S3Server) -> str:
-    """A fresh folder in a fresh bucket for this module's outputs."""
-    name = f"jobs-{secrets.token_hex(4)}"
-    s3fs.S3FileSystem().mkdir(name)
-    return f"s3://{name}"
+def bucket(s3_inputs: tuple[str, str]) -> str:
+    """A fresh folder for this module's outputs in the session's bucket (each new bucket takes
+    a SeaweedFS collection and its volumes; the test server has room for few)."""
+    return f"s3://mnist/jobs-{secrets.token_hex(4)}"
 
 
 @pytest.fixture(scope="module")
