@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as da
+import dask.config
 import numpy as np
 
 import mnist_dist
@@ -81,7 +82,10 @@ def fit_scaler(store: Path | str, rows: int | None = None) -> Scaler:
     images = da.from_zarr(str(store), component="train/images")
     if rows is not None:
         images = images[:rows]
-    fitted = StandardScaler().fit(images.astype(np.float64))
+    # This process's threads, never a distributed Client that happens to be the default (its
+    # workers may lack this process's files or storage credentials).
+    with dask.config.set(scheduler="threads"):
+        fitted = StandardScaler().fit(images.astype(np.float64))
     return Scaler.from_moments(np.asarray(fitted.mean_), np.asarray(fitted.var_))
 
 
