@@ -30,6 +30,7 @@ from mnist_dist.models.knn import (
     sklearn_classifier,
     vote,
 )
+from mnist_dist.models.knn_bound import GROUP, tree_order
 from mnist_dist.models.knn_scan import full_scan, weighted_distance
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 
@@ -674,3 +675,48 @@ def test_ties_that_sit_exactly_on_the_bound(base: int) -> None:
     np.testing.assert_array_equal(neighbours, [expected])
     np.testing.assert_array_equal(distances, [[5.0] * 5])
     np.testing.assert_array_equal(gemm.predict(query), vote(model.labels[expected][None]))
+
+
+def test_grouping_is_a_permutation_in_runs_of_whole_groups() -> None:
+    points = np.random.default_rng(3).normal(size=(1000, 5))
+    order = tree_order(points, GROUP)
+    assert sorted(order.tolist()) == list(range(1000))
+    # Each run of GROUP rows is one leaf: a box on the split coordinates, so its rows are closer
+    # to each other than rows picked at random.
+    runs = points[order[: 1000 // GROUP * GROUP]].reshape(-1, GROUP, 5)
+    spread = np.linalg.norm(runs - runs.mean(axis=1, keepdims=True), axis=2).mean()
+    random_spread = np.linalg.norm(points - points.mean(axis=0), axis=1).mean()
+    assert spread < 0.8 * random_spread
+
+
+def test_group_minima_are_the_smallest_bound_of_each_group(model3: KnnModel,
+                                                           subset: Subset) -> None:
+    index = GemmKnn(model3).index
+    assert index is not None
+    buffer = np.empty((50, index.columns.shape[1]), np.float32)
+    _, scores, minima, _, _ = index._scores(subset.queries[:50], buffer)
+    np.testing.assert_array_equal(minima, scores.reshape(50, -1, GROUP).min(axis=2))
+    assert np.isposinf(scores[:, len(model3.reference) :]).all()  # padding never lowers one
+
+
+def test_ties_spread_over_several_groups_go_to_the_lowest_indices(subset: Subset) -> None:
+    # 60 rows at exactly the same distance (the query with one pixel moved by 40, weights 1),
+    # scattered over 5,000 real digits: the grouping puts them in several groups, which the
+    # search visits in order of their smallest bound, not of index; the 5 lowest indices win.
+    rng = np.random.default_rng(4)
+    rows = subset.reference.copy()
+    query = subset.queries[[0]]
+    tied = np.sort(rng.choice(len(rows), 60, replace=False))
+    for row, pixel in zip(tied, rng.choice(784, 60, replace=False), strict=True):
+        rows[row] = query[0]
+        value = int(query[0, pixel])
+        rows[row, pixel] = value + 40 if value < 40 else value - 40
+    model = KnnModel(rows, subset.labels, identity_scaler(), 5)
+    gemm = GemmKnn(model)
+    assert gemm.index is not None
+    positions = np.argsort(gemm.index.original)[tied]
+    assert len(np.unique(positions // GROUP)) > 1
+    distances, neighbours = gemm.kneighbors(query)
+    np.testing.assert_array_equal(neighbours, [tied[:5]])
+    np.testing.assert_array_equal(distances, [[40.0] * 5])
+    np.testing.assert_array_equal(gemm.predict(query), predict_sklearn(model, query))

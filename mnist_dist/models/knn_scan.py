@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-CHUNK = 64  # pixels between two early-abandon checks
+CHUNK = 128  # pixels between two early-abandon checks
 # Relative allowance of the early-abandon check. Each distance is a float64 sum of 784
 # non-negative terms (chunk sums, then a running total): its computed value is within
 # 784·2⁻⁵³ < 1e-13 (relative) of the exact one, and so is every partial sum of a subset of the
@@ -24,14 +24,25 @@ def abandoning_sum(query: np.ndarray, row: np.ndarray, weights: np.ndarray, n: i
     """`total` + Σ_{i<n} w_i (a_i − b_i)² for uint8 `query` and `row`; +inf once the running
     sum exceeds `abandon` (checked every CHUNK pixels)."""
     for start in range(0, n, CHUNK):
-        part = 0.0
-        for i in range(start, min(n, start + CHUNK)):
-            diff = np.float64(np.int32(query[i]) - np.int32(row[i]))
-            part += weights[i] * (diff * diff)
-        total += part
+        stop = min(n, start + CHUNK)
+        total += weighted_sum(query[start:stop], row[start:stop], weights[start:stop])
         if total > abandon:
             return np.inf
     return total
+
+
+# `reassoc` lets the sum vectorise (8 float64 lanes; ~5x faster than one running sum). The
+# order it sums in depends only on the length, never on the data or its address, so equal rows
+# still give equal sums, and any order of non-negative terms keeps the error bound above.
+# Slices, not offsets: an index numba cannot prove non-negative keeps the loop scalar.
+@njit(cache=True, nogil=True, fastmath={"reassoc"})
+def weighted_sum(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
+    """Σ w_i (a_i − b_i)² in float64 for uint8 `a`, `b` and float64 `weights` of one length."""
+    part = 0.0
+    for i in range(a.shape[0]):
+        diff = np.float64(np.int32(a[i]) - np.int32(b[i]))
+        part += weights[i] * (diff * diff)
+    return part
 
 
 @njit(cache=True, nogil=True)
