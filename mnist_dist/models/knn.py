@@ -3,8 +3,8 @@
 Backends with identical predictions:
 - `GemmKnn(search="bound")` (default): lower bounds of every distance by one small float32 GEMM
   (top principal components of the common pixels plus a residual norm; rare pixels exact through
-  a sparse index), exact float64 distances only where a bound does not exceed the k-th
-  (`knn_bound`).
+  a sparse index), exact float64 distances only where a bound does not exceed the k-th, in the
+  few groups of neighbouring references whose smallest bound does (`knn_bound`).
 - `GemmKnn(search="shortlist")` (the former default, kept for comparison): blocked float32 GEMM
   with the ‖y‖² − 2x·y expansion over every pixel picks a shortlist per query, then exact float64
   distances rank it. A per-query error bound proves the shortlist holds the true k nearest;
