@@ -32,6 +32,7 @@ from mnist_dist.models.knn import (
 )
 from mnist_dist.models.knn_bound import GROUP, tree_order
 from mnist_dist.models.knn_scan import full_scan, weighted_distance
+from mnist_dist.models.matmul import OrtMatmul
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 
 N_REFERENCE = 5000
@@ -693,10 +694,12 @@ def test_group_minima_are_the_smallest_bound_of_each_group(model3: KnnModel,
                                                            subset: Subset) -> None:
     index = GemmKnn(model3).index
     assert index is not None
-    buffer = np.empty((50, index.columns.shape[1]), np.float32)
+    n_tiles, _, width = index.tiles.shape
+    buffer = np.empty((n_tiles, 50, width), np.float32)
     _, scores, minima, _, _ = index._scores(subset.queries[:50], buffer)
-    np.testing.assert_array_equal(minima, scores.reshape(50, -1, GROUP).min(axis=2))
-    assert np.isposinf(scores[:, len(model3.reference) :]).all()  # padding never lowers one
+    flat = scores.transpose(1, 0, 2).reshape(50, -1)
+    np.testing.assert_array_equal(minima, flat.reshape(50, -1, GROUP).min(axis=2))
+    assert np.isposinf(flat[:, len(model3.reference) :]).all()  # padding never lowers one
 
 
 def test_ties_spread_over_several_groups_go_to_the_lowest_indices(subset: Subset) -> None:
@@ -720,3 +723,33 @@ def test_ties_spread_over_several_groups_go_to_the_lowest_indices(subset: Subset
     np.testing.assert_array_equal(neighbours, [tied[:5]])
     np.testing.assert_array_equal(distances, [[40.0] * 5])
     np.testing.assert_array_equal(gemm.predict(query), predict_sklearn(model, query))
+
+
+def test_ort_matmul_is_a_float32_product_within_its_error_bound() -> None:
+    # The bound's proof allows γ_k·Σ|terms| per entry: a product in lower precision (bf16, tf32)
+    # would break it by orders of magnitude.
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(70, 98)).astype(np.float32)
+    b = rng.normal(size=(98, 640)).astype(np.float32)
+    out = OrtMatmul(98)(a, b, np.empty((70, 640), np.float32))
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    terms = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+    gamma = 98 * 2.0**-24 / (1 - 98 * 2.0**-24)
+    assert (np.abs(out - exact) <= gamma * terms).all()
+    assert np.abs(out - exact).max() > 0  # really float32, not a float64 pass
+
+
+@pytest.mark.parametrize("case", ["float64 a", "wrong k", "strided b", "wrong out shape"])
+def test_ort_matmul_refuses_what_it_cannot_bind(case: str) -> None:
+    a, b = np.ones((4, 8), np.float32), np.ones((8, 16), np.float32)
+    out = np.empty((4, 16), np.float32)
+    if case == "float64 a":
+        a = a.astype(np.float64)
+    elif case == "wrong k":
+        b = np.ones((9, 16), np.float32)
+    elif case == "strided b":
+        b = np.ones((8, 32), np.float32)[:, ::2]
+    else:
+        out = np.empty((4, 15), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        OrtMatmul(8)(a, b, out)

@@ -39,17 +39,29 @@ def median_seconds(call: Callable[[], Any], repeats: int) -> float:
 
 
 def gemm_only(knn: GemmKnn, images: np.ndarray) -> Callable[[], None]:
-    """The bare float32 GEMM that GemmKnn's search performs for `images`, nothing else."""
-    operand = knn.weights.T if knn.index is None else knn.index.columns
+    """The bare float32 GEMMs that GemmKnn's search performs for `images`, nothing else: the
+    shortlist's numpy product, or the bound search's onnxruntime products tile by tile."""
     rows = min(knn.block_rows, len(images))
-    pixels = np.ones((rows, operand.shape[0]), dtype=np.float32)
-    out = np.empty((rows, operand.shape[1]), dtype=np.float32)
+    if knn.index is None:
+        operand = knn.weights.T
+        pixels = np.ones((rows, operand.shape[0]), dtype=np.float32)
+        out = np.empty((rows, operand.shape[1]), dtype=np.float32)
 
-    def run() -> None:
+        def run() -> None:
+            for _ in range(0, len(images), rows):
+                np.matmul(pixels, operand, out=out)
+
+        return run
+    index = knn.index
+    pixels = np.ones((rows, index.tiles.shape[1]), dtype=np.float32)
+    out = np.empty((rows, index.tiles.shape[2]), dtype=np.float32)
+
+    def run_tiles() -> None:
         for _ in range(0, len(images), rows):
-            np.matmul(pixels, operand, out=out)
+            for tile in index.tiles:
+                index.matmul(pixels, tile, out)
 
-    return run
+    return run_tiles
 
 
 def faiss_predictor(knn: GemmKnn) -> Callable[[np.ndarray], np.ndarray] | None:

@@ -247,7 +247,7 @@ class GemmKnn:
         """Floating-point operations of the shortlist GEMMs that `kneighbors(images)` runs."""
         images = check_images(images)
         if self.index is not None:
-            return 2.0 * len(images) * self.index.columns.size
+            return 2.0 * len(images) * self.index.tiles.size
         return float(sum(2.0 * len(rows) * depth * len(self.weights)
                          for rows, depth in self.blocks(images)))
 

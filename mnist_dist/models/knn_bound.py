@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit
 
 from mnist_dist.models.knn_scan import abandoning_sum, insert_neighbour
+from mnist_dist.models.matmul import OrtMatmul
 
 RARE_SHARE = 0.02
 COMPONENTS = 96  # bench: as fast as 64 on the test split, 2x faster on shifted digits
@@ -31,11 +32,13 @@ PROJECT_ROWS = 4096  # references standardised and projected at a time while the
 SEEDS = 8  # smallest bounds of the best group computed exactly first: a tight k-th distance
 GROUP = 64  # references per group: neighbours in the projected space, contiguous in memory
 TREE_DIMS = 16  # projected coordinates the grouping splits on (the largest spread first)
-TILE_COLUMNS = 4096  # GEMM columns at a time: a (128, 4096) float32 tile (2 MB) stays in cache for its minima
-# Relative allowance of the float32 bound. Its error is at most γ₆₆·Σ|terms| + the float32
-# rounding of both operands ≤ 4.1e-6·(2‖u_y‖² + K(y) + ‖u_x‖²) (Σ2|u_x,i·u_y,i| ≤ ‖u_x‖² + ‖u_y‖²,
-# the constant column is ‖u_y‖² + K(y)); the float64 residual norms add ≤ 1.5e-6 (`_project`),
-# the projections (‖PᵀP − I‖ ≲ 1e-14) and sums < 1e-12 of the same norms: 1e-5 covers all three.
+TILE_GROUPS = 64  # groups per GEMM tile (at most): a (128, 4096) float32 tile stays in cache for its minima
+# Relative allowance of the float32 bound. A float32 dot product of m + 2 = 98 terms, summed in
+# any order (MLAS's blocked FMAs included), errs by at most γ₉₈·Σ|terms| ≈ 5.9e-6·Σ|terms|; the
+# float32 rounding of both operands adds 1.2e-7·Σ|terms|, and Σ|terms| ≤ 2‖u_y‖² + K(y) + ‖u_x‖²
+# (Σ2|u_x,i·u_y,i| ≤ ‖u_x‖² + ‖u_y‖², the constant column is ‖u_y‖² + K(y)). The float64 residual
+# norms add ≤ 1.5e-6 of the same norms (`_project`), the projections (‖PᵀP − I‖ ≲ 1e-14) and
+# sums < 1e-12: 1e-5 covers all three with m ≤ 128 (γ₁₃₀ ≈ 7.8e-6).
 BOUND_ERROR = 1e-5
 # Relative float64 allowance of exact distances (a few 1e-16 per term, 784 terms).
 EXACT_SLACK = 1e-12
@@ -72,14 +75,20 @@ class BoundIndex:
         self.reference = np.ascontiguousarray(self.reference[self.original])
         self.rare_norms = self.rare_norms[self.original]
         # The GEMM's right operand (m + 2, n_padded), stored transposed (~15% faster than
-        # (n_padded, m + 2)); padding columns bound +inf, so they never lower a group's minimum.
-        n_padded = -(-n_ref // GROUP) * GROUP
-        self.columns = np.zeros((projected.shape[1] + 2, n_padded), dtype=np.float32)
-        self.columns[0, n_ref:] = np.inf
-        self.columns[0, :n_ref] = round_down_float32(
+        # (n_padded, m + 2)) and cut into tiles (n_tiles, m + 2, width) of whole groups, each
+        # contiguous; padding columns bound +inf, so they never lower a group's minimum.
+        n_groups = -(-n_ref // GROUP)
+        n_tiles = -(-n_groups // TILE_GROUPS)
+        self.tile_width = -(-n_groups // n_tiles) * GROUP
+        columns = np.zeros((projected.shape[1] + 2, n_tiles * self.tile_width), dtype=np.float32)
+        columns[0, n_ref:] = np.inf
+        columns[0, :n_ref] = round_down_float32(
             (constants - BOUND_ERROR * (norms + constants))[self.original])
-        self.columns[1:-1, :n_ref] = -2.0 * projected[self.original].T
-        self.columns[-1, :n_ref] = -2.0 * residual[self.original]
+        columns[1:-1, :n_ref] = -2.0 * projected[self.original].T
+        columns[-1, :n_ref] = -2.0 * residual[self.original]
+        self.tiles = np.ascontiguousarray(
+            columns.reshape(len(columns), n_tiles, self.tile_width).transpose(1, 0, 2))
+        self.matmul = OrtMatmul(len(columns))
         self.indptr, self.indices = sparse_columns(self.reference[:, self.n_common :])
 
     def _standardised_common(self, pixels: np.ndarray) -> np.ndarray:
@@ -115,7 +124,8 @@ class BoundIndex:
         distances = np.empty((len(images), k))
         indices = np.empty((len(images), k), dtype=np.int64)
         # One score buffer per call, not per block (page faults), nor shared between threads.
-        buffer = np.empty((min(self.block_rows, len(images)), self.columns.shape[1]), np.float32)
+        n_tiles, _, width = self.tiles.shape
+        buffer = np.empty((n_tiles, min(self.block_rows, len(images)), width), np.float32)
         for start in range(0, len(images), self.block_rows):
             rows = slice(start, start + self.block_rows)
             pixels, scores, minima, base, rare_norms = self._scores(images[rows], buffer)
@@ -125,40 +135,41 @@ class BoundIndex:
         return distances, indices
 
     def _scores(self, images: np.ndarray, buffer: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Permuted pixels (n, 784), the GEMM's scores float32 (n, n_padded) (in `buffer`) and
-        their group minima (n, n_groups), and per query the bound's constant part (n,) and
-        A(x) (n,) (module doc)."""
+        """Permuted pixels (n, 784), the GEMM's scores float32 (n_tiles, n, width) (in
+        `buffer`; reference y is at [y // width, :, y % width]) and their group minima
+        (n, n_groups), and per query the bound's constant part (n,) and A(x) (n,) (module doc)."""
         pixels = np.ascontiguousarray(images[:, self.order])
         c = self.n_common
         projected, residual = self._project(self._standardised_common(pixels))
         norms = np.einsum("ij,ij->i", projected, projected) + residual**2
         rare_norms = np.square(pixels[:, c:], dtype=np.float64) @ self.weights[c:]
-        queries = np.empty((len(images), len(self.columns)), dtype=np.float32)
+        queries = np.empty((len(images), self.tiles.shape[1]), dtype=np.float32)
         queries[:, 0] = 1.0
         queries[:, 1:-1] = projected
         queries[:, -1] = residual
         base = (1.0 - BOUND_ERROR) * (norms + rare_norms)
-        scores = buffer[: len(images)]
-        minima = np.empty((len(images), self.columns.shape[1] // GROUP), np.float32)
-        for start in range(0, self.columns.shape[1], TILE_COLUMNS):
-            tile = scores[:, start : start + TILE_COLUMNS]
-            np.matmul(queries, self.columns[:, start : start + TILE_COLUMNS], out=tile)
-            group_minima(tile, minima[:, start // GROUP : (start + tile.shape[1]) // GROUP])
+        scores = buffer[:, : len(images)]
+        per_tile = self.tile_width // GROUP
+        minima = np.empty((len(images), len(self.tiles) * per_tile), np.float32)
+        for t, tile in enumerate(self.tiles):
+            self.matmul(queries, tile, out=scores[t])
+            group_minima(scores[t], minima[:, t * per_tile : (t + 1) * per_tile])
         return pixels, scores, minima, base, rare_norms
 
     def lower_bounds(self, images: np.ndarray) -> np.ndarray:
         """The search's lower bounds float64 (n, n_ref) of the squared distances, in the
         references' original order (for tests)."""
-        buffer = np.empty((len(images), self.columns.shape[1]), np.float32)
+        buffer = np.empty((len(self.tiles), len(images), self.tile_width), np.float32)
         pixels, scores, minima, base, _ = self._scores(images, buffer)
         for q, query in enumerate(pixels):
             products = np.zeros(len(self.reference))
             rare_products(query, self.reference, self.weights, self.indptr, self.indices,
                           self.n_common, products)
-            fold_products(scores[q], minima[q], products, np.zeros(len(products), np.bool_),
+            fold_products(scores[:, q], minima[q], products, np.zeros(len(products), np.bool_),
                           query, self.indptr, self.indices, self.n_common)
+        flat = scores.transpose(1, 0, 2).reshape(len(images), -1)[:, : len(self.reference)]
         bounds = np.empty((len(images), len(self.reference)))
-        bounds[:, self.original] = scores[:, : len(self.reference)] + base[:, None]
+        bounds[:, self.original] = flat + base[:, None]
         return bounds
 
 
@@ -251,9 +262,10 @@ def search_one(scores: np.ndarray, minima: np.ndarray, base: float, rare_norm: f
                query: np.ndarray, reference: np.ndarray, weights: np.ndarray,
                ref_rare: np.ndarray, products: np.ndarray, n_common: int, original: np.ndarray,
                best: np.ndarray, index: np.ndarray) -> None:
-    """The k nearest (squared distance, original index) into `best`, `index` (k,) for one query.
+    """The k nearest (squared distance, original index) into `best`, `index` (k,) for one query
+    with scores (n_tiles, width) and group minima (n_groups,).
 
-    Reference y's lower bound is scores[y] + base (`fold_products` has lowered the scores of the
+    Reference y's lower bound is scores[y // width, y % width] + base (`fold_products` has lowered the scores of the
     rows sharing rare ink with the query, and their groups' minima): a row whose bound exceeds
     the k-th distance found so far, or a group whose minimum does, cannot hold one of the k
     nearest. Equal distances rank the lower original index first, in whatever order rows come."""
@@ -264,8 +276,9 @@ def search_one(scores: np.ndarray, minima: np.ndarray, base: float, rare_norm: f
     first = np.argmin(minima)
     seed_bound = np.full(SEEDS, np.inf)
     seeds = np.full(SEEDS, n_ref, np.int64)
+    width = scores.shape[1]
     for y in range(first * GROUP, min(n_ref, (first + 1) * GROUP)):
-        insert_neighbour(seed_bound, seeds, scores[y] + base, y)
+        insert_neighbour(seed_bound, seeds, scores[y // width, y % width] + base, y)
     for y in seeds:
         if y < n_ref:
             consider(y, query, reference, weights, ref_rare, products, n_common, rare_norm,
@@ -276,8 +289,9 @@ def search_one(scores: np.ndarray, minima: np.ndarray, base: float, rare_norm: f
     for g in live[np.argsort(minima[live], kind="mergesort")]:
         if minima[g] + base > best[k - 1] * (1.0 + EXACT_SLACK):
             break
+        row = scores[g * GROUP // width]
         for y in range(g * GROUP, min(n_ref, (g + 1) * GROUP)):
-            if scores[y] + base > best[k - 1] * (1.0 + EXACT_SLACK):
+            if row[y % width] + base > best[k - 1] * (1.0 + EXACT_SLACK):
                 continue
             if g == first and is_seed(y, seeds):
                 continue
@@ -319,15 +333,15 @@ def search_block(scores: np.ndarray, minima: np.ndarray, base: np.ndarray,
                  weights: np.ndarray, ref_rare: np.ndarray, indptr: np.ndarray,
                  indices: np.ndarray, n_common: int, original: np.ndarray,
                  distances: np.ndarray, out: np.ndarray) -> None:
-    """`search_one` for each query row of `scores` (n, n_padded) and `minima` (n, n_groups)
+    """`search_one` for each query of `scores` (n_tiles, n, width) and `minima` (n, n_groups)
     into `distances`, `out` (n, k)."""
     products = np.zeros(reference.shape[0])
     folded = np.zeros(reference.shape[0], np.bool_)
-    for q in range(scores.shape[0]):
+    for q in range(scores.shape[1]):
         rare_products(pixels[q], reference, weights, indptr, indices, n_common, products)
-        fold_products(scores[q], minima[q], products, folded, pixels[q], indptr, indices,
+        fold_products(scores[:, q], minima[q], products, folded, pixels[q], indptr, indices,
                       n_common)
-        search_one(scores[q], minima[q], base[q], rare_norms[q], pixels[q], reference, weights,
+        search_one(scores[:, q], minima[q], base[q], rare_norms[q], pixels[q], reference, weights,
                    ref_rare, products, n_common, original, distances[q], out[q])
         for j in range(indptr.shape[0] - 1):  # reset only what this query touched
             if pixels[q, n_common + j] != 0:
@@ -340,8 +354,8 @@ def search_block(scores: np.ndarray, minima: np.ndarray, base: np.ndarray,
 def fold_products(scores: np.ndarray, minima: np.ndarray, products: np.ndarray,
                   folded: np.ndarray, query: np.ndarray, indptr: np.ndarray,
                   indices: np.ndarray, n_common: int) -> None:
-    """Lower float32 `scores` (n_padded,) by 2(1 + BOUND_ERROR)·products once per row touched,
-    and its group's minimum in `minima` (n_groups,) with it.
+    """Lower float32 `scores` (n_tiles, width) by 2(1 + BOUND_ERROR)·products once per row
+    touched, and its group's minimum in `minima` (n_groups,) with it.
 
     The float64 value v is stored as float32(v − 1.2e-7·|v| − 1e-30) ≤ v: float32 rounding moves
     a value by at most 6e-8 of itself, so the stored score stays a lower bound."""
@@ -352,6 +366,7 @@ def fold_products(scores: np.ndarray, minima: np.ndarray, products: np.ndarray,
             y = indices[p]
             if not folded[y]:
                 folded[y] = True
-                value = np.float64(scores[y]) - 2.0 * (1.0 + BOUND_ERROR) * products[y]
-                scores[y] = np.float32(value - 1.2e-7 * abs(value) - 1e-30)
-                minima[y // GROUP] = min(minima[y // GROUP], scores[y])
+                t, column = y // scores.shape[1], y % scores.shape[1]
+                value = np.float64(scores[t, column]) - 2.0 * (1.0 + BOUND_ERROR) * products[y]
+                scores[t, column] = np.float32(value - 1.2e-7 * abs(value) - 1e-30)
+                minima[y // GROUP] = min(minima[y // GROUP], scores[t, column])
