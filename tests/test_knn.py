@@ -32,7 +32,7 @@ from mnist_dist.models.knn import (
 )
 from mnist_dist.models.knn_bound import GROUP, tree_order
 from mnist_dist.models.knn_scan import full_scan, weighted_distance
-from mnist_dist.models.matmul import OrtMatmul
+from mnist_dist.models.matmul import ORT_MIN_ROWS, OrtMatmul
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 
 N_REFERENCE = 5000
@@ -725,13 +725,14 @@ def test_ties_spread_over_several_groups_go_to_the_lowest_indices(subset: Subset
     np.testing.assert_array_equal(gemm.predict(query), predict_sklearn(model, query))
 
 
-def test_ort_matmul_is_a_float32_product_within_its_error_bound() -> None:
+@pytest.mark.parametrize("rows", [1, ORT_MIN_ROWS - 1, ORT_MIN_ROWS, 70])  # numpy, then MLAS
+def test_ort_matmul_is_a_float32_product_within_its_error_bound(rows: int) -> None:
     # The bound's proof allows γ_k·Σ|terms| per entry: a product in lower precision (bf16, tf32)
     # would break it by orders of magnitude.
     rng = np.random.default_rng(5)
-    a = rng.normal(size=(70, 98)).astype(np.float32)
+    a = rng.normal(size=(rows, 98)).astype(np.float32)
     b = rng.normal(size=(98, 640)).astype(np.float32)
-    out = OrtMatmul(98)(a, b, np.empty((70, 640), np.float32))
+    out = OrtMatmul(98)(a, b, np.empty((rows, 640), np.float32))
     exact = a.astype(np.float64) @ b.astype(np.float64)
     terms = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     gamma = 98 * 2.0**-24 / (1 - 98 * 2.0**-24)
