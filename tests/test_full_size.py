@@ -10,6 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from mnist_dist.bench.knn_inputs import hard_inputs
+from mnist_dist.data.expand import DeformParams, generate_partition
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store, open_store
 from mnist_dist.models.knn import GemmKnn, load_knn, predict_sklearn
@@ -91,6 +93,20 @@ def test_fast_knn_equals_scikit_learn_on_the_whole_test_split(
     model = load_knn(full[0] / "models")
     np.testing.assert_array_equal(GemmKnn(model).predict(test_split[0]),
                                   predict_sklearn(model, test_split[0]))
+
+
+def test_fast_knn_equals_scikit_learn_on_deformed_and_hard_digits(
+    full: tuple[Path, dict], test_split: tuple[np.ndarray, np.ndarray]
+) -> None:
+    # The full 56,000-reference model on 20,000 expanded-set deformations of the test digits
+    # and on the bench's hard inputs (noise, border ink, single pixels, one-pixel edits of
+    # training digits, shifts): where bounds are loosest and groups least alike.
+    model = load_knn(full[0] / "models")
+    deformed, _ = generate_partition(*test_split, 0, 20_000, 14, DeformParams())
+    hard = np.concatenate(list(hard_inputs(test_split[0][:1_000], model.reference).values()))
+    for queries in (deformed, hard):
+        np.testing.assert_array_equal(GemmKnn(model).predict(queries),
+                                      predict_sklearn(model, queries))
 
 
 def test_manifest_records_the_exported_mlps_accuracy(
