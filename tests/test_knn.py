@@ -6,6 +6,7 @@ import io
 import json
 import zipfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -754,3 +755,17 @@ def test_ort_matmul_refuses_what_it_cannot_bind(case: str) -> None:
         out = np.empty((4, 15), np.float32)
     with pytest.raises(ValueError, match="C-contiguous float32"):
         OrtMatmul(8)(a, b, out)
+
+
+def test_one_gemm_knn_shared_by_threads_answers_each_as_alone(model3: KnnModel,
+                                                              subset: Subset) -> None:
+    # A Dask worker's threads share one GemmKnn (one onnxruntime session, numba kernels):
+    # concurrent calls must not share buffers.
+    gemm = GemmKnn(model3)
+    batches = [subset.queries[i::4] for i in range(4)]
+    alone = [gemm.kneighbors(batch) for batch in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(gemm.kneighbors, batches * 3))
+    for i, (distances, neighbours) in enumerate(together):
+        np.testing.assert_array_equal(distances, alone[i % 4][0])
+        np.testing.assert_array_equal(neighbours, alone[i % 4][1])
