@@ -279,9 +279,9 @@ def search_one(scores: np.ndarray, minima: np.ndarray, base: float, rare_norm: f
     width = scores.shape[1]
     for y in range(first * GROUP, min(n_ref, (first + 1) * GROUP)):
         insert_neighbour(seed_bound, seeds, scores[y // width, y % width] + base, y)
-    for y in seeds:
-        if y < n_ref:
-            consider(y, query, reference, weights, ref_rare, products, n_common, rare_norm,
+    for seed in seeds:
+        if seed < n_ref:
+            consider(seed, query, reference, weights, ref_rare, products, n_common, rare_norm,
                      original, best, index)
     # The groups that may hold a nearer row, visited smallest minimum first (the k-th distance
     # only shrinks, so the first group above it ends the search).
