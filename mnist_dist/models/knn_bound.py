@@ -281,7 +281,7 @@ def search_one(scores: np.ndarray, minima: np.ndarray, base: float, rare_norm: f
         insert_neighbour(seed_bound, seeds, scores[y // width, y % width] + base, y)
     for seed in seeds:
         if seed < n_ref:
-            consider(seed, query, reference, weights, ref_rare, products, n_common, rare_norm,
+            consider(int(seed), query, reference, weights, ref_rare, products, n_common, rare_norm,
                      original, best, index)
     # The groups that may hold a nearer row, visited smallest minimum first (the k-th distance
     # only shrinks, so the first group above it ends the search).
