@@ -33,7 +33,7 @@ from mnist_dist.models.knn import (
 )
 from mnist_dist.models.knn_bound import GROUP, tree_order
 from mnist_dist.models.knn_scan import full_scan, weighted_distance
-from mnist_dist.models.matmul import ORT_MIN_ROWS, OrtMatmul
+from mnist_dist.models.matmul import IR_VERSION, OPSET, ORT_MIN_ROWS, OrtMatmul, matmul_model
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 
 N_REFERENCE = 5000
@@ -769,3 +769,17 @@ def test_one_gemm_knn_shared_by_threads_answers_each_as_alone(model3: KnnModel,
     for i, (distances, neighbours) in enumerate(together):
         np.testing.assert_array_equal(distances, alone[i % 4][0])
         np.testing.assert_array_equal(neighbours, alone[i % 4][1])
+
+
+@pytest.mark.parametrize("k", [98, 200])  # 200: a two-byte varint
+def test_the_hand_written_matmul_model_is_what_onnx_writes(k: int) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["product"])], "matmul",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["n", k]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [k, "w"])],
+        [helper.make_tensor_value_info("product", TensorProto.FLOAT, ["n", "w"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    assert matmul_model(k) == model.SerializeToString()

@@ -32,8 +32,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("mnist_dist", ("jobs",), "the library never imports the entry points"),
 )
 BENCH_ONLY = "mnist_dist.bench"  # only jobs and the bench itself import the benchmarks
-# `onnx` is a base dependency: models/matmul.py builds the KNN's MatMul graph with it.
-TRAINING_PACKAGES = ("tensorflow", "keras", "tf2onnx")
+TRAINING_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx")
 TRAINING_MODULES = ("mnist_dist.training", "mnist_dist.models.mlp_train")
 # The benchmark's Keras peer imports TensorFlow inside a function, only when it is installed.
 LAZY_TRAINING_OK = ("mnist_dist.bench.baselines",)
