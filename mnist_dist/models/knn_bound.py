@@ -66,30 +66,30 @@ class BoundIndex:
         sample = self._standardised_common(self.reference[::COVARIANCE_STRIDE])
         self.basis = principal_basis(sample - self.centre, min(COMPONENTS, c, n_ref))
         projected, residual = self._project_rows(self.reference)
-        self.rare_norms = square_norms(self.reference[:, self.n_common :],
-                                       self.weights[self.n_common :])
-        norms = np.einsum("ij,ij->i", projected, projected) + residual**2
-        constants = norms + self.rare_norms
         # Row p of the arrays below is reference original[p]: groups of neighbours, contiguous.
         self.original = tree_order(projected[:, :TREE_DIMS], GROUP)
         self.reference = np.ascontiguousarray(self.reference[self.original])
-        self.rare_norms = self.rare_norms[self.original]
+        projected, residual = projected[self.original], residual[self.original]
+        rare_pixels = self.reference[:, self.n_common :]
+        self.indptr, self.indices = sparse_columns(rare_pixels)
+        self.rare_norms = square_norms(rare_pixels, self.weights[self.n_common :], self.indptr,
+                                       self.indices)
+        norms = np.einsum("ij,ij->i", projected, projected) + residual**2
+        constants = norms + self.rare_norms
         # The GEMM's right operand (m + 2, n_padded), stored transposed (~15% faster than
         # (n_padded, m + 2)) and cut into tiles (n_tiles, m + 2, width) of whole groups, each
         # contiguous; padding columns bound +inf, so they never lower a group's minimum.
         n_groups = -(-n_ref // GROUP)
         n_tiles = -(-n_groups // TILE_GROUPS)
-        self.tile_width = -(-n_groups // n_tiles) * GROUP
-        columns = np.zeros((projected.shape[1] + 2, n_tiles * self.tile_width), dtype=np.float32)
+        width = -(-n_groups // n_tiles) * GROUP
+        columns = np.zeros((projected.shape[1] + 2, n_tiles * width), dtype=np.float32)
         columns[0, n_ref:] = np.inf
-        columns[0, :n_ref] = round_down_float32(
-            (constants - BOUND_ERROR * (norms + constants))[self.original])
-        columns[1:-1, :n_ref] = -2.0 * projected[self.original].T
-        columns[-1, :n_ref] = -2.0 * residual[self.original]
+        columns[0, :n_ref] = round_down_float32(constants - BOUND_ERROR * (norms + constants))
+        columns[1:-1, :n_ref] = -2.0 * projected.T
+        columns[-1, :n_ref] = -2.0 * residual
         self.tiles = np.ascontiguousarray(
-            columns.reshape(len(columns), n_tiles, self.tile_width).transpose(1, 0, 2))
+            columns.reshape(len(columns), n_tiles, width).transpose(1, 0, 2))
         self.matmul = OrtMatmul(len(columns))
-        self.indptr, self.indices = sparse_columns(self.reference[:, self.n_common :])
 
     def _standardised_common(self, pixels: np.ndarray) -> np.ndarray:
         """Standardised float64 common pixels (n, n_common) of permuted raw pixels (n, 784)."""
@@ -149,7 +149,7 @@ class BoundIndex:
         queries[:, -1] = residual
         base = (1.0 - BOUND_ERROR) * (norms + rare_norms)
         scores = buffer[:, : len(images)]
-        per_tile = self.tile_width // GROUP
+        per_tile = self.tiles.shape[2] // GROUP
         minima = np.empty((len(images), len(self.tiles) * per_tile), np.float32)
         for t, tile in enumerate(self.tiles):
             self.matmul(queries, tile, out=scores[t])
@@ -159,7 +159,7 @@ class BoundIndex:
     def lower_bounds(self, images: np.ndarray) -> np.ndarray:
         """The search's lower bounds float64 (n, n_ref) of the squared distances, in the
         references' original order (for tests)."""
-        buffer = np.empty((len(self.tiles), len(images), self.tile_width), np.float32)
+        buffer = np.empty((len(self.tiles), len(images), self.tiles.shape[2]), np.float32)
         pixels, scores, minima, base, _ = self._scores(images, buffer)
         for q, query in enumerate(pixels):
             products = np.zeros(len(self.reference))
@@ -206,12 +206,14 @@ def principal_basis(centred: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(vectors[:, ::-1][:, :m])
 
 
-def square_norms(pixels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Σ_j w_j·b_j² float64 (n,) of each row of sparse uint8 `pixels` (n, m), from its inked
-    entries only (10x faster than a dense float64 product for the ~2%-inked rare pixels)."""
-    rows, columns = np.nonzero(pixels)
-    values = pixels[rows, columns].astype(np.float64)
-    return np.bincount(rows, weights=weights[columns] * values**2, minlength=len(pixels))
+def square_norms(rare_pixels: np.ndarray, weights: np.ndarray, indptr: np.ndarray,
+                 indices: np.ndarray) -> np.ndarray:
+    """Σ_j w_j·b_j² float64 (n,) of each row of uint8 `rare_pixels` (n, n_rare), from its inked
+    entries only, as `sparse_columns` lists them (10x faster than a dense float64 product)."""
+    columns = np.repeat(np.arange(rare_pixels.shape[1]), np.diff(indptr))
+    values = rare_pixels[indices, columns].astype(np.float64)
+    return np.bincount(indices, weights=weights[columns] * values**2,
+                       minlength=len(rare_pixels))
 
 
 def sparse_columns(rare_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,10 +275,11 @@ def search_one(scores: np.ndarray, minima: np.ndarray, base: float, rare_norm: f
     """The k nearest (squared distance, original index) into `best`, `index` (k,) for one query
     with scores (n_tiles, width) and group minima (n_groups,).
 
-    Reference y's lower bound is scores[y // width, y % width] + base (`fold_products` has lowered the scores of the
-    rows sharing rare ink with the query, and their groups' minima): a row whose bound exceeds
-    the k-th distance found so far, or a group whose minimum does, cannot hold one of the k
-    nearest. Equal distances rank the lower original index first, in whatever order rows come."""
+    Reference y's lower bound is scores[y // width, y % width] + base (`fold_products` has
+    lowered the scores of the rows sharing rare ink with the query, and their groups' minima):
+    a row whose bound exceeds the k-th distance found so far, or a group whose minimum does,
+    cannot hold one of the k nearest. Equal distances rank the lower original index first, in
+    whatever order rows come."""
     k = best.shape[0]
     n_ref = reference.shape[0]
     best[:] = np.inf
