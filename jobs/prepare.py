@@ -24,12 +24,13 @@ from mnist_dist.cli import (
     seed_int,
     setup_logging,
 )
-from mnist_dist.data.expand_graph import ExpandSpec
+from mnist_dist.data.expand_graph import ExpandSpec, check_group_target
 from mnist_dist.data.sources import download, load_source
-from mnist_dist.data.store import SPLITS, build_store, store_info
-from mnist_dist.errors import SpecError
+from mnist_dist.data.store import SPLITS, STORE_FORMAT, build_store, open_root, store_info
+from mnist_dist.errors import SpecError, StoreExistsError, StoreNotFoundError
 from mnist_dist.expand_job import run_expand, summary_line
 from mnist_dist.locations import is_url
+from mnist_dist.publish import exists
 from mnist_dist.storage import object_storage
 
 
@@ -84,6 +85,10 @@ def prepare(args: argparse.Namespace) -> int:
     expand = ExpandSpec(store=Path(args.store), n=args.expand, seed=args.seed,
                         partition_mb=args.partition_mb, force=args.force) if args.expand else None
     cluster = cluster_spec(args)
+    if expand:
+        check_group_target(expand)
+    with object_storage(args.storage_options, {"--store": args.store}):
+        check_store_target(args.store)
     source = download(args.download) if args.download else args.source
     raw = load_source(source)
     with object_storage(args.storage_options, {"--store": args.store}):
@@ -94,6 +99,21 @@ def prepare(args: argparse.Namespace) -> int:
     if expand:
         print(summary_line(run_expand(expand, cluster)))
     return 0
+
+
+def check_store_target(store: str) -> None:
+    """StoreExistsError when `store` holds something that is not a mnist-dist store (a file,
+    anyone else's folder), with or without --force: --force rebuilds a store, never other data."""
+    if not exists(store):
+        return
+    try:
+        open_root(store)
+    except StoreNotFoundError:
+        raise StoreExistsError(
+            f"{store} exists and is not a mnist-dist store (no {STORE_FORMAT} zarr.json); "
+            "--force replaces only a store: move it away or choose another --store"
+        ) from None
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -17,7 +17,7 @@ from mnist_dist.cli import (
 )
 from mnist_dist.ensure import ensure_store
 from mnist_dist.storage import object_storage
-from mnist_dist.training import TrainSpec, check_model_folder, train_models
+from mnist_dist.training import TrainSpec, check_model_folder, check_models_target, train_models
 
 
 def build_parser() -> JobArgumentParser:
@@ -59,6 +59,7 @@ def train(args: argparse.Namespace) -> int:
     )
     check_model_folder(spec)
     with object_storage(args.storage_options, {"--store": args.store, "--models": args.models}):
+        check_models_target(spec)  # before a missing store is built
         ensure_store(args.store)
         manifest = train_models(spec)
     for name, facts in manifest["models"].items():

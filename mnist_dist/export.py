@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from mnist_dist.data.store import zarr_array
+from mnist_dist.data.store import missing_chunks, zarr_array
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
 from mnist_dist.locations import is_url
 from mnist_dist.publish import exists, remove_folder, replace_folder, temporary_location
@@ -101,6 +101,14 @@ def check_predictions(group: zarr.Group, where: str) -> zarr.Array:
         if name in group and zarr_array(where, name).shape != shape:
             raise DataError(f"{where}/{name} must have shape {shape}, one row per image; "
                             f"got {zarr_array(where, name).shape} instead")
+    for name in ("knn", "mlp", "mlp_probabilities", "ids"):
+        missing = missing_chunks(zarr_array(where, name)) if name in group else []
+        if missing:  # every chunk is written, even all zeros: an absent one was lost
+            raise DataError(
+                f"{where}/{name} is missing {len(missing)} chunk(s) ({', '.join(missing[:3])}"
+                f"{', …' if len(missing) > 3 else ''}): the predictions of some rows were "
+                "lost; expected every chunk (score the split again with a new --out)"
+            )
     return mlp
 
 

@@ -1,9 +1,11 @@
 """A scoring run's state on disk, so an interrupted run can resume.
 
-`OUT/run.json` records the run's identity (data, partitioning, model checksums, outputs); each
-finished partition leaves `OUT/partitions/NNNNNN.json` (its confusion counts, misclassified
-sample and timings), written atomically after its predictions are in the Zarr store. A resumed
-run recomputes only the partitions without a marker. `OUT/run.lock` names the process running
+`OUT/run.json` records the run's identity (data and a stamp of its files, partitioning, model
+checksums, outputs) and a random `run_id`; each finished partition leaves
+`OUT/partitions/NNNNNN.json` (its rows, confusion counts, misclassified sample and timings, and
+the `run_id`), written atomically after its predictions are in the Zarr store. A resumed run
+recomputes only the partitions without a marker; a marker of another run, of other rows, or a
+file that is no marker of this run's partitions is refused, never counted. `OUT/run.lock` names the process running
 in the folder (pid, host, start time): a second run on the same folder is refused while it
 lives, and a lock whose process died on this host is taken over.
 """
@@ -14,7 +16,9 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,8 +31,9 @@ from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME, REPORT_NAME
 RUN_FILE = "run.json"
 PARTITIONS_DIR = "partitions"
 LOCK_FILE = "run.lock"
+PERFORMANCE_REPORT = "dask-performance.html"
 # Files a run writes into its folder: each must be a file (or absent), never a folder.
-RUN_FILES = (RUN_FILE, REPORT_NAME, HTML_NAME, MARKDOWN_NAME, LOCK_FILE, "dask-performance.html")
+RUN_FILES = (RUN_FILE, REPORT_NAME, HTML_NAME, MARKDOWN_NAME, LOCK_FILE, PERFORMANCE_REPORT)
 
 
 def marker_path(run_dir: Path, index: int) -> Path:
@@ -49,8 +54,9 @@ def prepare_out(out: Path) -> bool:
 
 
 def check_run_folder(out: Path) -> None:
-    """StoreExistsError when `out` holds a finished run, or a run file's name is taken by a
-    folder (and `out` itself, or a parent, is a file)."""
+    """StoreExistsError when `out` holds a finished run, a run file's name is taken by a
+    folder, `out` (or a parent) is a file, or `out` holds what no run made and no run started
+    there: a run never writes over a user's files."""
     for parent in (out, *out.parents):
         if parent.exists():
             if not parent.is_dir():
@@ -64,6 +70,25 @@ def check_run_folder(out: Path) -> None:
                 f"{out / name} is a folder, where the run writes a file; "
                 "remove it or choose a new --out"
             )
+    foreign = [] if run_started(out) or not out.is_dir() else foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise StoreExistsError(
+            f"{out} holds {len(foreign)} file(s) or folder(s) that no run created ({shown}); "
+            "--out must be a new or empty folder, or the folder of an unfinished run "
+            "(with --resume)"
+        )
+
+
+def foreign_files(out: Path) -> list[str]:
+    """Names in the folder `out` of a run not yet started that its start did not leave: all
+    but a run lock, an empty partitions folder and the temporary files of both."""
+    def ours(entry: Path) -> bool:
+        if entry.name == PARTITIONS_DIR:
+            return entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir())
+        return entry.name == LOCK_FILE or entry.name.startswith(
+            (f".{RUN_FILE}.", f".{LOCK_FILE}.", f"{LOCK_FILE}.stale-"))
+    return sorted(entry.name for entry in out.iterdir() if not ours(entry))
 
 
 @contextlib.contextmanager
@@ -167,8 +192,19 @@ def run_started(run_dir: Path) -> bool:
     return (run_dir / RUN_FILE).exists()
 
 
-def start_run(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[int, dict[str, Any]]:
-    """Record a new run, or check a resumed one matches; returns the finished partitions."""
+@dataclass(frozen=True)
+class RunRecord:
+    """A started run: its random id and the markers of its finished partitions by index."""
+
+    run_id: str
+    done: dict[int, dict[str, Any]]
+
+
+def start_run(
+    run_dir: Path, identity: dict[str, Any], resume: bool, ranges: Sequence[tuple[int, int]]
+) -> RunRecord:
+    """Record a new run, or check a resumed one matches `identity`; `ranges` are the rows
+    (start, stop) of each partition, which its markers must name."""
     run_file = run_dir / RUN_FILE
     if run_file.exists():
         if not resume:
@@ -177,16 +213,32 @@ def start_run(run_dir: Path, identity: dict[str, Any], resume: bool) -> dict[int
                 "or choose a new --out"
             )
         recorded = read_run_file(run_file)
-        if recorded != identity:
-            changed = sorted(differing_keys(recorded, identity))
-            raise StoreExistsError(
-                f"{run_file}: cannot resume, the run differs in {', '.join(changed)}; "
-                "choose a new --out"
-            )
-        return finished_partitions(run_dir)
+        check_same_run(run_file, recorded, identity)
+        run_id = str(recorded["run_id"])
+        return RunRecord(run_id, finished_partitions(run_dir, run_id, ranges))
     (run_dir / PARTITIONS_DIR).mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_file, identity)
-    return {}
+    run_id = uuid.uuid4().hex
+    write_json_atomic(run_file, {"run_id": run_id, **identity})
+    return RunRecord(run_id, {})
+
+
+def check_same_run(run_file: Path, recorded: dict[str, Any], identity: dict[str, Any]) -> None:
+    """StoreExistsError naming what differs between a recorded run and the one asked for."""
+    if not isinstance(recorded.get("run_id"), str):
+        raise DataError(f"{run_file}: this run record has no run_id; it was written by another "
+                        "version of mnist-dist: choose a new --out")
+    changed = differing_keys(recorded, identity)
+    if "split_stamp" in changed:
+        raise StoreExistsError(
+            f"{run_file}: cannot resume, the files of split {identity['split']!r} in "
+            f"{identity['store']} changed since the run started (rewritten, replaced or "
+            "lost); its finished partitions scored the old data: choose a new --out"
+        )
+    if changed:
+        raise StoreExistsError(
+            f"{run_file}: cannot resume, the run differs in {', '.join(sorted(changed))}; "
+            "choose a new --out"
+        )
 
 
 def read_run_file(path: Path) -> dict[str, Any]:
@@ -200,13 +252,40 @@ def read_run_file(path: Path) -> dict[str, Any]:
     return recorded
 
 
-def finished_partitions(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """Markers of the finished partitions, keyed by partition index."""
+def finished_partitions(
+    run_dir: Path, run_id: str, ranges: Sequence[tuple[int, int]]
+) -> dict[int, dict[str, Any]]:
+    """Markers of the finished partitions of run `run_id`, keyed by partition index; DataError
+    naming a file of the partitions folder that is not such a marker."""
+    folder = run_dir / PARTITIONS_DIR
+    names = sorted(path.name for path in folder.glob("*.json"))
+    expected = {marker_path(run_dir, index).name: index for index in range(len(ranges))}
+    strays = [name for name in names if name not in expected]
+    if strays:
+        raise DataError(
+            f"{folder} holds {len(strays)} file(s) that are no partition marker of this run "
+            f"({', '.join(strays[:3])}{', …' if len(strays) > 3 else ''}); expected only "
+            f"{marker_path(run_dir, 0).name} to {marker_path(run_dir, len(ranges) - 1).name}: "
+            "remove them or choose a new --out"
+        )
     markers = {}
-    for path in sorted((run_dir / PARTITIONS_DIR).glob("*.json")):
-        marker = read_run_file(path)
-        markers[int(marker["index"])] = marker
+    for name in names:
+        index = expected[name]
+        markers[index] = check_marker(folder / name, run_id, index, ranges[index])
     return markers
+
+
+def check_marker(path: Path, run_id: str, index: int, rows: tuple[int, int]) -> dict[str, Any]:
+    """The marker at `path` once it names run `run_id`, partition `index` and its `rows`."""
+    marker = read_run_file(path)
+    found = (marker.get("run_id"), marker.get("index"), marker.get("start"), marker.get("stop"))
+    if found != (run_id, index, *rows):
+        raise DataError(
+            f"{path}: not the marker of this run's partition {index} (expected run {run_id}, "
+            f"rows {rows[0]}-{rows[1]}); remove it to score that partition again, or choose a "
+            "new --out"
+        )
+    return marker
 
 
 def write_marker(run_dir: Path, marker: dict[str, Any]) -> None:

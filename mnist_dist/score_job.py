@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 import zarr
 from distributed import Client, Future, performance_report
 
+from mnist_dist.atomic import temporary_sibling
 from mnist_dist.cluster import (
     ClusterSpec,
     check_store_readable,
@@ -35,7 +38,7 @@ from mnist_dist.partitioning import SCORE_BYTES_PER_ROW, score_partition_rows
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
-from mnist_dist.run_state import locked_run_folder
+from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
 from mnist_dist.scoring import ScoreJob, ScoreResult, score
 from mnist_dist.settings import setting, setting_field
 from mnist_dist.storage import check_buckets
@@ -137,7 +140,7 @@ def score_and_report(
     }
     outputs = {"predictions": job.predictions, "models": ref.directory}
     if spec.performance_report:
-        outputs["performance_report"] = str((spec.out / "dask-performance.html").resolve())
+        outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
     gallery = gallery_pixels(store, spec.split, result)
     report = build_report(result, dataset, cluster, manifest, throughput, outputs, gallery)
     write_report(report, spec.out)
@@ -155,11 +158,20 @@ def gallery_pixels(store: str, split: str, result: ScoreResult) -> dict[str, np.
     }
 
 
-def optional_performance_report(spec: ScoreRunSpec) -> contextlib.AbstractContextManager[Any]:
-    """Dask's performance report around the scoring graph, when asked for."""
-    if spec.performance_report:
-        return performance_report(filename=str(spec.out / "dask-performance.html"))
-    return contextlib.nullcontext()
+@contextlib.contextmanager
+def optional_performance_report(spec: ScoreRunSpec) -> Iterator[None]:
+    """Dask's performance report around the scoring graph, when asked for: written aside, then
+    renamed to OUT/dask-performance.html (replacing a link there, never what it points to)."""
+    if not spec.performance_report:
+        yield
+        return
+    tmp = temporary_sibling(spec.out / PERFORMANCE_REPORT)
+    try:
+        with performance_report(filename=str(tmp)):
+            yield
+        os.replace(tmp, spec.out / PERFORMANCE_REPORT)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def worker_memory(client: Client) -> dict[str, int]:

@@ -24,8 +24,18 @@ import zarr
 from distributed import Client, Future, as_completed
 from zarr.codecs import ZstdCodec
 
-from mnist_dist.data.store import check_split, read_rows, split_array, zarr_array
-from mnist_dist.errors import SpecError, StoreExistsError
+from mnist_dist.data.store import (
+    EVERY_CHUNK,
+    absent_row_chunks,
+    check_split,
+    read_rows,
+    split_array,
+    split_stamp,
+    writable_array,
+    zarr_array,
+)
+from mnist_dist.errors import DataError, SpecError, StoreExistsError
+from mnist_dist.locations import is_url, local_path
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.models.knn import knn_from_bytes
@@ -37,7 +47,8 @@ from mnist_dist.predict import (
     predict_partition,
     timed_outputs,
 )
-from mnist_dist.run_state import run_started, start_run, write_marker
+from mnist_dist.publish import exists
+from mnist_dist.run_state import marker_path, run_started, start_run, write_marker
 from mnist_dist.settings import setting_field
 from mnist_dist.summaries import PredictionSummary, combine_summaries, prediction_summary
 
@@ -85,7 +96,8 @@ class ScoreJob:
 class ScoreResult:
     """What the client receives: counts and timings, never the predictions themselves.
 
-    `confusion` and `misclassified` are empty when the split has no labels (`labelled`).
+    `confusion` and `misclassified` are empty when the split has no labels (`labelled`);
+    `images_computed` are the images of the partitions scored in this call (`wall_seconds`).
     """
 
     n_images: int
@@ -100,36 +112,48 @@ class ScoreResult:
     # Pixels of the prediction samples: name → digits (k, 784), nearest training digits
     # (k, 3, 784) or None (see `prediction_samples`).
     samples: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    images_computed: int = 0
 
 
-def job_identity(job: ScoreJob, n_images: int) -> dict[str, Any]:
-    """What must not change between an interrupted run and its resumption."""
+def job_identity(job: ScoreJob, n_images: int, stamp: str) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resumption; `stamp` is the
+    split's `split_stamp`."""
     return {
-        "store": job.store, "split": job.split, "n_images": n_images,
+        "store": job.store, "split": job.split, "split_stamp": stamp, "n_images": n_images,
         "partition_rows": job.partition_rows, "models": dict(job.models.checksums),
         "model_names": list(job.model_names), "predictions": job.predictions,
         "outputs": [array for name in job.model_names for array, _, _ in OUTPUT_ARRAYS[name]],
     }
 
 
-def create_prediction_store(job: ScoreJob, n_images: int, ids: zarr.Array | None = None) -> None:
-    """Empty per-row arrays of every selected model (see OUTPUT_ARRAYS), and `ids` when the
-    split has them, chunked exactly like the Dask partitions (each task writes whole chunks).
+def partition_ranges(n_images: int, partition_rows: int) -> list[tuple[int, int]]:
+    """Rows (start, stop) of each partition, in order."""
+    return [(start, min(start + partition_rows, n_images))
+            for start in range(0, n_images, partition_rows)]
 
-    Overwrites what is there; the `complete` attribute is written last, so a store killed
-    half-made is recognised (`prediction_store_complete`) and made again.
+
+def create_prediction_store(
+    job: ScoreJob, n_images: int, run_id: str, ids: zarr.Array | None = None
+) -> None:
+    """Empty per-row arrays of every selected model (see OUTPUT_ARRAYS), and `ids` when the
+    split has them, chunked exactly like the Dask partitions (each task writes whole chunks,
+    every one of them: a partition's chunk is absent only when its predictions were lost).
+
+    Overwrites what is there; the group names its run (`run_id`) from the start and its
+    `complete` attribute is written last, so a store killed half-made is recognised
+    (`prediction_store_complete`) and made again by its own run only.
     """
-    group = zarr.open_group(job.predictions, mode="w")
+    group = zarr.open_group(job.predictions, mode="w", attributes={"run_id": run_id})
     chunk = max(1, min(job.partition_rows, n_images))
     arrays = [spec for name in job.model_names for spec in OUTPUT_ARRAYS[name]]
     for name, dtype, columns in arrays:
         shape, chunks = ((n_images, columns), (chunk, columns)) if columns else \
             ((n_images,), (chunk,))
         group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                           compressors=ZstdCodec(level=3), fill_value=0)
+                           compressors=ZstdCodec(level=3), fill_value=0, config=EVERY_CHUNK)
     if ids is not None:
         group.create_array("ids", shape=(n_images,), chunks=(chunk,), dtype=ids.dtype,
-                           compressors=ZstdCodec(level=3))
+                           compressors=ZstdCodec(level=3), config=EVERY_CHUNK)
     group.attrs.update({"n_images": n_images, "partition_rows": job.partition_rows,
                         "split": job.split, COMPLETE: True})
 
@@ -142,11 +166,79 @@ def prediction_store_complete(location: str) -> bool:
         return False
 
 
+def check_new_predictions(job: ScoreJob) -> None:
+    """StoreExistsError unless a new run may write its predictions at `job.predictions`:
+    nothing there (or an empty local folder), outside the store, and not the run folder."""
+    where = job.predictions
+    if is_url(where) == is_url(job.store) and inside(where, job.store):
+        raise StoreExistsError(f"--predictions {where} lies inside the store {job.store}; "
+                               "expected a place outside it")
+    if not is_url(where) and inside(str(job.run_dir), where):
+        raise StoreExistsError(
+            f"--predictions {where} is the run folder or holds it; expected a place of its "
+            f"own, such as {Path(job.run_dir).resolve() / 'predictions.zarr'}"
+        )
+    if holds_anything(where):
+        raise StoreExistsError(
+            f"{where}: predictions already exist there, or other files, and belong to no run "
+            f"in {job.run_dir}; a new run writes its predictions where nothing is: choose "
+            "another --out or --predictions"
+        )
+
+
+def inside(location: str, folder: str) -> bool:
+    """True when the path or URL `location` is `folder` or lies below it."""
+    if is_url(location):
+        return f"{location.rstrip('/')}/".startswith(f"{folder.rstrip('/')}/")
+    path, parent = Path(local_path(location)).resolve(), Path(local_path(folder)).resolve()
+    return path == parent or parent in path.parents
+
+
+def holds_anything(location: str) -> bool:
+    """True when something other than an empty local folder is at the path or URL `location`
+    (a symbolic link counts, wherever it points)."""
+    if is_url(location):
+        return exists(location)
+    path = Path(local_path(location))
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        return True
+    return path.is_dir() and any(path.iterdir())
+
+
+def open_prediction_store(job: ScoreJob, n_images: int, run_id: str, copy_ids: bool) -> None:
+    """The run's predictions store, made when missing or half-made; StoreExistsError when
+    the location holds what another run, or no run, made."""
+    if holds_anything(job.predictions):
+        try:
+            attrs = dict(zarr.open_group(job.predictions, mode="r").attrs)
+        except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError):
+            attrs = {"run_id": None}  # files, but no Zarr group: not the run's
+        if attrs and attrs.get("run_id") != run_id:  # {}: a group half-made by zarr itself
+            raise StoreExistsError(
+                f"{job.predictions}: these are not the predictions of the run in "
+                f"{job.run_dir} (another run's, or other files); choose a new --out"
+            )
+        if attrs.get(COMPLETE):
+            return
+    ids = zarr_array(job.store, f"{job.split}/ids") if copy_ids else None
+    create_prediction_store(job, n_images, run_id, ids)
+
+
+def lost_partitions(job: ScoreJob, done: set[int], copy_ids: bool) -> set[int]:
+    """The partitions of `done` whose predictions are not all in the store (a chunk absent:
+    the store was lost, or a chunk of it)."""
+    names = [array for name in job.model_names for array, _, _ in OUTPUT_ARRAYS[name]]
+    lost: set[int] = set()
+    for name in names + (["ids"] if copy_ids else []):
+        lost |= absent_row_chunks(zarr_array(job.predictions, name))
+    return lost & done
+
+
 @functools.lru_cache(maxsize=64)
 def output_array(location: str, name: str, token: str) -> zarr.Array:
     """Predictions array `name`, opened once per worker process and run (`token`): on object
     storage every open reads metadata, which would cost more than the write itself."""
-    return zarr_array(location, name, mode="r+")
+    return writable_array(location, name)
 
 
 def score_block(
@@ -198,45 +290,99 @@ def score(
     payload: Future | ModelPayload | None = None,
 ) -> ScoreResult:
     """Run the graph on `client`, recording each finished partition under `job.run_dir`."""
+    stamp = split_stamp(job.store, job.split)  # before any read: a change later is seen
     # Shapes, dtypes, labels 0-9 and every chunk, before any task (a missing chunk reads as 0).
     n_images = check_split(job.store, job.split)
     labelled = split_array(job.store, job.split, "labels") is not None
     # Predictions are only ever resumed by the run that created them (its run.json names them).
-    if not run_started(job.run_dir) and zarr_exists(job.predictions):
-        raise StoreExistsError(
-            f"{job.predictions}: predictions already exist and belong to no run in "
-            f"{job.run_dir}; choose another --out or --predictions"
-        )
-    done = start_run(job.run_dir, job_identity(job, n_images), job.resume)
+    if not run_started(job.run_dir):
+        check_new_predictions(job)
+    ranges = partition_ranges(n_images, job.partition_rows)
+    run = start_run(job.run_dir, job_identity(job, n_images, stamp), job.resume, ranges)
     copy_ids = split_array(job.store, job.split, "ids") is not None
-    if not prediction_store_complete(job.predictions):
-        # Made before any task runs, so no partition was recorded against a half-made store.
-        ids = zarr_array(job.store, f"{job.split}/ids") if copy_ids else None
-        create_prediction_store(job, n_images, ids)
+    # Made before any task runs, so no partition was recorded against a half-made store.
+    open_prediction_store(job, n_images, run.run_id, copy_ids)
+    done = checked_markers(job, run.done, labelled, copy_ids)
     tasks = partition_tasks(job, n_images, labelled, set(done), payload, copy_ids)
     log.info("scoring %d partitions (%d already done) of %d rows", len(tasks), len(done),
              job.partition_rows)
     start = time.perf_counter()
     futures = client.compute(list(tasks.values()))
     markers = dict(done)
-    for finished, future in enumerate(as_completed(futures), start=1):
-        marker = future.result()
-        write_marker(job.run_dir, marker)
-        markers[marker["index"]] = marker
-        if show_progress:
-            progress_line(finished, len(futures))
-    result = combine(markers, job, n_images, len(tasks), time.perf_counter() - start,
-                     labelled)
+    try:
+        for finished, future in enumerate(as_completed(futures), start=1):
+            marker = {**future.result(), "run_id": run.run_id}
+            write_marker(job.run_dir, marker)
+            markers[marker["index"]] = marker
+            if show_progress:
+                progress_line(finished, len(futures))
+    except Exception:
+        check_split_unchanged(job, stamp)  # a task that read a split being replaced fails
+        raise
+    wall = time.perf_counter() - start
+    check_split_unchanged(job, stamp)
+    result = combine(markers, job, n_images, len(tasks), wall, labelled,
+                     computed=sum(ranges[i][1] - ranges[i][0] for i in tasks))
     return replace(result, samples=prediction_samples(job, result))
 
 
-def zarr_exists(location: str) -> bool:
-    """True when a Zarr group already exists at `location`."""
-    try:
-        zarr.open_group(location, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+def checked_markers(
+    job: ScoreJob, done: dict[int, dict[str, Any]], labelled: bool, copy_ids: bool
+) -> dict[int, dict[str, Any]]:
+    """The finished partitions whose counts are whole and whose predictions are all in the
+    store; a partition whose predictions were lost is left out, to be scored again."""
+    for index, marker in done.items():
+        problem = marker_problem(marker, job.model_names, labelled)
+        if problem:
+            raise DataError(f"{marker_path(job.run_dir, index)}: {problem}; remove it to score "
+                            "that partition again, or choose a new --out")
+    lost = lost_partitions(job, set(done), copy_ids)
+    if lost:
+        log.warning("%d finished partition(s) lost their predictions in %s; scoring them "
+                    "again", len(lost), job.predictions)
+    return {index: marker for index, marker in done.items() if index not in lost}
+
+
+def marker_problem(marker: dict[str, Any], names: tuple[str, ...], labelled: bool) -> str:
+    """What is wrong with a finished partition's counts ('' when nothing): every model's
+    seconds, predicted-digit counts and (with labels) confusion, each counting its rows."""
+    rows = marker["stop"] - marker["start"]
+    for name in names:
+        seconds = marker.get("seconds", {}).get(name) if isinstance(marker.get("seconds"),
+                                                                       dict) else None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            return f"expected the seconds of model {name}"
+        counts: list[tuple[Any, str, tuple[int, ...]]] = [
+            (marker.get("predicted"), "predicted-digit counts", (10,))]
+        if labelled:
+            counts.append((marker.get("confusion"), "confusion matrix", (10, 10)))
+        for section, what, shape in counts:
+            if not counts_of(section, name, shape, rows):
+                return f"expected the {what} of model {name}, {shape} counts of its {rows} rows"
+    return ""
+
+
+def counts_of(section: Any, name: str, shape: tuple[int, ...], rows: int) -> bool:
+    """True when `section[name]` is a `shape` array of non-negative integers summing to `rows`."""
+    if not isinstance(section, dict):
         return False
-    return True
+    try:
+        values = np.asarray(section.get(name))
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return (values.shape == shape and values.dtype.kind in "iu" and bool((values >= 0).all())
+            and int(values.sum()) == rows)
+
+
+def check_split_unchanged(job: ScoreJob, stamp: str) -> None:
+    """DataError when the split's files changed while the run read them (e.g. replaced by
+    `jobs.ingest --force`): its partitions would mix old and new data."""
+    if split_stamp(job.store, job.split) != stamp:
+        raise DataError(
+            f"{job.store}/{job.split} changed while it was being scored (its files were "
+            "rewritten or replaced); the predictions may mix old and new data: score it again "
+            "with a new --out"
+        )
 
 
 def progress_line(done: int, total: int, width: int = 40) -> None:
@@ -248,17 +394,18 @@ def progress_line(done: int, total: int, width: int = 40) -> None:
 
 
 def combine(
-    markers: dict[int, dict[str, Any]], job: ScoreJob, n_images: int, computed: int, wall: float,
-    labelled: bool = True,
+    markers: dict[int, dict[str, Any]], job: ScoreJob, n_images: int, partitions_computed: int,
+    wall: float, labelled: bool = True, computed: int = 0,
 ) -> ScoreResult:
-    """Sum the partitions' counts and timings into the run's result."""
+    """Sum the partitions' counts and timings into the run's result; `computed` images were
+    scored in `wall` seconds."""
     ordered = [markers[i] for i in sorted(markers)]
     names = job.model_names
     limit = job.sample_misclassified
     return ScoreResult(
         n_images=n_images,
         partitions=len(ordered),
-        partitions_computed=computed,
+        partitions_computed=partitions_computed,
         confusion={n: np.sum([m["confusion"][n] for m in ordered], axis=0)
                    for n in names} if labelled else {},
         wall_seconds=wall,
@@ -270,6 +417,7 @@ def combine(
         } if labelled else {},
         labelled=labelled,
         predictions=combine_summaries(ordered, names, limit),
+        images_computed=computed,
     )
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import mnist_dist
 from mnist_dist.data.store import open_store, read_split, store_info, store_provenance
 from mnist_dist.errors import SpecError, StoreExistsError
-from mnist_dist.locations import is_url
-from mnist_dist.models.artifacts import MANIFEST, ModelRef, write_manifest
+from mnist_dist.locations import is_url, local_path
+from mnist_dist.models.artifacts import ARTIFACTS, MANIFEST, ModelRef, write_manifest
 from mnist_dist.models.knn import GemmKnn, KnnModel, save_knn
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
@@ -75,6 +75,33 @@ def check_model_folder(spec: TrainSpec) -> None:
     )
 
 
+def check_models_target(spec: TrainSpec) -> None:
+    """StoreExistsError when `spec.models` exists, unless `force` and it is a model folder
+    holding nothing but model files (a file, a link or another file in it is never replaced):
+    --force retrains, it never deletes other data."""
+    models = str(spec.models)
+    local = None if is_url(models) else Path(local_path(models))
+    if not exists(models) and not (local is not None and local.is_symlink()):
+        return
+    reason = None if local is None else foreign_reason(local)
+    if reason:
+        raise StoreExistsError(f"{models} exists and is not a model folder ({reason}); "
+                               "--force replaces only models: move it away or choose "
+                               "another --models")
+    if not spec.force:
+        raise StoreExistsError(f"{models} already exists; pass --force to retrain")
+
+
+def foreign_reason(folder: Path) -> str | None:
+    """Why the existing local `folder` is not a model folder written by training, or None."""
+    if folder.is_symlink():
+        return "it is a link"
+    if not folder.is_dir():
+        return "it is a file"
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in (MANIFEST, *ARTIFACTS))
+    return f"it holds {', '.join(foreign[:3])}" if foreign else None
+
+
 def fit_scaler(store: Path | str, rows: int | None = None) -> Scaler:
     """StandardScaler (dask-ml) fitted on the training images read lazily from the store."""
     from dask_ml.preprocessing import StandardScaler
@@ -107,8 +134,7 @@ def models_exist(directory: Path) -> bool:
 def train_models(spec: TrainSpec) -> dict[str, Any]:
     """Train, export, verify and checksum both models; returns the manifest."""
     check_model_folder(spec)
-    if exists(spec.models) and not spec.force:
-        raise StoreExistsError(f"{spec.models} already exists; pass --force to retrain")
+    check_models_target(spec)
     store = str(spec.store)
     open_store(store)
     x_train, y_train = read_split(store, "train", slice(0, spec.train_limit))

@@ -16,11 +16,19 @@ import zarr
 from distributed import Client
 
 from jobs import score as score_job
+from mnist_dist.data.store import split_stamp
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn, predict_sklearn, vote
 from mnist_dist.predict import OUTPUT_ARRAYS
 from mnist_dist.run_state import start_run
-from mnist_dist.scoring import COMPLETE, ScoreJob, job_identity, score, score_in_process
+from mnist_dist.scoring import (
+    COMPLETE,
+    ScoreJob,
+    job_identity,
+    partition_ranges,
+    score,
+    score_in_process,
+)
 from mnist_dist.summaries import THRESHOLDS, combine_summaries, prediction_summary
 
 ROWS = 250  # the small store's chunk rows; partitions of 100 rows cross them
@@ -141,7 +149,8 @@ def test_a_half_made_predictions_store_is_made_again_on_resume(
     unlabelled_store: Path, small_models: Path, local_client: Client, tmp_path: Path
 ) -> None:
     job = make_job(unlabelled_store, small_models, tmp_path / "run", "new", rows=300)
-    start_run(job.run_dir, job_identity(job, 600), resume=False)
+    start_run(job.run_dir, job_identity(job, 600, split_stamp(job.store, job.split)),
+              resume=False, ranges=partition_ranges(600, 300))
     half = zarr.open_group(job.predictions, mode="w")  # as if killed after its first array
     half.create_array("knn", shape=(600,), chunks=(300,), dtype="uint8", fill_value=0)
     result = score(local_client, replace(job, resume=True), show_progress=False)

@@ -88,7 +88,7 @@ def in_process_run(
                            np.asarray(labels[start : start + rows]), index, start, job)
 
     try:
-        create_prediction_store(job, n_images)
+        create_prediction_store(job, n_images, run_id="bench-inproc")
         started = time.perf_counter()
         with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
             markers = list(pool.map(one, range(-(-n_images // rows))))

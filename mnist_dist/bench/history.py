@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_dist.errors import SpecError
+from mnist_dist.errors import SpecError, StoreExistsError
 
 # Key figures compared run to run: path in bench.json → True when higher is better.
 KEY_FIGURES: dict[str, bool] = {
@@ -73,6 +73,32 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise SpecError(f"{path}:{number}: not a JSON record ({exc})") from exc
     return records
+
+
+def check_history(path: Path, schema: str) -> None:
+    """StoreExistsError unless `path` is absent or a file of `schema` records, one per line:
+    the bench appends only to its own history, never to anyone else's file or folder."""
+    if not path.exists() and not path.is_symlink():
+        return
+    if not path.is_file():
+        raise StoreExistsError(f"--history {path} is not a file; expected a JSON-lines "
+                               "history of jobs.bench (or no file there)")
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if line.strip() and not is_record(line, schema):
+                raise StoreExistsError(
+                    f"--history {path}:{number} is not a {schema} record; the bench appends "
+                    "only to its own history: choose another --history"
+                )
+
+
+def is_record(line: bytes, schema: str) -> bool:
+    """True when `line` is a JSON object of `schema` (a bench record)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and record.get("schema") == schema
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

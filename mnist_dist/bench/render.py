@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mnist_dist.atomic import write_bytes_atomic
 from mnist_dist.bench.history import KEY_FIGURES, lookup, machine_key
 from mnist_dist.report import plots
 from mnist_dist.report.formats import HYPHEN, data_uri, fixed
@@ -222,5 +223,5 @@ def write_html(doc: dict[str, Any], records: list[dict[str, Any]], out: Path) ->
     page = render_page("bench.html", css=stylesheet("bench.css"), table=table_text(doc),
                        images=images)
     path = out / HTML_NAME
-    path.write_text(page, encoding="utf-8")
+    write_bytes_atomic(path, page.encode("utf-8"))  # replaces a link, never writes through it
     return path

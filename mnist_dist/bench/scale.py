@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 from distributed import Client
 
-from mnist_dist.atomic import write_json_atomic
+from mnist_dist.atomic import temporary_sibling, write_json_atomic
 from mnist_dist.bench.endtoend import warm_worker
 from mnist_dist.cluster import (
     ClusterSpec,
@@ -39,9 +39,9 @@ from mnist_dist.cluster import (
     ship_models_if_needed,
 )
 from mnist_dist.data.expand import DeformParams
-from mnist_dist.data.expand_graph import ExpandSpec, directory_bytes
+from mnist_dist.data.expand_graph import ExpandSpec, check_group_target, directory_bytes
 from mnist_dist.data.store import open_store
-from mnist_dist.errors import SpecError, StoreExistsError
+from mnist_dist.errors import SpecError, StoreExistsError, StoreNotFoundError
 from mnist_dist.expand_job import expand_store
 from mnist_dist.metrics import accuracy, per_class_accuracy
 from mnist_dist.models.artifacts import ModelRef
@@ -136,24 +136,61 @@ def measured(client: Client, interval: float) -> Iterator[Measurement]:
         result.cpu = sum(after[w] - before.get(w, 0.0) for w in after)
 
 
+def expand_spec(spec: ScaleSpec, bench: Path, n: int) -> ExpandSpec:
+    """The expanded split `expanded-<n>` of the benchmark store."""
+    return ExpandSpec(store=bench, n=n, seed=spec.seed, params=spec.params,
+                      partition_mb=spec.generate_partition_mb, group=f"expanded-{n}")
+
+
+def check_outputs(spec: ScaleSpec, bench: Path) -> None:
+    """StoreExistsError, before any work, when an output location holds what the job did not
+    make: WORK a file, the report present, WORK/scale.zarr not a benchmark store (or a link),
+    or one of its `expanded-<n>` not an expanded split."""
+    if spec.work.exists() and not spec.work.is_dir():
+        raise StoreExistsError(f"--work {spec.work} is a file; expected a folder")
+    if spec.report_path.exists() or spec.report_path.is_symlink():
+        raise StoreExistsError(f"{spec.report_path} exists; choose another --out or move it")
+    if not bench.exists() and not bench.is_symlink():
+        return
+    if bench.is_symlink() or not is_store(bench):
+        raise StoreExistsError(
+            f"{bench} exists and is not a benchmark store of jobs.scale (a mnist-dist store, "
+            "not a link); move it away or choose another --work"
+        )
+    for n in sorted({*spec.mlp_sizes, *spec.knn_sizes}):
+        check_group_target(expand_spec(spec, bench, n))
+
+
+def is_store(path: Path) -> bool:
+    """True when `path` is a complete mnist-dist store."""
+    try:
+        open_store(path)
+    except StoreNotFoundError:
+        return False
+    return True
+
+
 def prepare_bench_store(base: Path, bench: Path) -> None:
-    """Copy the base store's root metadata and train/test arrays into `bench` (once)."""
+    """Copy the base store's root metadata and train/test arrays into `bench` (once), through
+    a fresh temporary sibling: nothing there but what this call made is ever deleted."""
     open_store(base)  # a clear error when the base store is missing
     if bench.exists():
         return
-    tmp = bench.with_name(bench.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy2(base / "zarr.json", tmp / "zarr.json")
-    for split in ("train", "test"):
-        shutil.copytree(base / split, tmp / split)
-    tmp.rename(bench)
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(bench)
+    try:
+        tmp.mkdir()
+        shutil.copy2(base / "zarr.json", tmp / "zarr.json")
+        for split in ("train", "test"):
+            shutil.copytree(base / split, tmp / split)
+        tmp.rename(bench)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def generate(client: Client, spec: ScaleSpec, bench: Path, n: int) -> dict[str, Any]:
     """Make group `expanded-<n>` (reused when present); the record of that phase."""
-    expand = ExpandSpec(store=bench, n=n, seed=spec.seed, params=spec.params,
-                        partition_mb=spec.generate_partition_mb, group=f"expanded-{n}")
+    expand = expand_spec(spec, bench, n)
     with measured(client, spec.sample_seconds) as usage:
         result = expand_store(client, expand)
     record: dict[str, Any] = {
@@ -180,15 +217,18 @@ def score_one(
     group = f"expanded-{n}"
     rows = partition_rows(spec.score_partition_mb, SCORE_BYTES_PER_ROW,
                           chunk_rows_of(bench, f"{group}/images"))
-    run_dir = spec.work / "runs" / f"{model}-{n}"
-    shutil.rmtree(run_dir, ignore_errors=True)
+    # A fresh name: a folder already there (anyone's) is never deleted.
+    run_dir = temporary_sibling(spec.work / "runs" / f"{model}-{n}")
     payload = ship_models_if_needed(client, ref)
     ort_threads = ort_threads_for(client)
     loaded = client.run(warm_worker, ref, ort_threads) if payload is None else {}
     job = ScoreJob(store=str(bench.resolve()), run_dir=run_dir, models=ref, split=group,
                    partition_rows=rows, ort_threads=ort_threads, model_names=(model,))
-    with measured(client, spec.sample_seconds) as usage:
-        result = score(client, job, show_progress=False, payload=payload)
+    try:
+        with measured(client, spec.sample_seconds) as usage:
+            result = score(client, job, show_progress=False, payload=payload)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
     confusion = result.confusion[model]
     record = {
         "model": model, "n": n, "partitions": result.partitions, "partition_rows": rows,
@@ -203,7 +243,6 @@ def score_one(
         "per_class_accuracy": [None if a is None else round(a, 5)
                                for a in per_class_accuracy(confusion)],
     }
-    shutil.rmtree(run_dir, ignore_errors=True)
     log.info("scoring %s n=%d: %s", model, n, record)
     return record
 
@@ -242,10 +281,9 @@ def memory_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_scale(spec: ScaleSpec) -> dict[str, Any]:
     """Run every phase; scale.json is rewritten after each, so partial results survive."""
-    ref = ModelRef.from_directory(spec.models)
     bench = spec.work / "scale.zarr"
-    if spec.report_path.exists():
-        raise StoreExistsError(f"{spec.report_path} exists; choose another --out or move it")
+    check_outputs(spec, bench)
+    ref = ModelRef.from_directory(spec.models)
     prepare_bench_store(spec.store, bench)
     sizes = sorted(set(spec.mlp_sizes) | set(spec.knn_sizes))
     report: dict[str, Any] = {

@@ -15,6 +15,7 @@ from there), every partition task deforms its rows with `expand.generate_partiti
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -56,6 +57,7 @@ DEFAULT_GROUP = "expanded"
 RNG_SCHEME = f"Philox(key=seed, counter=index*{DRAWS_PER_DIGIT // 4}), {DRAWS_PER_DIGIT} draws"
 PROVENANCE_KEYS = ("format", "n", "seed", "source", "n_source", "deformation", "rng")
 RESERVED_GROUPS = ("train", "test")
+GROUP_ENTRIES = frozenset({"zarr.json", "images", "labels"})  # all an expanded group holds
 SAMPLE_RANGES = 4  # the disk estimate compresses this many runs of generated digits ...
 SAMPLE_RUN = 128  # ... of this many digits each, spread over [0, N)
 DISK_MARGIN = 1.25
@@ -154,9 +156,42 @@ def plan_expand(spec: ExpandSpec) -> ExpandPlan:
         spec.partition_mb, GENERATE_BYTES_PER_ROW, chunk_rows
     )
     check_aligned(rows, chunk_rows, f"{spec.store}/{spec.group}")
+    check_group_target(spec)
     reuse = existing_is_reusable(root, spec, attrs)
     needed = 0 if reuse else check_disk_space(spec, root, chunk_rows)
     return ExpandPlan(spec, attrs, rows, chunk_rows, reuse, needed)
+
+
+def check_group_target(spec: ExpandSpec) -> None:
+    """StoreExistsError unless `store/group` is absent or an expanded group of ours and nothing
+    else: a file, a link or anyone else's folder there is never replaced, even with `force`."""
+    target = spec.store / spec.group
+    if not target.exists() and not target.is_symlink():
+        return
+    reason = foreign_reason(target)
+    if reason:
+        raise StoreExistsError(
+            f"{target} exists and is not an expanded split ({reason}); expected nothing there "
+            "or a split written by --expand: move it away or use another store"
+        )
+
+
+def foreign_reason(target: Path) -> str | None:
+    """Why the existing `target` is not an expanded group written by this module, or None."""
+    if target.is_symlink():
+        return "it is a link"
+    if not target.is_dir():
+        return "it is a file"
+    foreign = sorted(set(os.listdir(target)) - GROUP_ENTRIES)
+    if foreign:
+        return f"it holds {', '.join(foreign[:3])}"
+    try:
+        attrs = json.loads((target / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return "no readable zarr.json"
+    if not isinstance(attrs, dict) or attrs.get("format") != EXPANDED_FORMAT:
+        return f"its format is not {EXPANDED_FORMAT}"
+    return None
 
 
 def existing_is_reusable(root: zarr.Group, spec: ExpandSpec, attrs: dict[str, Any]) -> bool:

@@ -17,17 +17,21 @@ for canonical), `n_train`, `n_test`, `chunk_rows`, `code_version`. A store's pro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
 import zarr
 from sklearn.model_selection import train_test_split
 from zarr.codecs import BloscCodec, BloscShuffle
 from zarr.core.array import _shards_initialized
+from zarr.core.array_spec import ArrayConfigParams
 from zarr.core.sync import sync
 
 import mnist_dist
@@ -48,6 +52,10 @@ ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")
 PROVENANCE_KEYS = ("format", "checksums", "split", "chunk_rows")
 PREPARE_HINT = "run `python -m jobs.prepare`"
 ROOT_METADATA = "zarr.json"  # the root group's attributes: written last, they mark a whole store
+# An array attribute of the project's writers: every chunk was written, even one equal to the
+# fill value (zarr skips those by default), so an absent chunk of such an array was lost.
+ALL_CHUNKS_WRITTEN = "all_chunks_written"
+EVERY_CHUNK: ArrayConfigParams = {"write_empty_chunks": True}  # those writers' array config
 
 
 def store_codec() -> BloscCodec:
@@ -166,11 +174,14 @@ def write_store(raw: RawMnist, path: Path, split: str, chunk_rows: int) -> None:
 
 
 def write_array(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
-    """Create uint8 array `name` in `group` with row `chunks` and fill it with `data`."""
+    """Create uint8 array `name` in `group` with row `chunks` and fill it with `data`, every
+    chunk written (see ALL_CHUNKS_WRITTEN)."""
     array = group.create_array(
-        name, shape=data.shape, chunks=chunks, dtype="uint8", compressors=store_codec()
+        name, shape=data.shape, chunks=chunks, dtype="uint8", compressors=store_codec(),
+        config=EVERY_CHUNK,
     )
     array[...] = data
+    array.attrs[ALL_CHUNKS_WRITTEN] = True
 
 
 def open_store(path: Path | str) -> zarr.Group:
@@ -210,6 +221,12 @@ def zarr_array(location: str, name: str, mode: str = "r") -> zarr.Array:
     return node
 
 
+def writable_array(location: str, name: str) -> zarr.Array:
+    """Array `name` of the Zarr group at a path or URL, opened to write every chunk (see
+    ALL_CHUNKS_WRITTEN)."""
+    return zarr_array(location, name, mode="r+").with_config(EVERY_CHUNK)
+
+
 def missing_chunks(array: zarr.Array) -> list[str]:
     """Keys (e.g. `c/3/0`) of the chunks of `array` absent from its store: Zarr would read them
     as the fill value, so a split with any missing would be scored as blank digits."""
@@ -220,12 +237,60 @@ def missing_chunks(array: zarr.Array) -> list[str]:
     return [key for key in aa._iter_shard_keys() if key not in present]
 
 
+def absent_row_chunks(array: zarr.Array) -> set[int]:
+    """Indices of the absent chunks of an array chunked along its rows only."""
+    missing = set(missing_chunks(array))
+    if not missing:
+        return set()
+    rows = -(-array.shape[0] // array.chunks[0])
+    return {i for i in range(rows)
+            if array.metadata.encode_chunk_key((i,) + (0,) * (array.ndim - 1)) in missing}
+
+
+def every_chunk_written(location: str, split: str, array: zarr.Array) -> bool:
+    """True when an absent chunk of `array` can only be a lost one: its writer recorded that it
+    wrote every chunk, or it is a prepared split of a mnist-dist store (real MNIST digits)."""
+    if array.attrs.get(ALL_CHUNKS_WRITTEN) is True:
+        return True
+    return split in ("train", "test") and \
+        zarr.open_group(location, mode="r").attrs.get("format") == STORE_FORMAT
+
+
+def split_stamp(location: str, split: str) -> str:
+    """SHA-256 of the listing of the split's folder (each file's name, size, and modification
+    time and inode, or ETag): it changes whenever any of the split's files is rewritten,
+    replaced, added or lost."""
+    entries = []
+    if is_url(location):
+        fs, root = fsspec.core.url_to_fs(f"{location.rstrip('/')}/{split}")
+        for name, info in sorted(fs.find(root, detail=True).items()):
+            version = info.get("ETag") or info.get("LastModified") or info.get("mtime")
+            entries.append(f"{name[len(root):]}\t{info.get('size')}\t{version}")
+    else:
+        root = Path(local_path(location)) / split
+        for folder, _, files in sorted(os.walk(root)):
+            for file in sorted(files):
+                path = Path(folder, file)
+                st = path.lstat()
+                entries.append(f"{path.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}\t"
+                               f"{st.st_ino}")
+    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+
+
 def check_complete(location: str, split: str) -> None:
-    """DataError naming the missing chunks unless every chunk of the split's arrays (images,
-    and labels when the split has them) exists."""
+    """DataError naming the missing chunks of the split's arrays (images, and labels when the
+    split has them) whose writer wrote every chunk. Elsewhere (a Zarr split of the user's) an
+    absent chunk is one zarr left out because it equals the fill value: valid Zarr, read as such."""
     for name in ("images", "labels"):
         array = split_array(location, split, name)
-        missing = [] if array is None else missing_chunks(array)
+        if array is None:
+            continue
+        missing = missing_chunks(array)
+        if missing and not every_chunk_written(location, split, array):
+            log.info("%s/%s/%s: %d chunk(s) absent, read as the fill value %s (its writer "
+                     "did not record writing every chunk)", location, split, name,
+                     len(missing), array.fill_value)
+            continue
         if missing:
             shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
                                                if len(missing) > 5 else "")

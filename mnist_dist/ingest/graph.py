@@ -17,10 +17,10 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.delayed import Delayed
-from distributed import Client, as_completed
+from distributed import Client, as_completed, wait
 
 from mnist_dist.data.sources import N_PIXELS
-from mnist_dist.data.store import zarr_array
+from mnist_dist.data.store import ALL_CHUNKS_WRITTEN, EVERY_CHUNK, zarr_array
 from mnist_dist.ingest.files import stage_partition
 from mnist_dist.ingest.sources import (
     block_sha256,
@@ -49,19 +49,32 @@ class Layout:
 
 def new_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype: Any,
               layout: Layout, chunk_rows: int | None = None) -> zarr.Array:
-    """An empty array `name` in `group`, chunked along rows only, compressed like the store."""
+    """An empty array `name` in `group`, chunked along rows only, compressed like the store;
+    it writes every chunk, even one equal to the fill value (see `store_all`)."""
     rows = max(1, min(chunk_rows or layout.chunk_rows, shape[0]))
     return group.create_array(name, shape=shape, chunks=(rows, *shape[1:]), dtype=dtype,
-                              compressors=layout.compressors)
+                              compressors=layout.compressors, config=EVERY_CHUNK)
 
 
 def store_all(client: Client, pairs: Sequence[tuple[da.Array, zarr.Array]],
               also: Sequence[Delayed] = ()) -> list[Any]:
     """Write each lazy array into its Zarr array on the workers (chunk-aligned, no lock), in
-    one graph with the tasks `also` (sharing their reads); returns the results of `also`."""
+    one graph with the tasks `also` (sharing their reads); returns the results of `also`.
+    Each written array then records that every chunk of it exists (ALL_CHUNKS_WRITTEN)."""
     targets: list[Any] = [p[1] for p in pairs]
     stored = da.store([p[0] for p in pairs], targets, lock=False, compute=False)
-    *_, results = client.gather(client.compute([stored, list(also)]))
+    # One task per chunk write: a single Delayed (one source) or a tuple of them (several).
+    graphs = [d.__dask_graph__() for d in (stored if isinstance(stored, tuple) else [stored])]
+    writes = [Delayed(key, graph, layer=name) for graph in graphs
+              for name, layer in graph.layers.items() if name.startswith("store-map")
+              for key in layer]
+    futures = client.compute([*writes, *also])
+    # Every write finished or failed before the caller may remove a half-written output: a
+    # chunk task still running after a failure would write into the removed folder again.
+    wait(futures)
+    results = client.gather(futures)[len(writes):]
+    for target in targets:
+        target.attrs[ALL_CHUNKS_WRITTEN] = True
     return list(results)
 
 

@@ -9,6 +9,7 @@ leaves the store as it was.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from mnist_dist.ingest.sources import (
     is_array_source,
     lazy_array,
 )
-from mnist_dist.locations import absolute
+from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.publish import remove_folder, replace_folder, temporary_location
 from mnist_dist.settings import setting_field
 
@@ -53,6 +54,9 @@ SPLIT_FORMAT = "mnist-dist-ingest/1"
 PREPARED_SPLITS = ("train", "test")  # built by jobs.prepare; the models depend on them
 FAILURE_SAMPLE = 5
 GROUP_METADATA = "zarr.json"  # the split group's own: moved in last, it makes the split visible
+# Everything a split folder holds (ingested: images, labels, ids, failures; expanded: the first
+# two): anything else in it is someone else's, and --force never deletes it.
+SPLIT_ENTRIES = frozenset({GROUP_METADATA, "images", "labels", "ids", "failures"})
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,43 @@ def check_target(spec: IngestSpec) -> zarr.Group:
     if spec.split in PREPARED_SPLITS:
         raise StoreExistsError(f"{spec.store}/{spec.split} is a split of jobs.prepare and is "
                                "never replaced by an ingest; choose another --split")
+    check_not_foreign(spec)
     if spec.split in root and not spec.force:
         raise StoreExistsError(f"{spec.store}/{spec.split} exists; pass --force to replace it "
                                "or choose another --split")
     return root
+
+
+def check_not_foreign(spec: IngestSpec) -> None:
+    """StoreExistsError when the local STORE/NAME is taken by something that is not a split
+    (a file, a link, a folder of someone else's): not even --force replaces it."""
+    store = str(spec.store)
+    if is_url(store):
+        return
+    target = Path(local_path(store)) / spec.split
+    reason = foreign_reason(target)
+    if reason:
+        raise StoreExistsError(f"{target} exists and is not a split of the store ({reason}); "
+                               "--force replaces only a split: move it away or choose another "
+                               "--split")
+
+
+def foreign_reason(target: Path) -> str | None:
+    """Why the existing `target` is not a split folder, or None (also when nothing is there)."""
+    if target.is_symlink():
+        return "it is a link"
+    if not target.exists():
+        return None
+    if not target.is_dir():
+        return "it is a file"
+    try:
+        node = json.loads((target / GROUP_METADATA).read_text()).get("node_type")
+    except (OSError, ValueError, AttributeError):
+        node = None
+    if node != "group":
+        return f"it has no Zarr group's {GROUP_METADATA}"
+    foreign = sorted(p.name for p in target.iterdir() if p.name not in SPLIT_ENTRIES)
+    return f"it holds {', '.join(foreign[:3])}" if foreign else None
 
 
 def array_inputs(spec: IngestSpec, layout: Layout

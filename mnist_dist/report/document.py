@@ -15,7 +15,7 @@ import numpy as np
 import mnist_dist
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.metrics import accuracy_summary
-from mnist_dist.report.formats import digit_lines
+from mnist_dist.report.formats import digit_lines, resumed_part
 from mnist_dist.report.schema import REPORT_NAME, SCHEMA, SCHEMA_UNLABELLED
 from mnist_dist.scoring import ScoreResult
 from mnist_dist.settings import effective_settings
@@ -136,9 +136,11 @@ def build_report(
             name: model_section(name, result, cluster["threads"], manifest, gallery.get(name))
             for name in result.task_seconds
         },
-        "timing": {
+        "timing": {  # of this session's partitions only, when it resumed a run
             "wall_seconds": result.wall_seconds,
-            "images_per_second": result.n_images / result.wall_seconds,
+            "images_computed": result.images_computed,
+            "images_per_second": result.images_computed / result.wall_seconds
+            if result.wall_seconds > 0 else 0.0,
         },
         "throughput": throughput,
         "outputs": outputs,
@@ -162,8 +164,9 @@ def summary_text(report: dict[str, Any]) -> str:
     """A short human summary: overall and per-digit accuracy of both models, and speed."""
     dataset, timing = report["dataset"], report["timing"]
     line = (
-        f"scored {dataset['n_images']:,} images of {dataset['store']} ({dataset['split']}) "
-        f"in {timing['wall_seconds']:.1f} s ({timing['images_per_second']:,.0f} images/s, "
+        f"scored {dataset['n_images']:,} images of {dataset['store']} ({dataset['split']}"
+        f"{resumed_part(timing, dataset['n_images'])}) in {timing['wall_seconds']:.1f} s "
+        f"({timing['images_per_second']:,.0f} images/s, "
         f"{report['cluster']['workers']} workers, {report['cluster']['threads']} threads)"
     )
     if report["schema"] == SCHEMA:

@@ -130,3 +130,11 @@ def digit_lines(models: Mapping[str, Mapping[str, Any]], counts: bool = False) -
         line = f"{name.upper():<10} {cells}   {100 * model['accuracy']:.2f}%"
         lines.append(line + (f" of {model['n_images']:,}" if counts else ""))
     return lines
+
+
+def resumed_part(timing: dict[str, Any], n_images: int) -> str:
+    """`; 200 of them in this session` when a resumed run scored only some images itself."""
+    computed = timing.get("images_computed")
+    if not isinstance(computed, int) or computed == n_images:
+        return ""
+    return f"; {computed:,} of them in this session"

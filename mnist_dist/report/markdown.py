@@ -16,6 +16,7 @@ from mnist_dist.report.formats import (
     numeric_align,
     pct,
     points,
+    resumed_part,
     sig,
     size,
 )
@@ -51,7 +52,8 @@ def header(report: dict[str, Any]) -> str:
         f"{markdown_code(data['store'])} (split {markdown_code(data['split'])}) on "
         f"{cluster['workers']} workers / "
         f"{cluster['threads']} threads in {sig(timing['wall_seconds'])} s "
-        f"({sig(timing['images_per_second'])} images/s). "
+        f"({sig(timing['images_per_second'])} images/s"
+        f"{markdown_text(resumed_part(timing, data['n_images']))}). "
         f"Charts, confusion heatmaps and the gallery are in `{HTML_NAME}`."
     )
 
