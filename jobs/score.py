@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import mnist_dist as md
 from mnist_dist.cli import (
     JobArgumentParser,
     add_cluster_arguments,
@@ -32,7 +33,6 @@ from mnist_dist.images.job import run_image_scoring
 from mnist_dist.images.report import failure_lines
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.report.document import summary_text
-from mnist_dist.score_job import ScoreRunSpec, run_score
 from mnist_dist.storage import apply_storage_options, storage_errors
 from mnist_dist.throughput import SweepSpec
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def score(args: argparse.Namespace) -> int:
     """Build the run spec from the arguments, run it, print the summary."""
-    spec = ScoreRunSpec(
+    spec = md.ScoreSpec(
         store=args.store, models=args.models, split=args.split,
         predictions=args.predictions or "", resume=args.resume,
         partition_mb=args.partition_mb, partition_rows=args.partition_rows,
@@ -121,7 +121,7 @@ def score(args: argparse.Namespace) -> int:
     )
     apply_storage_options(args.storage_options)
     with storage_errors(locations=(spec.store, spec.models, spec.predictions)):
-        report = run_score(spec)
+        report = md.score(spec)
     print(summary_text(report))
     print(f"report: {spec.out / 'report.json'}")
     return 0

@@ -142,6 +142,19 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             yield client
 
 
+@contextlib.contextmanager
+def client_for(spec: ClusterSpec, client: Client | None = None) -> Iterator[Client]:
+    """The caller's `client`, prepared as `connect` prepares its own and left open, or else a
+    new client of `spec` (and its LocalCluster), closed at the end."""
+    if client is None:
+        with connect(spec) as own:
+            yield own
+        return
+    quiet_project_errors(client)
+    share_storage_options(client)
+    yield client
+
+
 # Dask's exceptions when the scheduler connection is lost under a running job.
 LOST_SCHEDULER = (CommClosedError, FutureCancelledError, StreamClosedError)
 

@@ -16,14 +16,15 @@ import numpy as np
 import zarr
 from distributed import Client, Future, performance_report
 
+from mnist_dist import scoring
 from mnist_dist.atomic import temporary_sibling
 from mnist_dist.cluster import (
     ClusterSpec,
     check_store_readable,
     check_versions,
+    client_for,
     cluster_facts,
     cluster_faults,
-    connect,
     ort_threads_for,
     ship_models_if_needed,
     workers_info,
@@ -39,7 +40,7 @@ from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
 from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
-from mnist_dist.scoring import ScoreJob, ScoreResult, score
+from mnist_dist.scoring import ScoreJob, ScoreResult
 from mnist_dist.settings import setting, setting_field
 from mnist_dist.storage import check_buckets
 from mnist_dist.throughput import SweepSpec, batch_sweep
@@ -59,7 +60,7 @@ def default_out() -> Path:
 
 
 @dataclass(frozen=True)
-class ScoreRunSpec:
+class ScoreSpec:
     """Everything `python -m jobs.score` needs; defaults are what a laptop user gets.
 
     `store` and `models` are local paths or fsspec URLs (`file://`, `s3://`, …) that the
@@ -82,8 +83,15 @@ class ScoreRunSpec:
     performance_report: bool = False
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))  # a str from a Python caller
+        rows = self.partition_rows
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+            raise SpecError(f"partition_rows must be an integer >= 1, or None for partition_mb; "
+                            f"got {rows!r} instead")
 
-def ensure_inputs(spec: ScoreRunSpec) -> tuple[str, ModelRef]:
+
+def ensure_inputs(spec: ScoreSpec) -> tuple[str, ModelRef]:
     """Absolute store location and a verified model reference; local ones are built if missing."""
     store, models = absolute(spec.store), absolute(spec.models)
     if not is_url(store) and not is_url(models) and not Path(models).exists():
@@ -98,8 +106,14 @@ def ensure_inputs(spec: ScoreRunSpec) -> tuple[str, ModelRef]:
     return store, ModelRef.from_location(models)
 
 
-def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
-    """Run the main job; returns the report document (also written to `out/report.json`)."""
+def score(spec: ScoreSpec, *, client: Client | None = None) -> dict[str, Any]:
+    """Run the main job on `client` (left open), or on a LocalCluster started for it; returns
+    the report document (also written to `spec.out/report.json`, `.html` and `.md`).
+
+    >>> import mnist_dist as md                                           # doctest: +SKIP
+    >>> report = md.score(md.ScoreSpec(split="test"), client=client)     # doctest: +SKIP
+    >>> report["models"]["knn"]["accuracy"]                              # doctest: +SKIP
+    """
     check_buckets({"--store": spec.store, "--models": spec.models,
                    "--predictions": spec.predictions})
     store, ref = ensure_inputs(spec)
@@ -107,14 +121,16 @@ def run_score(spec: ScoreRunSpec) -> dict[str, Any]:
     check_split(store, spec.split)  # here, not on a worker: bad data is one error line
     rows = spec.partition_rows or score_partition_rows(store, spec.split, spec.partition_mb)
     with locked_run_folder(spec.out), cluster_faults():
-        return score_and_report(spec, store, ref, manifest, rows)
+        return score_and_report(spec, store, ref, manifest, rows, client)
 
 
 def score_and_report(
-    spec: ScoreRunSpec, store: str, ref: ModelRef, manifest: dict[str, Any], rows: int
+    spec: ScoreSpec, store: str, ref: ModelRef, manifest: dict[str, Any], rows: int,
+    caller: Client | None = None,
 ) -> dict[str, Any]:
-    """Score on the cluster, measure throughput, write report.json and its renderings."""
-    with connect(spec.cluster) as client:
+    """Score on the cluster (the `caller`'s client, or a new one), measure throughput, write
+    report.json and its renderings."""
+    with client_for(spec.cluster, caller) as client:
         check_versions(client)
         check_store_readable(client, store, spec.split)
         check_sweep_memory(client, spec.sweep)
@@ -127,7 +143,7 @@ def score_and_report(
         )
         started = time.perf_counter()
         with optional_performance_report(spec):
-            result = score(client, job, spec.show_progress, payload)
+            result = scoring.score(client, job, spec.show_progress, payload)
         log.info("scored %d images in %.1f s; measuring throughput vs batch size",
                  result.n_images, time.perf_counter() - started)
         throughput = measure_on_one_worker(client, ref, store, spec, ort_threads, payload)
@@ -159,7 +175,7 @@ def gallery_pixels(store: str, split: str, result: ScoreResult) -> dict[str, np.
 
 
 @contextlib.contextmanager
-def optional_performance_report(spec: ScoreRunSpec) -> Iterator[None]:
+def optional_performance_report(spec: ScoreSpec) -> Iterator[None]:
     """Dask's performance report around the scoring graph, when asked for: written aside, then
     renamed to OUT/dask-performance.html (replacing a link there, never what it points to)."""
     if not spec.performance_report:
@@ -180,7 +196,7 @@ def worker_memory(client: Client) -> dict[str, int]:
 
 
 def measure_on_one_worker(
-    client: Client, ref: ModelRef, store: str, spec: ScoreRunSpec, ort_threads: int,
+    client: Client, ref: ModelRef, store: str, spec: ScoreSpec, ort_threads: int,
     payload: Future | None = None,
 ) -> list[dict[str, Any]]:
     """The batch-size sweep, run inside one worker so it sees what the tasks see."""

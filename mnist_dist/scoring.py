@@ -10,7 +10,6 @@ tasks; writes are idempotent) and an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import time
@@ -22,20 +21,9 @@ import dask
 import numpy as np
 import zarr
 from distributed import Client, Future, as_completed
-from zarr.codecs import ZstdCodec
 
-from mnist_dist.data.store import (
-    EVERY_CHUNK,
-    absent_row_chunks,
-    check_split,
-    read_rows,
-    split_array,
-    split_stamp,
-    writable_array,
-    zarr_array,
-)
-from mnist_dist.errors import DataError, SpecError, StoreExistsError
-from mnist_dist.locations import is_url, local_path
+from mnist_dist.data.store import check_split, read_rows, split_array, split_stamp, zarr_array
+from mnist_dist.errors import DataError, SpecError
 from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.models.knn import knn_from_bytes
@@ -47,12 +35,15 @@ from mnist_dist.predict import (
     predict_partition,
     timed_outputs,
 )
-from mnist_dist.publish import exists
+from mnist_dist.prediction_store import (
+    check_new_predictions,
+    lost_partitions,
+    open_prediction_store,
+    output_array,
+)
 from mnist_dist.run_state import marker_path, run_started, start_run, write_marker
 from mnist_dist.settings import setting_field
 from mnist_dist.summaries import PredictionSummary, combine_summaries, prediction_summary
-
-COMPLETE = "complete"  # the predictions store's last attribute: a store without it was never made
 
 log = logging.getLogger(__name__)
 
@@ -130,115 +121,6 @@ def partition_ranges(n_images: int, partition_rows: int) -> list[tuple[int, int]
     """Rows (start, stop) of each partition, in order."""
     return [(start, min(start + partition_rows, n_images))
             for start in range(0, n_images, partition_rows)]
-
-
-def create_prediction_store(
-    job: ScoreJob, n_images: int, run_id: str, ids: zarr.Array | None = None
-) -> None:
-    """Empty per-row arrays of every selected model (see OUTPUT_ARRAYS), and `ids` when the
-    split has them, chunked exactly like the Dask partitions (each task writes whole chunks,
-    every one of them: a partition's chunk is absent only when its predictions were lost).
-
-    Overwrites what is there; the group names its run (`run_id`) from the start and its
-    `complete` attribute is written last, so a store killed half-made is recognised
-    (`prediction_store_complete`) and made again by its own run only.
-    """
-    group = zarr.open_group(job.predictions, mode="w", attributes={"run_id": run_id})
-    chunk = max(1, min(job.partition_rows, n_images))
-    arrays = [spec for name in job.model_names for spec in OUTPUT_ARRAYS[name]]
-    for name, dtype, columns in arrays:
-        shape, chunks = ((n_images, columns), (chunk, columns)) if columns else \
-            ((n_images,), (chunk,))
-        group.create_array(name, shape=shape, chunks=chunks, dtype=dtype,
-                           compressors=ZstdCodec(level=3), fill_value=0, config=EVERY_CHUNK)
-    if ids is not None:
-        group.create_array("ids", shape=(n_images,), chunks=(chunk,), dtype=ids.dtype,
-                           compressors=ZstdCodec(level=3), config=EVERY_CHUNK)
-    group.attrs.update({"n_images": n_images, "partition_rows": job.partition_rows,
-                        "split": job.split, COMPLETE: True})
-
-
-def prediction_store_complete(location: str) -> bool:
-    """True when a predictions store exists at `location` and was fully created."""
-    try:
-        return bool(zarr.open_group(location, mode="r").attrs.get(COMPLETE, False))
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-        return False
-
-
-def check_new_predictions(job: ScoreJob) -> None:
-    """StoreExistsError unless a new run may write its predictions at `job.predictions`:
-    nothing there (or an empty local folder), outside the store, and not the run folder."""
-    where = job.predictions
-    if is_url(where) == is_url(job.store) and inside(where, job.store):
-        raise StoreExistsError(f"--predictions {where} lies inside the store {job.store}; "
-                               "expected a place outside it")
-    if not is_url(where) and inside(str(job.run_dir), where):
-        raise StoreExistsError(
-            f"--predictions {where} is the run folder or holds it; expected a place of its "
-            f"own, such as {Path(job.run_dir).resolve() / 'predictions.zarr'}"
-        )
-    if holds_anything(where):
-        raise StoreExistsError(
-            f"{where}: predictions already exist there, or other files, and belong to no run "
-            f"in {job.run_dir}; a new run writes its predictions where nothing is: choose "
-            "another --out or --predictions"
-        )
-
-
-def inside(location: str, folder: str) -> bool:
-    """True when the path or URL `location` is `folder` or lies below it."""
-    if is_url(location):
-        return f"{location.rstrip('/')}/".startswith(f"{folder.rstrip('/')}/")
-    path, parent = Path(local_path(location)).resolve(), Path(local_path(folder)).resolve()
-    return path == parent or parent in path.parents
-
-
-def holds_anything(location: str) -> bool:
-    """True when something other than an empty local folder is at the path or URL `location`
-    (a symbolic link counts, wherever it points)."""
-    if is_url(location):
-        return exists(location)
-    path = Path(local_path(location))
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        return True
-    return path.is_dir() and any(path.iterdir())
-
-
-def open_prediction_store(job: ScoreJob, n_images: int, run_id: str, copy_ids: bool) -> None:
-    """The run's predictions store, made when missing or half-made; StoreExistsError when
-    the location holds what another run, or no run, made."""
-    if holds_anything(job.predictions):
-        try:
-            attrs = dict(zarr.open_group(job.predictions, mode="r").attrs)
-        except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError):
-            attrs = {"run_id": None}  # files, but no Zarr group: not the run's
-        if attrs and attrs.get("run_id") != run_id:  # {}: a group half-made by zarr itself
-            raise StoreExistsError(
-                f"{job.predictions}: these are not the predictions of the run in "
-                f"{job.run_dir} (another run's, or other files); choose a new --out"
-            )
-        if attrs.get(COMPLETE):
-            return
-    ids = zarr_array(job.store, f"{job.split}/ids") if copy_ids else None
-    create_prediction_store(job, n_images, run_id, ids)
-
-
-def lost_partitions(job: ScoreJob, done: set[int], copy_ids: bool) -> set[int]:
-    """The partitions of `done` whose predictions are not all in the store (a chunk absent:
-    the store was lost, or a chunk of it)."""
-    names = [array for name in job.model_names for array, _, _ in OUTPUT_ARRAYS[name]]
-    lost: set[int] = set()
-    for name in names + (["ids"] if copy_ids else []):
-        lost |= absent_row_chunks(zarr_array(job.predictions, name))
-    return lost & done
-
-
-@functools.lru_cache(maxsize=64)
-def output_array(location: str, name: str, token: str) -> zarr.Array:
-    """Predictions array `name`, opened once per worker process and run (`token`): on object
-    storage every open reads metadata, which would cost more than the write itself."""
-    return writable_array(location, name)
 
 
 def score_block(

@@ -15,7 +15,7 @@ import yaml
 from mnist_dist import settings
 from mnist_dist.cli import from_setting
 from mnist_dist.errors import SpecError
-from mnist_dist.score_job import ScoreRunSpec
+from mnist_dist.score_job import ScoreSpec
 from mnist_dist.training import TrainSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,10 +45,10 @@ def test_the_defaults_are_the_shipped_yaml() -> None:
 def test_library_defaults_and_flag_defaults_read_the_settings() -> None:
     with dask.config.set({"mnist-dist.train.epochs": 3, "mnist-dist.score.split": "new"}):
         assert TrainSpec(store=Path("s"), models=Path("m")).epochs == 3
-        spec = ScoreRunSpec()
+        spec = ScoreSpec()
         assert (spec.train_epochs, spec.split) == (3, "new")
         assert from_setting("train.epochs") == "3"
-    assert ScoreRunSpec().train_epochs == 10
+    assert ScoreSpec().train_epochs == 10
 
 
 def test_environment_overrides_reach_the_flags() -> None:

@@ -20,9 +20,9 @@ from mnist_dist.data.store import split_stamp
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn, predict_sklearn, vote
 from mnist_dist.predict import OUTPUT_ARRAYS
+from mnist_dist.prediction_store import COMPLETE
 from mnist_dist.run_state import start_run
 from mnist_dist.scoring import (
-    COMPLETE,
     ScoreJob,
     job_identity,
     partition_ranges,

@@ -27,7 +27,8 @@ from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import KnnModel
 from mnist_dist.models.scaler import Scaler
 from mnist_dist.predict import predict_partition
-from mnist_dist.scoring import ScoreJob, create_prediction_store, score, score_block
+from mnist_dist.prediction_store import create_prediction_store
+from mnist_dist.scoring import ScoreJob, score, score_block
 from mnist_dist.worker_memory import peak_rss, reset_peak_rss, rss
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,6 @@ a short table and an HTML page, optionally appended to the nightly history."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import statistics
@@ -19,6 +18,7 @@ import mnist_dist
 from mnist_dist.atomic import write_bytes_atomic, write_json_atomic
 from mnist_dist.bench import endtoend, history, render
 from mnist_dist.bench.knn_inputs import knn_inputs_on_worker
+from mnist_dist.bench.outputs import BENCH_JSON, SCHEMA, check_outputs
 from mnist_dist.bench.roofline import (
     blas_facts,
     knn_flops,
@@ -32,7 +32,6 @@ from mnist_dist.bench.sweep import BenchSweepSpec, sweep_on_worker
 from mnist_dist.bench.tuning import tune_on_worker
 from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for, workers_info
 from mnist_dist.ensure import ensure_models, ensure_store
-from mnist_dist.errors import StoreExistsError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn
 from mnist_dist.partitioning import default_score_rows
@@ -41,12 +40,9 @@ from mnist_dist.training import library_versions
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "mnist-dist-bench/1"
 PARTITION_SIZES = (500, 1000, 3500)  # plus jobs.score's default, see BenchSpec.partitions
 QUICK_BATCH_SIZES = (1, 10, 100)
 QUICK_PARTITION_SIZES = (150,)
-BENCH_JSON = "bench.json"
-OUTPUT_NAMES = (BENCH_JSON, render.TABLE_NAME, render.HTML_NAME)  # what a run writes in OUT
 # Targets of the performance issue: figure → (minimum, what it means).
 TARGETS: dict[str, tuple[float, str]] = {
     "knn_fraction_of_roofline": (0.85, "exact KNN vs the 1-thread matmul roofline (paired)"),
@@ -140,37 +136,6 @@ def commit_of(root: Path) -> str | None:
     return None
 
 
-def check_outputs(spec: BenchSpec) -> None:
-    """StoreExistsError, before any work, unless OUT is absent or a folder whose bench.json,
-    bench.txt and bench.html (where present) are an earlier run's: plain files beside a
-    bench.json of this schema. The --history file is checked the same way."""
-    if spec.out.exists() and not spec.out.is_dir():
-        raise StoreExistsError(f"--out {spec.out} is a file; expected a folder")
-    if spec.history is not None:
-        history.check_history(spec.history, SCHEMA)
-    present = [spec.out / name for name in OUTPUT_NAMES
-               if (spec.out / name).exists() or (spec.out / name).is_symlink()]
-    if not present:
-        return
-    foreign = next((p for p in present if p.is_symlink() or not p.is_file()), None)
-    if foreign is None and not is_bench_document(spec.out / BENCH_JSON):
-        foreign = spec.out / BENCH_JSON if spec.out / BENCH_JSON in present else present[0]
-    if foreign is not None:
-        raise StoreExistsError(
-            f"{foreign} exists and is not the output of an earlier jobs.bench run (expected a "
-            f"file beside a {SCHEMA} {BENCH_JSON}); move it away or choose another --out"
-        )
-
-
-def is_bench_document(path: Path) -> bool:
-    """True when `path` is a plain file holding a bench document of this schema."""
-    try:
-        document = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(document, dict) and document.get("schema") == SCHEMA
-
-
 def ensure_inputs(spec: BenchSpec) -> ModelRef:
     """The store and models the bench measures, built when missing: models with the study's
     settings, since they may land in the folder that `jobs.score` reads."""
@@ -181,7 +146,7 @@ def ensure_inputs(spec: BenchSpec) -> ModelRef:
 
 def run_bench(spec: BenchSpec) -> dict[str, Any]:
     """Run every measurement; returns the bench document (also written under `spec.out`)."""
-    check_outputs(spec)
+    check_outputs(spec.out, spec.history)
     ref = ensure_inputs(spec)
     store = str(spec.store.resolve())
     spec.out.mkdir(parents=True, exist_ok=True)

@@ -17,15 +17,12 @@ for canonical), `n_train`, `n_test`, `chunk_rows`, `code_version`. A store's pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import numpy as np
 import zarr
 from sklearn.model_selection import train_test_split
@@ -37,7 +34,7 @@ from zarr.core.sync import sync
 import mnist_dist
 from mnist_dist.data.sources import N_PIXELS, RawMnist
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
-from mnist_dist.locations import is_url, local_path
+from mnist_dist.locations import folder_stamp, is_url, local_path
 from mnist_dist.provenance import describe_differences
 from mnist_dist.publish import built_aside, exists
 from mnist_dist.settings import setting
@@ -257,24 +254,8 @@ def every_chunk_written(location: str, split: str, array: zarr.Array) -> bool:
 
 
 def split_stamp(location: str, split: str) -> str:
-    """SHA-256 of the listing of the split's folder (each file's name, size, and modification
-    time and inode, or ETag): it changes whenever any of the split's files is rewritten,
-    replaced, added or lost."""
-    entries = []
-    if is_url(location):
-        fs, root = fsspec.core.url_to_fs(f"{location.rstrip('/')}/{split}")
-        for name, info in sorted(fs.find(root, detail=True).items()):
-            version = info.get("ETag") or info.get("LastModified") or info.get("mtime")
-            entries.append(f"{name[len(root):]}\t{info.get('size')}\t{version}")
-    else:
-        root = Path(local_path(location)) / split
-        for folder, _, files in sorted(os.walk(root)):
-            for file in sorted(files):
-                path = Path(folder, file)
-                st = path.lstat()
-                entries.append(f"{path.relative_to(root)}\t{st.st_size}\t{st.st_mtime_ns}\t"
-                               f"{st.st_ino}")
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()
+    """The `folder_stamp` of the split's folder: it changes when any of its files does."""
+    return folder_stamp(f"{location.rstrip('/')}/{split}")
 
 
 def check_complete(location: str, split: str) -> None:
