@@ -256,13 +256,25 @@ def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
     )
 
 
+def printable(text: str) -> str:
+    """`text` with each control character (a terminal escape sequence's ESC among them) shown
+    as its Python escape, e.g. `\\x1b`: names from files and stores cannot drive the terminal."""
+    return "".join(c if c.isprintable() or c == "\n" else repr(c)[1:-1] for c in text)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines through `printable`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Concise INFO logging to stderr (DEBUG with `verbose`)."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    """Concise INFO logging to stderr (DEBUG with `verbose`), control characters escaped."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(PrintableFormatter(
+            "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
 
 
 def run_job(job: Callable[[], int], args: argparse.Namespace | None = None) -> int:
@@ -274,7 +286,7 @@ def run_job(job: Callable[[], int], args: argparse.Namespace | None = None) -> i
         with dask.config.set({f"{SECTION}.{key}": value for key, value in given.items()}):
             return job()
     except MnistDistError as err:
-        print(f"error: {' '.join(str(err).splitlines())}", file=sys.stderr)
+        print(f"error: {printable(' '.join(str(err).splitlines()))}", file=sys.stderr)
         return exit_code_for(err)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -85,6 +85,12 @@ class ClusterSpec:
             )
 
 
+def on_loopback(address: str) -> str:
+    """`:PORT` as `127.0.0.1:PORT`: a LocalCluster's dashboard binds every interface only when
+    a host (e.g. 0.0.0.0) is named."""
+    return f"127.0.0.1{address}" if address.startswith(":") else address
+
+
 def local_cluster(spec: ClusterSpec) -> LocalCluster:
     """Start a LocalCluster on 127.0.0.1 sized so workers x threads equals the cores."""
     cores = cpu_count()
@@ -96,7 +102,7 @@ def local_cluster(spec: ClusterSpec) -> LocalCluster:
             threads_per_worker=spec.threads_per_worker,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=spec.dashboard_address,
+            dashboard_address=on_loopback(spec.dashboard_address),
             silence_logs=logging.WARNING,
         )
     except (OSError, RuntimeError) as exc:  # distributed wraps start-up failures in RuntimeError

@@ -170,7 +170,18 @@ def write_frame(frame: dd.DataFrame, format: str, where: str) -> None:
     if format == "parquet":
         frame.to_parquet(where, engine="pyarrow", write_index=False, compute_kwargs=compute)
     else:
+        frame = frame.assign(id=frame["id"].map_partitions(as_spreadsheet_text,
+                                                           meta=frame["id"]._meta))
         frame.to_csv(where, single_file=True, index=False, compute_kwargs=compute)
+
+
+def as_spreadsheet_text(ids: pd.Series) -> pd.Series:
+    """String ids that start like a formula (`=`, `+`, `-`, `@`, tab, CR) prefixed with `'`, so
+    a spreadsheet shows them as text instead of running them (OWASP's CSV injection advice)."""
+    if ids.dtype.kind in "iu":
+        return ids
+    formula = ids.str.match(r"[=+\-@\t\r]").fillna(False).astype(bool)
+    return ids.where(~formula, "'" + ids)
 
 
 def run_export(spec: ExportSpec) -> Path | str:

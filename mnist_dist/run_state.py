@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import socket
+import stat
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,11 @@ def check_run_folder(out: Path) -> None:
             raise StoreExistsError(
                 f"{out / name} is a folder, where the run writes a file; "
                 "remove it or choose a new --out"
+            )
+        if (out / name).exists() and not (out / name).is_file():
+            raise StoreExistsError(
+                f"{out / name} is not a regular file (a FIFO, socket or device), where the run "
+                "writes a file; remove it or choose a new --out"
             )
     foreign = [] if run_started(out) or not out.is_dir() else foreign_files(out)
     if foreign:
@@ -142,8 +148,11 @@ def take_lock(path: Path) -> dict[str, Any]:
 
 
 def read_lock(path: Path) -> dict[str, Any] | None:
-    """The owner recorded in a lock file; None when absent or unreadable."""
+    """The owner recorded in a lock file; None when absent, unreadable or not a regular file
+    (a FIFO would block the read)."""
     try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return None
         owner = json.loads(path.read_bytes())
     except (OSError, ValueError):
         return None

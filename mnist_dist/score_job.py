@@ -56,7 +56,7 @@ SWEEP_MEMORY_FRACTION = 0.5  # of a worker's memory limit the sweep's largest ba
 
 def default_out() -> Path:
     """A new run folder per invocation, so finished runs are never overwritten."""
-    return Path(setting("runs")) / datetime.now().strftime("score-%Y%m%d-%H%M%S")
+    return Path(setting("runs")) / datetime.now().strftime(f"score-%Y%m%d-%H%M%S-{os.getpid()}")
 
 
 @dataclass(frozen=True)

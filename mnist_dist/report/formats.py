@@ -18,7 +18,8 @@ import numpy as np
 EN_DASH = "–"
 HYPHEN = "-"
 # Markdown table cells: characters that would end the cell or the row, or open HTML.
-MARKDOWN_ESCAPES = {"|": "\\|", "<": "&lt;", ">": "&gt;", "\r\n": " ", "\n": " ", "\r": " "}
+MARKDOWN_ESCAPES = {"|": "\\|", "<": "&lt;", ">": "&gt;", "\r\n": " ", "\n": " ", "\r": " ",
+                    "[": "\\[", "]": "\\]"}  # no brackets: no link, no remote image
 
 
 def pct(value: float | None, decimals: int = 2, dash: str = EN_DASH, unit: str = "%") -> str:
@@ -89,7 +90,8 @@ def data_uri(png: bytes | str) -> str:
 
 def markdown_text(text: str) -> str:
     """`text` safe as inline Markdown, e.g. a table cell: no `|` or line break ends the cell or
-    the line, no HTML opens."""
+    the line, no HTML opens, no link or image forms."""
+    text = re.sub(r"\\(?=[!-/:-@\[-`{-~])", r"\\\\", text)  # a backslash that would escape
     for raw, escaped in MARKDOWN_ESCAPES.items():
         text = text.replace(raw, escaped)
     return text

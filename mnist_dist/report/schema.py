@@ -124,6 +124,9 @@ SWEEP_FIELDS: dict[str, Kind] = {
 
 def read_report(path: Path) -> dict[str, Any]:
     """Load and check a report.json; ReportError says what is missing or wrong."""
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read
+        raise ReportError(f"report {path} must be a regular file; got a folder, FIFO, socket "
+                          "or device instead")
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
