@@ -28,6 +28,7 @@ from mnist_dist.atomic import write_json_atomic, write_temporary
 from mnist_dist.errors import DataError, StoreExistsError
 from mnist_dist.provenance import differing_keys
 from mnist_dist.report.schema import HTML_NAME, MARKDOWN_NAME, REPORT_NAME
+from mnist_dist.settings import setting
 
 RUN_FILE = "run.json"
 PARTITIONS_DIR = "partitions"
@@ -35,6 +36,12 @@ LOCK_FILE = "run.lock"
 PERFORMANCE_REPORT = "dask-performance.html"
 # Files a run writes into its folder: each must be a file (or absent), never a folder.
 RUN_FILES = (RUN_FILE, REPORT_NAME, HTML_NAME, MARKDOWN_NAME, LOCK_FILE, PERFORMANCE_REPORT)
+
+
+def new_run_folder(kind: str) -> Path:
+    """`RUNS/<kind>-<time>-<pid>` (setting `runs`): a folder of its own for each invocation, even
+    for two started in the same second, so finished runs are never overwritten."""
+    return Path(setting("runs")) / datetime.now().strftime(f"{kind}-%Y%m%d-%H%M%S-{os.getpid()}")
 
 
 def marker_path(run_dir: Path, index: int) -> Path:

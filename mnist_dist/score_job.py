@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,9 @@ from mnist_dist.partitioning import SCORE_BYTES_PER_ROW, score_partition_rows
 from mnist_dist.predict import MODEL_NAMES
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
-from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
+from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder, new_run_folder
 from mnist_dist.scoring import ScoreJob, ScoreResult
-from mnist_dist.settings import setting, setting_field
+from mnist_dist.settings import setting_field
 from mnist_dist.storage import check_buckets
 from mnist_dist.throughput import SweepSpec, batch_sweep
 from mnist_dist.training import TrainSpec, check_model_folder
@@ -55,8 +54,8 @@ SWEEP_MEMORY_FRACTION = 0.5  # of a worker's memory limit the sweep's largest ba
 
 
 def default_out() -> Path:
-    """A new run folder per invocation, so finished runs are never overwritten."""
-    return Path(setting("runs")) / datetime.now().strftime(f"score-%Y%m%d-%H%M%S-{os.getpid()}")
+    """A new run folder per invocation (`runs/score-<time>-<pid>`)."""
+    return new_run_folder("score")
 
 
 @dataclass(frozen=True)

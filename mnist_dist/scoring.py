@@ -230,8 +230,8 @@ def marker_problem(marker: dict[str, Any], names: tuple[str, ...], labelled: boo
     seconds, predicted-digit counts and (with labels) confusion, each counting its rows."""
     rows = marker["stop"] - marker["start"]
     for name in names:
-        seconds = marker.get("seconds", {}).get(name) if isinstance(marker.get("seconds"),
-                                                                       dict) else None
+        timings = marker.get("seconds")
+        seconds = timings.get(name) if isinstance(timings, dict) else None
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
             return f"expected the seconds of model {name}"
         counts: list[tuple[Any, str, tuple[int, ...]]] = [

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 from mnist_dist.cluster import ClusterSpec
 from mnist_dist.errors import SpecError
+from mnist_dist.run_state import new_run_folder
 from mnist_dist.settings import default_store, setting_field
 
 
 def default_images_out() -> Path:
-    """A new run folder per invocation, so finished runs are never overwritten."""
-    return Path("runs") / datetime.now().strftime("images-%Y%m%d-%H%M%S")
+    """A new run folder per invocation (`runs/images-<time>-<pid>`)."""
+    return new_run_folder("images")
 
 
 @dataclass(frozen=True)
