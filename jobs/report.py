@@ -1,42 +1,8 @@
-"""Re-render a run's report: `python -m jobs.report RUN` writes RUN/report.html and RUN/report.md.
+"""`python -m jobs.report`: the command line of `mnist_dist.cli.report` (also `mnist-dist report`)."""
 
-Reads only RUN/report.json (RUN may also be the JSON file itself): no cluster, no models.
-"""
+from mnist_dist.cli.report import build_parser, main, parse_args
 
-from __future__ import annotations
-
-import argparse
-
-from mnist_dist.cli import JobArgumentParser, path_arg, run_job, setup_logging
-from mnist_dist.report.render import render_run
-
-
-def build_parser() -> JobArgumentParser:
-    """The command line of `jobs.report`."""
-    parser = JobArgumentParser(prog="python -m jobs.report", description=__doc__)
-    parser.add_argument("run", type=path_arg, metavar="RUN",
-                        help="run folder holding report.json (or the report.json path)")
-    return parser
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """Parse the command line of `jobs.report`; a bad argument exits 2 with one `error:` line."""
-    return build_parser().parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the job; returns the process exit code."""
-    args = parse_args(argv)
-    setup_logging()
-    return run_job(lambda: report(args), args)
-
-
-def report(args: argparse.Namespace) -> int:
-    """Render the run's HTML and Markdown and print their paths."""
-    for path in render_run(args.run):
-        print(f"report: {path}")
-    return 0
-
+__all__ = ["build_parser", "main", "parse_args"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -12,10 +12,11 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
 from dask.system import cpu_count
 from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin
 from distributed.client import FutureCancelledError
@@ -24,12 +25,12 @@ from distributed.security import Security
 from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
-from mnist_dist.data.store import read_rows, split_array
+from mnist_dist.data.splits import read_rows, split_array
 from mnist_dist.errors import ClusterError, MnistDistError, SpecError
-from mnist_dist.models.artifacts import ModelRef, read_artifact
-from mnist_dist.models.cache import ModelPayload
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import ModelPayload, preload
 from mnist_dist.settings import setting_field
-from mnist_dist.storage import share_storage_options
+from mnist_dist.storage import PROTOCOL, apply_storage_options
 
 log = logging.getLogger(__name__)
 
@@ -296,19 +297,11 @@ def check_store_readable(client: Client, store: str, split: str) -> None:
             )
 
 
-def probe_models(ref: ModelRef) -> str | None:
-    """On a worker: None if it can read and verify every model artifact, else the reason."""
-    try:
-        for name, _ in ref.checksums:
-            read_artifact(ref, name)
-    except Exception as exc:  # noqa: BLE001 - reported back as text
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-def workers_without_models(client: Client, ref: ModelRef) -> dict[str, str]:
-    """Workers that cannot read the models at `ref.directory`, with the reason."""
-    return {w: p for w, p in client.run(probe_models, ref).items() if p}
+def workers_without_models(client: Client, ref: ModelRef, ort_threads: int = 1
+                           ) -> dict[str, str]:
+    """Workers that cannot read the models at `ref.directory`, with the reason; the others
+    have loaded them (`cache.preload`), before any task arrives."""
+    return {w: p for w, p in client.run(preload, ref, ort_threads).items() if p}
 
 
 def workers_info(client: Client) -> dict[str, dict[str, Any]]:
@@ -348,12 +341,35 @@ def cluster_facts(client: Client) -> dict[str, Any]:
     }
 
 
-def ship_models_if_needed(client: Client, ref: ModelRef) -> Future | None:
-    """Broadcast the models once to every worker when some cannot read them themselves."""
-    missing = workers_without_models(client, ref)
+def ship_models_if_needed(
+    client: Client, ref: ModelRef, ort_threads: int = 1, files: ModelPayload | None = None
+) -> Future | None:
+    """Load the models on every worker that can read them; broadcast them once (`files`, the
+    bytes the client already read, or else read now) when some cannot."""
+    missing = workers_without_models(client, ref, ort_threads)
     if not missing:
         return None
     worker, reason = next(iter(missing.items()))
     log.info("%d worker(s) cannot read the models at %s (%s: %s); sending them to every "
              "worker once", len(missing), ref.directory, worker, reason)
-    return client.scatter(ModelPayload.read(ref), broadcast=True, hash=True)
+    return client.scatter(files or ModelPayload.read(ref), broadcast=True, hash=True)
+
+
+STORAGE_PLUGIN = "mnist-dist-storage-options"
+
+
+class StorageOptionsPlugin(WorkerPlugin):
+    """Applies the client's storage options on each worker, including workers started later."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+
+    def setup(self, worker: Any) -> None:
+        apply_storage_options(self.options)
+
+
+def share_storage_options(client: Client) -> None:
+    """Send this process's S3 options (never credentials) to every worker, present and future."""
+    options = fsspec.config.conf.get(PROTOCOL, {})
+    if options:
+        client.register_plugin(StorageOptionsPlugin(options), name=STORAGE_PLUGIN)

@@ -19,7 +19,7 @@ from mnist_dist.models.cache import load_predictors, validate_models
 from mnist_dist.models.inputs import N_PIXELS, check_images
 from mnist_dist.models.knn import GemmKnn
 from mnist_dist.models.mlp import OnnxMlp
-from mnist_dist.predict import MODEL_NAMES, OUTPUT_ARRAYS, check_model_names, timed_outputs
+from mnist_dist.models.outputs import MODEL_NAMES, OUTPUT_ARRAYS, check_model_names, timed_outputs
 
 
 @dataclass(frozen=True)

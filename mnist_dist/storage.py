@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import fsspec
-from distributed import Client, WorkerPlugin
 
 from mnist_dist.errors import MnistDistError, StorageError
 
@@ -28,9 +27,6 @@ CREDENTIAL_KEYS = frozenset({
     "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
 })
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-PLUGIN_NAME = "mnist-dist-storage-options"
-
-
 def credential_keys(options: Mapping[str, Any]) -> list[str]:
     """Keys of `options`, at any depth, that would carry a credential."""
     found = []
@@ -65,23 +61,6 @@ def parse_storage_options(text: str) -> dict[str, Any]:
 def apply_storage_options(options: Mapping[str, Any]) -> None:
     """Make `options` the defaults of every S3 filesystem this process opens from now on."""
     fsspec.config.conf.setdefault(PROTOCOL, {}).update(options)
-
-
-class StorageOptionsPlugin(WorkerPlugin):
-    """Applies the client's storage options on each worker, including workers started later."""
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self.options = dict(options)
-
-    def setup(self, worker: Any) -> None:
-        apply_storage_options(self.options)
-
-
-def share_storage_options(client: Client) -> None:
-    """Send this process's S3 options (never credentials) to every worker, present and future."""
-    options = fsspec.config.conf.get(PROTOCOL, {})
-    if options:
-        client.register_plugin(StorageOptionsPlugin(options), name=PLUGIN_NAME)
 
 
 def redact(text: str) -> str:
@@ -159,11 +138,3 @@ def storage_errors(what: str = "object storage", locations: tuple[str, ...] = ()
         raise StorageError(redact(f"{what}: {problem}")) from exc
 
 
-@contextlib.contextmanager
-def object_storage(options: Mapping[str, Any], locations: Mapping[str, str]) -> Iterator[None]:
-    """A job's work on `locations` (flag → path or URL): `options` applied, each S3 bucket
-    checked first, and any storage failure turned into one StorageError line."""
-    apply_storage_options(options)
-    with storage_errors(locations=tuple(locations.values())):
-        check_buckets(locations)
-        yield

@@ -10,7 +10,8 @@ from distributed import Client, LocalCluster
 
 from mnist_dist.data.sources import RawMnist, load_vendored
 from mnist_dist.data.store import build_store
-from mnist_dist.training import TrainSpec, train_models
+from mnist_dist.training.run import run as train
+from mnist_dist.training.spec import TrainSpec
 
 pytest_plugins = ["tests.conftest_s3"]  # the S3 server fixtures
 
@@ -40,7 +41,7 @@ def small_store(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) ->
 def small_models(tmp_path_factory: pytest.TempPathFactory, small_store: Path) -> Path:
     """Real KNN + ONNX MLP (1 epoch) trained on the small store."""
     path = tmp_path_factory.mktemp("small-models") / "models"
-    train_models(TrainSpec(store=small_store, models=path, epochs=1))
+    train(TrainSpec(store=small_store, models=path, epochs=1))
     return path
 
 

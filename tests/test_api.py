@@ -3,7 +3,10 @@ arrays, and `md.score(spec, client=...)` on the caller's own client."""
 
 from __future__ import annotations
 
+import collections
+import json
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,18 +18,21 @@ import zarr
 from distributed import Client
 
 import mnist_dist as md
+from mnist_dist.data.splits import Split, checked_rows
 from mnist_dist.errors import DataError, ModelNotFoundError, SpecError
-from mnist_dist.models import cache
-from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.models import artifacts, cache
+from mnist_dist.models.outputs import MODEL_NAMES
 from mnist_dist.predictor import output_names
-from mnist_dist.scoring import ScoreJob, score_in_process
-from mnist_dist.throughput import SweepSpec
+from mnist_dist.scoring.graph import score_in_process
+from mnist_dist.scoring.spec import ScoreJob
+from mnist_dist.scoring.sweep import SweepSpec
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_public_names_are_listed_and_import_lazily() -> None:
     assert {"load_models", "Models", "score", "ScoreSpec"} <= set(md.__all__)
+    assert set(md.__all__) == set(md._EXPORTS) | {"__version__", "installed_versions"}
     assert all(hasattr(md, name) for name in md.__all__)
     heavy = ("distributed", "dask", "tensorflow", "matplotlib", "dask_ml", "onnxruntime")
     code = ("import sys, mnist_dist; "
@@ -96,13 +102,14 @@ def test_score_uses_the_callers_client_leaves_it_open_and_reuses_its_loaded_mode
     spec = md.ScoreSpec(store=str(small_store), models=str(small_models), out=first,
                         partition_rows=200, show_progress=False,
                         sweep=SweepSpec(batch_sizes=()))
-    report = md.score(spec, client=local_client)
+    result = md.score(spec, client=local_client)
+    report = result.report
     assert report["dataset"]["n_images"] == 600 and (first / "report.json").is_file()
     assert local_client.status == "running" and local_client.submit(sum, [1, 2]).result() == 3
     loads = local_client.run(lambda: cache.load_count)
     again = md.score(md.ScoreSpec(**{**spec.__dict__, "out": second}), client=local_client)
     assert local_client.run(lambda: cache.load_count) == loads  # loaded models reused
-    assert again["models"]["knn"]["confusion"] == report["models"]["knn"]["confusion"]
+    assert again.report["models"]["knn"]["confusion"] == report["models"]["knn"]["confusion"]
     assert local_client.status == "running"
 
 
@@ -114,3 +121,133 @@ def test_a_bad_partition_rows_is_a_spec_error_not_silently_the_default(rows: obj
 
 def test_a_spec_takes_its_run_folder_as_text(tmp_path: Path) -> None:
     assert md.ScoreSpec(out=str(tmp_path / "run")).out == tmp_path / "run"  # type: ignore[arg-type]
+
+
+def labelled_spec(small_store: Path, small_models: Path, out: Path, **kw: object) -> md.ScoreSpec:
+    return md.ScoreSpec(store=str(small_store), models=str(small_models), out=out,
+                        partition_rows=200, show_progress=False, **kw)  # type: ignore[arg-type]
+
+
+def unlabelled_copy(small_store: Path, where: Path) -> Path:
+    """A copy of the small store with a split `new`: the test images without labels."""
+    store = where / "unlabelled.zarr"
+    shutil.copytree(small_store, store)
+    root = zarr.open_group(str(store), mode="a")
+    root.create_group("new").create_array("images", data=root["test/images"][:],
+                                          chunks=(200, 784))
+    return store
+
+
+def test_the_result_is_typed_renders_in_a_notebook_and_gives_the_predictions(
+    small_models: Path, small_store: Path, local_client: Client, tmp_path: Path,
+) -> None:
+    result = md.score(labelled_spec(small_store, small_models, tmp_path / "run",
+                                    sweep=SweepSpec(batch_sizes=(1, 10), min_seconds=0.01)),
+                      client=local_client)
+    assert isinstance(result, md.ScoreResult) and result.labelled and result.n_images == 600
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert result.report == report and result.report_html.is_file()
+    assert result.accuracy == {n: m["accuracy"] for n, m in report["models"].items()}
+    html = result._repr_html_()
+    knn = report["models"]["knn"]
+    assert f"{100 * knn['accuracy']:.2f}%" in html and "600 images" in html
+    assert all(f"<td>{100 * a:.1f}</td>" in html for a in knn["per_class_accuracy"])
+    assert result.summary().splitlines()[0].startswith("scored 600 images")
+    frame = result.predictions
+    assert frame.npartitions >= 1
+    stored = zarr.open_group(str(tmp_path / "run" / "predictions.zarr"), mode="r")
+    np.testing.assert_array_equal(frame["knn"].compute().to_numpy(), stored["knn"][:])
+    np.testing.assert_array_equal(frame["mlp"].compute().to_numpy(), stored["mlp"][:])
+    assert report["throughput"]  # a labelled split is timed by default
+
+
+def test_a_split_without_labels_skips_the_sweep_unless_asked_and_says_so_in_html(
+    small_models: Path, small_store: Path, local_client: Client, tmp_path: Path,
+) -> None:
+    store = unlabelled_copy(small_store, tmp_path)
+    quick = SweepSpec(batch_sizes=(1,), min_seconds=0.01)
+    default = md.score(labelled_spec(store, small_models, tmp_path / "a", split="new",
+                                     sweep=quick), client=local_client)
+    assert not default.labelled and default.accuracy == {}
+    assert default.report["throughput"] == []
+    asked = md.score(labelled_spec(store, small_models, tmp_path / "b", split="new",
+                                   sweep=quick, throughput=True), client=local_client)
+    assert {row["batch_size"] for row in asked.report["throughput"]} == {1}
+    counts = default.report["predictions"]["counts"]["knn"]
+    assert "predicted digits" in default._repr_html_()
+    assert f"<td>{counts[0]:,}</td>" in default._repr_html_()
+    off = md.score(labelled_spec(small_store, small_models, tmp_path / "c", sweep=quick,
+                                 throughput=False), client=local_client)
+    assert off.labelled and off.report["throughput"] == []
+
+
+def test_the_report_records_the_settings_the_spec_ran_with(
+    small_models: Path, small_store: Path, local_client: Client, tmp_path: Path,
+) -> None:
+    spec = md.ScoreSpec(store=str(small_store), models=str(small_models), out=tmp_path / "run",
+                        partition_mb=40.0, show_progress=False, throughput=False)
+    settings = md.score(spec, client=local_client).report["effective_settings"]
+    assert settings["score"]["partition-mb"] == 40.0  # not the configured 20
+    assert settings["store"] == str(small_store)
+
+
+def test_the_split_is_checked_once_per_run(
+    small_models: Path, small_store: Path, local_client: Client, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = []
+
+    def counting(split: Split) -> int:
+        calls.append(split.name)
+        return checked_rows(split)
+
+    monkeypatch.setattr("mnist_dist.scoring.run.checked_rows", counting)
+    monkeypatch.setattr("mnist_dist.scoring.graph.checked_rows", counting)
+    md.score(labelled_spec(small_store, small_models, tmp_path / "run", throughput=False),
+             client=local_client)
+    assert calls == ["test"]
+
+
+@pytest.mark.parametrize("value", ["yes", 1])
+def test_a_bad_throughput_switch_is_a_spec_error(value: object) -> None:
+    with pytest.raises(SpecError, match="throughput must be True, False or None"):
+        md.ScoreSpec(throughput=value)  # type: ignore[arg-type]
+
+
+# Zarr metadata documents (zarr.json) the client reads in one run of both models: the store's
+# root (twice: ensure_store, open_split), the split and its two arrays, the predictions store
+# made (root and 5 arrays) and checked for lost chunks (again). Before issue 21: 103.
+MAX_METADATA_READS = 25
+
+
+def test_the_client_reads_each_model_file_once_and_metadata_a_bounded_number_of_times(
+    small_models: Path, small_store: Path, local_client: Client, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files: collections.Counter[str] = collections.Counter()
+    metadata: collections.Counter[str] = collections.Counter()
+    read_location = artifacts.read_location
+    get = zarr.storage.LocalStore.get
+
+    def counting_read(location: str) -> bytes:
+        files[location.rsplit("/", 1)[-1]] += 1
+        return read_location(location)
+
+    async def counting_get(self: zarr.storage.LocalStore, key: str, *args: object,
+                           **kwargs: object) -> object:
+        if key.endswith("zarr.json"):
+            metadata[key] += 1
+        return await get(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "read_location", counting_read)
+    monkeypatch.setattr(zarr.storage.LocalStore, "get", counting_get)
+    reads = []
+    for rows in (100, 300):  # 6 partitions, then 2
+        files.clear()
+        metadata.clear()
+        md.score(md.ScoreSpec(store=str(small_store), models=str(small_models),
+                              out=tmp_path / str(rows), partition_rows=rows,
+                              show_progress=False, throughput=False), client=local_client)
+        assert files == {name: 1 for name in artifacts.ARTIFACTS}  # read and verified once
+        reads.append(sum(metadata.values()))
+    assert reads[0] == reads[1] <= MAX_METADATA_READS, (reads, metadata)

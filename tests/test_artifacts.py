@@ -36,7 +36,7 @@ from mnist_dist.models.artifacts import (
 )
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import GemmKnn, KnnModel
-from mnist_dist.predict import predict_partition
+from mnist_dist.models.outputs import predict_partition
 from tests.helpers import small_knn_model, tiny_mlp_probabilities, tiny_onnx_mlp, write_model_dir
 
 

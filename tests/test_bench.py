@@ -27,7 +27,7 @@ from mnist_dist.bench.tuning import KNN_SETTINGS
 from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import GemmKnn, KnnModel
-from mnist_dist.throughput import time_batches
+from mnist_dist.scoring.sweep import time_batches
 from tests.helpers import small_knn_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +121,28 @@ def test_quick_bench_prints_the_table_and_writes_page_and_history(
     records = history.read_history(out / "history.jsonl")
     assert len(records) == 1
     assert records[0]["figures"] == json.loads((out / "run" / "bench.json").read_text())["figures"]
+
+
+@pytest.mark.cluster
+def test_quick_bench_times_the_fixed_cost_on_its_warm_client_only(
+    quick_run: tuple[Any, Path],
+) -> None:
+    done, out = quick_run
+    document = json.loads((out / "run" / "bench.json").read_text())
+    fixed, warm = document["fixed_cost"], document["fixed_cost"]["warm"]
+    assert (warm["runs"], warm["n_images"], warm["partitions"]) == (1, 600, 1)
+    assert warm["wall_seconds"] >= warm["task_seconds"] >= 0
+    assert warm["fixed_seconds"] == pytest.approx(warm["wall_seconds"] - warm["task_seconds"])
+    assert fixed["fresh"] is None  # --quick skips the subprocess
+    assert fixed["targets"] == {"warm_fixed_seconds": 1.0, "fresh_wall_seconds": 15.0}
+    assert fixed["met"] == {"warm_fixed_seconds": warm["fixed_seconds"] <= 1.0,
+                            "fresh_wall_seconds": None}
+    rows = {row["figure"]: row["met"] for row in document["targets"]}
+    assert {name: rows[name] for name in fixed["met"]} == fixed["met"]
+    for text in (done.stdout, (out / "run" / "bench.html").read_text()):
+        assert "fixed cost: one partition" in text and "md.score (median of 1)" in text
+        assert "fresh LocalCluster, python -m jobs.score  " in text
+        assert "skipped (--quick)" in text
 
 
 def test_sweep_without_baselines_says_so(small_store: Path, small_models: Path) -> None:
@@ -299,15 +321,17 @@ def test_only_the_trailing_window_counts() -> None:
 
 def test_cli_exits_1_on_regression(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from mnist_dist.bench import render
+    from mnist_dist.bench import run as bench_run
+    from mnist_dist.cli import bench as bench_cli
 
     def fake_run(spec: Any) -> dict:
         return {"regressions": [{"figure": "figures.knn_images_per_second"}]}
 
-    monkeypatch.setattr(bench_job, "run_bench", fake_run)
-    monkeypatch.setattr(bench_job, "table_text", lambda document: "table")
+    monkeypatch.setattr(bench_run, "run_bench", fake_run)
+    monkeypatch.setattr(render, "table_text", lambda document: "table")
     assert render.TABLE_NAME == "bench.txt"
-    assert bench_job.main(["--quick", "--out", str(tmp_path)]) == bench_job.REGRESSION_EXIT
-    monkeypatch.setattr(bench_job, "run_bench", lambda spec: {"regressions": []})
+    assert bench_job.main(["--quick", "--out", str(tmp_path)]) == bench_cli.REGRESSION_EXIT
+    monkeypatch.setattr(bench_run, "run_bench", lambda spec: {"regressions": []})
     assert bench_job.main(["--quick", "--out", str(tmp_path)]) == 0
 
 

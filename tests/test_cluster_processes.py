@@ -26,8 +26,10 @@ from jobs import score as score_job
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.scoring import ScoreJob, score_in_process
-from mnist_dist.training import TrainSpec, train_models
+from mnist_dist.scoring.graph import score_in_process
+from mnist_dist.scoring.spec import ScoreJob
+from mnist_dist.training.run import run as train
+from mnist_dist.training.spec import TrainSpec
 
 pytestmark = pytest.mark.cluster
 
@@ -100,7 +102,7 @@ def medium(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) -> tupl
     root = tmp_path_factory.mktemp("medium")
     store = build_store(vendored, root / "mnist.zarr", split="canonical", chunk_rows=200)
     models = root / "models"
-    train_models(TrainSpec(store=store, models=models, epochs=1, train_limit=20_000))
+    train(TrainSpec(store=store, models=models, epochs=1, train_limit=20_000))
     return store, models
 
 

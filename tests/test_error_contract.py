@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 import jobs
-from mnist_dist import cli
 from mnist_dist.bench.scale import ScaleSpec
+from mnist_dist.cli import arguments as cli
 from mnist_dist.cluster import ClusterSpec
-from mnist_dist.data.expand_graph import ExpandSpec
+from mnist_dist.data.partitioning import partition_rows
 from mnist_dist.errors import EXIT_CODES, SpecError
-from mnist_dist.partitioning import partition_rows
-from mnist_dist.throughput import SweepSpec
+from mnist_dist.preparation.spec import ExpandSpec
+from mnist_dist.scoring.sweep import SweepSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_NAMES = sorted(m.name for m in pkgutil.iter_modules(jobs.__path__))

@@ -22,15 +22,17 @@ from mnist_dist.data.expand import (
     deform_batch,
     deform_digit,
     digit_draws,
-    generate_partition,
 )
-from mnist_dist.data.expand_graph import EXPANDED_FORMAT, ExpandSpec, plan_expand
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DiskSpaceError, StoreExistsError
-from mnist_dist.expand_job import expand_store
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.preparation.graph import expand_store
+from mnist_dist.preparation.plan import EXPANDED_FORMAT, plan_expand
+from mnist_dist.preparation.spec import ExpandSpec
+from mnist_dist.preparation.tasks import generate_partition
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.worker_memory import start_rss_sampler, stop_rss_sampler
 from tests.helpers import write_model_dir
 
@@ -178,7 +180,7 @@ def test_the_expanded_split_scores_like_any_other(
     models = ModelRef.from_directory(write_model_dir(tmp_path / "models"))
     job = ScoreJob(store=str(tiny_store), run_dir=tmp_path / "run", models=models,
                    split="expanded", partition_rows=32)
-    result = score(local_client, job, show_progress=False)
+    result = score_graph(local_client, job, show_progress=False)
     assert result.n_images == 96 and result.partitions == 3
     labels = zarr.open_group(str(tiny_store), mode="r")["expanded/labels"][:]
     for confusion in result.confusion.values():

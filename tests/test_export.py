@@ -16,10 +16,13 @@ import pytest
 import zarr
 from distributed import Client, get_task_stream
 
+import mnist_dist as md
 from jobs import export
-from mnist_dist.export import ExportSpec, export_frame, locate, run_export
+from mnist_dist.exporting.graph import export_frame
+from mnist_dist.exporting.source import locate
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.spec import ScoreJob
 
 ROOT = Path(__file__).resolve().parent.parent
 N, CHUNK = 600, 250  # the small store's test split and its chunk rows
@@ -58,7 +61,7 @@ def test_parquet_read_back_with_pandas_equals_the_predictions_store(
     arrays = make_run(tmp_path / "run", small_store)
     labels = np.asarray(zarr.open_group(str(small_store), mode="r")["test/labels"])
     with dask.config.set({"mnist-dist.export.partition-rows": 250}):
-        target = run_export(ExportSpec(run=tmp_path / "run", format="parquet"))
+        target = md.export(md.ExportSpec(run=tmp_path / "run", format="parquet")).path
     table = pd.read_parquet(target)
     assert target == tmp_path / "run" / "predictions.parquet"
     assert list(table.columns) == ["id", "knn", "mlp", "mlp_probability", "agree", "label"]
@@ -78,7 +81,7 @@ def test_export_runs_on_its_own_threads_not_on_a_default_client(
 ) -> None:
     make_run(tmp_path / "run", small_store)
     with get_task_stream(client=local_client) as stream:
-        target = run_export(ExportSpec(run=tmp_path / "run", format="csv"))
+        target = md.export(md.ExportSpec(run=tmp_path / "run", format="csv")).path
     assert len(pd.read_csv(target)) == N
     assert stream.data == []  # the default client's workers may lack this process's credentials
 
@@ -89,7 +92,8 @@ def test_csv_with_ids_and_without_labels(tmp_path: Path, small_store: Path) -> N
     group = zarr.open_group(str(store), mode="r+")
     group.create_group("new").create_array("images", shape=(N, 784), dtype=np.uint8)
     arrays = make_run(tmp_path / "run", store, split="new", ids=True)
-    target = run_export(ExportSpec(run=tmp_path / "run", format="csv", out=tmp_path / "p.csv"))
+    spec = md.ExportSpec(run=tmp_path / "run", format="csv", out=tmp_path / "p.csv")
+    target = md.export(spec).path
     table = pd.read_csv(target)
     assert "label" not in table.columns
     assert table["id"].tolist() == [str(i) for i in arrays["ids"]]
@@ -114,9 +118,10 @@ def test_a_scored_run_exports_its_predictions_and_labels(
 ) -> None:
     job = ScoreJob(store=str(small_store), run_dir=tmp_path / "run", split="test",
                    models=ModelRef.from_directory(small_models), partition_rows=100)
-    score(local_client, job, show_progress=False)
+    score_graph(local_client, job, show_progress=False)
     (tmp_path / "run" / "report.json").write_text("{}")  # score_job writes it last
-    table = pd.read_parquet(run_export(ExportSpec(run=tmp_path / "run", format="parquet")))
+    result = md.export(md.ExportSpec(run=tmp_path / "run", format="parquet"))
+    table = pd.read_parquet(result.path)
     predictions = zarr.open_group(job.predictions, mode="r")
     mlp, proba = predictions["mlp"][:], predictions["mlp_probabilities"][:]
     assert np.array_equal(table["knn"], predictions["knn"][:])

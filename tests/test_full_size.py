@@ -11,11 +11,14 @@ import onnxruntime as ort
 import pytest
 
 from mnist_dist.bench.knn_inputs import hard_inputs
-from mnist_dist.data.expand import DeformParams, generate_partition
+from mnist_dist.data.expand import DeformParams
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store, open_store
 from mnist_dist.models.knn import GemmKnn, load_knn, predict_sklearn
-from mnist_dist.training import TrainSpec, fit_scaler, train_models
+from mnist_dist.preparation.tasks import generate_partition
+from mnist_dist.training.run import run as train
+from mnist_dist.training.scaler import fit_scaler
+from mnist_dist.training.spec import TrainSpec
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +34,7 @@ def full(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) -> tuple[
     """Seed-split store and models trained with the study's settings (10 epochs, seed 42)."""
     root = tmp_path_factory.mktemp("full")
     store = build_store(vendored, root / "mnist.zarr")
-    manifest = train_models(TrainSpec(store=store, models=root / "models"))
+    manifest = train(TrainSpec(store=store, models=root / "models")).manifest
     return root, manifest
 
 
@@ -52,7 +55,7 @@ def other_seeds(full: tuple[Path, dict], test_split: tuple[np.ndarray, np.ndarra
     root, _ = full
     group = open_store(root / "mnist.zarr")
     x_train, y_train = group["train/images"][:], group["train/labels"][:]
-    scaler = fit_scaler(root / "mnist.zarr")
+    scaler = fit_scaler(x_train, group["train/images"].chunks[0])
     trained = {}
     for seed in EXTRA_SEEDS:
         model = train_mlp(x_train, y_train, scaler, MlpSettings(seed=seed))

@@ -16,7 +16,7 @@ from jobs import score as score_job
 from mnist_dist.errors import EXIT_CODES, DataError, ImageInputError, StoreExistsError
 from mnist_dist.images.files import list_image_files, match_labels, read_labels_csv
 from mnist_dist.images.preprocess import load_image, preprocess
-from mnist_dist.ingest.files import preprocess_files
+from mnist_dist.images.tasks import preprocess_files
 
 
 def digit_png(path: Path) -> Path:

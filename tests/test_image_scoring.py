@@ -16,12 +16,12 @@ import zarr
 from distributed import Client
 from PIL import Image
 
+import mnist_dist as md
 from jobs import score as score_job
 from mnist_dist.cluster import ClusterSpec
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DataError, ImageInputError
-from mnist_dist.export import ExportSpec, run_export
 from mnist_dist.images.files import (
     label_from_name,
     list_image_files,
@@ -34,7 +34,8 @@ from mnist_dist.images.report import FAILURE_EXAMPLES
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
-from mnist_dist.training import TrainSpec, train_models
+from mnist_dist.training.run import run as train
+from mnist_dist.training.spec import TrainSpec
 from tests.helpers import job_peak_rss_kib, write_digit_pngs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +63,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) -> Tra
     )
     store = build_store(subset, root / "mnist.zarr", split="canonical")
     models = root / "models"
-    train_models(TrainSpec(store=store, models=models, epochs=2, train_limit=N_TRAIN))
+    train(TrainSpec(store=store, models=models, epochs=2, train_limit=N_TRAIN))
     group = zarr.open_group(str(store), mode="r")
     return Trained(store, models, np.asarray(group["test/images"][:]),
                    np.asarray(group["test/labels"][:]))
@@ -181,7 +182,7 @@ def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
         assert "Image files" in text and "5_corrupt.png" in text and "failed: image is blank" in text
 
     # jobs.export of the run: one row per scored file, equal to the predictions store.
-    table = pd.read_parquet(run_export(ExportSpec(run=tmp_path / "run")))
+    table = pd.read_parquet(md.export(md.ExportSpec(run=tmp_path / "run")).path)
     assert table["id"].tolist() == list(map(str, predictions["ids"][:]))
     assert table["knn"].tolist() == predictions["knn"][:].tolist()
     assert table["mlp"].tolist() == predictions["mlp"][:].tolist()
@@ -277,9 +278,9 @@ def test_the_report_of_an_images_run_renders_in_chromium(
         disturb(vendored.x_test[i], rng).save(folder / f"{vendored.y_test[i]}_{i}.jpg")
     write_bad_files(folder)
     spec = ImageScoreSpec(images=(folder,), models=str(small_models), out=tmp_path / "run",
-                          labels_from_names=True,
-                          cluster=ClusterSpec(scheduler=local_client.scheduler.address))
-    run_image_scoring(spec)
+                          labels_from_names=True)
+    run_image_scoring(spec, client=local_client)  # the caller's client, left open
+    assert local_client.status == "running" and local_client.submit(sum, [1, 2]).result() == 3
     html = tmp_path / "run" / "report.html"
     with chromium(tmp_path / "profile") as base:
         page = DevTools(page_socket(base))
@@ -294,3 +295,30 @@ def test_the_report_of_an_images_run_renders_in_chromium(
     assert len(images) == html.read_text().count("<img ") >= 5
     assert [alt for done, width, alt in images if not (done and width > 0)] == []
     assert_not_blank(shot)
+
+
+def test_an_unexpected_failure_with_an_s3_store_is_one_storage_line_not_a_traceback(
+    small_models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The store flag stays a URL (`s3://b/x`, never `s3:/b/x`): an OSError of a run whose
+    store is on S3 is reported as a storage failure, one line."""
+    from mnist_dist.images import job as image_job
+
+    seen = []
+
+    def failing(spec: ImageScoreSpec, *, client: object = None) -> None:
+        seen.append(spec.store)
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(image_job, "run_image_scoring", failing)
+    png = tmp_path / "7.png"
+    Image.new("L", (28, 28)).save(png)
+    code = score_job.main(["--images", str(png), "--models", str(small_models),
+                           "--store", "s3://bucket/mnist.zarr", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert seen == ["s3://bucket/mnist.zarr"]
+    assert code == 15 and "Traceback" not in err
+    expected = ("error: object storage: object storage failed (connection reset); rerun with "
+                "--resume once it is back")
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [expected]

@@ -23,10 +23,13 @@ from mnist_dist.errors import DataError
 from mnist_dist.images.job import run_image_scoring
 from mnist_dist.images.preprocess import load_image, preprocess
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.ingest.job import IngestSpec, run_ingest
-from mnist_dist.ingest.sources import file_sha256, to_labels, to_pixels
+from mnist_dist.ingestion.run import run
+from mnist_dist.ingestion.sources import file_sha256
+from mnist_dist.ingestion.spec import IngestSpec
+from mnist_dist.ingestion.tasks import to_labels, to_pixels
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.spec import ScoreJob
 from tests.helpers import job_peak_rss_kib, write_digit_pngs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,8 +67,8 @@ def test_the_14000_test_digits_from_npy_equal_the_test_split_byte_for_byte(
     test = split_arrays(store, "test")
     source = tmp_path / "digits.npy"
     np.save(source, np.asarray(test["images"]).reshape(-1, 28, 28))
-    result = run_ingest(IngestSpec(sources=(str(source),), split="new", store=store,
-                                   cluster=on(local_client)))
+    result = run(IngestSpec(sources=(str(source),), split="new", store=store,
+                            cluster=on(local_client)))
     new = split_arrays(store, "new")
     assert result.n_images == 14_000 and result.n_failed == 0
     assert "labels" not in new  # no labels given: none invented
@@ -84,9 +87,9 @@ def test_float_npz_with_pixel_range_and_labels(
     images, labels = np.asarray(test["images"]), np.asarray(test["labels"])
     np.savez(tmp_path / "x.npz", other=np.zeros(3), pixels=images.astype(np.float32) / 255.0)
     np.save(tmp_path / "y.npy", labels.astype(np.int64))
-    run_ingest(IngestSpec(sources=(str(tmp_path / "x.npz"),), split="floats", store=store,
-                          key="pixels", pixel_range=1, labels=tmp_path / "y.npy",
-                          cluster=on(local_client)))
+    run(IngestSpec(sources=(str(tmp_path / "x.npz"),), split="floats", store=store,
+                   key="pixels", pixel_range=1, labels=tmp_path / "y.npy",
+                   cluster=on(local_client)))
     new = split_arrays(store, "floats")
     assert np.array_equal(np.asarray(new["images"]), images)
     assert np.array_equal(np.asarray(new["labels"]), labels)
@@ -101,7 +104,7 @@ def test_a_zarr_array_of_any_chunking_is_rechunked_into_the_store_layout(
                                dtype=np.uint8)
     source[...] = images.reshape(-1, 28, 28)
     url = f"file://{tmp_path / 'src.zarr'}"
-    run_ingest(IngestSpec(sources=(url,), split="z", store=store, cluster=on(local_client)))
+    run(IngestSpec(sources=(url,), split="z", store=store, cluster=on(local_client)))
     new = split_arrays(store, "z")
     assert np.array_equal(np.asarray(new["images"]), images)
     assert new["images"].chunks == (250, 784)
@@ -129,9 +132,9 @@ def test_a_folder_of_images_equals_the_images_preprocessing_with_failures_record
     paths = sorted(write_digit_files(tmp_path / "scans", digits))  # the listing's order
     (tmp_path / "scans" / "5_corrupt.png").write_bytes(b"not an image")
     Image.new("L", (40, 40), 255).save(tmp_path / "scans" / "7_blank.png")
-    result = run_ingest(IngestSpec(sources=(str(tmp_path / "scans"),), split="scans", store=store,
-                                   labels_from_names=True, partition_files=7,
-                                   cluster=on(local_client)))
+    result = run(IngestSpec(sources=(str(tmp_path / "scans"),), split="scans", store=store,
+                            labels_from_names=True, partition_files=7,
+                            cluster=on(local_client)))
     new = split_arrays(store, "scans")
     expected = np.stack([preprocess(load_image(p)).reshape(784) for p in paths])
     assert (result.n_images, result.n_failed) == (40, 2)
@@ -150,11 +153,11 @@ def test_a_folder_ingested_and_scored_equals_scoring_the_files_as_images_does(
 ) -> None:
     digits = np.asarray(split_arrays(store, "test")["images"][:60])
     paths = sorted(write_digit_files(tmp_path / "scans", digits))
-    run_ingest(IngestSpec(sources=(str(tmp_path / "scans"),), split="scans", store=store,
-                          cluster=on(local_client)))
+    run(IngestSpec(sources=(str(tmp_path / "scans"),), split="scans", store=store,
+                   cluster=on(local_client)))
     ref = ModelRef.from_directory(small_models)
     job = ScoreJob(store=str(store), run_dir=tmp_path / "run", models=ref, split="scans")
-    score(local_client, job, show_progress=False)
+    score_graph(local_client, job, show_progress=False)
     run_image_scoring(ImageScoreSpec(images=(tmp_path / "scans",), models=str(small_models),
                                      out=tmp_path / "images-run", cluster=on(local_client)))
     predictions = zarr.open_group(job.predictions, mode="r")
@@ -233,8 +236,8 @@ def test_force_replaces_an_ingested_split(
     np.save(tmp_path / "a.npy", first)
     np.save(tmp_path / "b.npy", second)
     for name in ("a.npy", "b.npy"):
-        run_ingest(IngestSpec(sources=(str(tmp_path / name),), split="mine", store=store,
-                              force=True, cluster=on(local_client)))
+        run(IngestSpec(sources=(str(tmp_path / name),), split="mine", store=store,
+                       force=True, cluster=on(local_client)))
     assert np.array_equal(np.asarray(split_arrays(store, "mine")["images"]), second)
     assert sorted(p.name for p in store.parent.iterdir()) == ["mnist.zarr"]
 
@@ -271,10 +274,10 @@ def test_an_interrupted_ingest_leaves_no_split_and_no_temporary(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C after the staging pass, before the split is complete
 
-    monkeypatch.setattr("mnist_dist.ingest.job.compact_staged", interrupted)
+    monkeypatch.setattr("mnist_dist.ingestion.run.compact_staged", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_ingest(IngestSpec(sources=(str(tmp_path / "scans"),), split="cut", store=store,
-                              cluster=on(local_client)))
+        run(IngestSpec(sources=(str(tmp_path / "scans"),), split="cut", store=store,
+                       cluster=on(local_client)))
     assert fingerprint(store.parent) == before
 
 
@@ -303,10 +306,10 @@ def test_csv_labels_of_image_files_are_stored_and_every_file_needs_one(
     csv.write_text("file,digit\n" + "".join(rows))
     spec = IngestSpec(sources=(str(tmp_path / "scans"),), split="csv", store=store, labels=csv,
                       cluster=on(local_client))
-    run_ingest(spec)
+    run(spec)
     assert split_arrays(store, "csv")["labels"][:].tolist() == [(i * 3) % 10 for i in range(6)]
     csv.write_text("file,digit\n" + "".join(f"{p.name},1\n" for p in paths[1:]))
     with pytest.raises(DataError, match="1 of 6 have none"):
-        run_ingest(IngestSpec(sources=spec.sources, split="csv2", store=store, labels=csv,
-                              cluster=on(local_client)))
+        run(IngestSpec(sources=spec.sources, split="csv2", store=store, labels=csv,
+                       cluster=on(local_client)))
     assert "csv2" not in zarr.open_group(str(store), mode="r")

@@ -4,6 +4,7 @@ through. Imports are read from the source (ast), so a new module is covered auto
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +20,22 @@ LONG_FUNCTIONS: dict[str, str] = {}
 # (folder or module prefix, imports it must not make, why)
 RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("mnist_dist.data", ("distributed", "mnist_dist.cluster", "mnist_dist.scoring",
-                         "mnist_dist.score_job", "mnist_dist.report", "mnist_dist.bench",
-                         "mnist_dist.images", "mnist_dist.models", "mnist_dist.expand_job"),
+                         "mnist_dist.report", "mnist_dist.bench",
+                         "mnist_dist.images", "mnist_dist.models", "mnist_dist.preparation"),
      "data/ reads and writes the store; it never starts or uses a cluster"),
     ("mnist_dist.models", ("dask", "distributed", "zarr", "mnist_dist.cluster",
-                           "mnist_dist.scoring", "mnist_dist.score_job", "mnist_dist.report",
+                           "mnist_dist.scoring", "mnist_dist.report",
                            "mnist_dist.bench", "mnist_dist.data", "mnist_dist.images"),
      "models/ fits, saves, loads and predicts on NumPy batches: no Dask, no store"),
-    ("mnist_dist.report", ("distributed", "mnist_dist.cluster", "mnist_dist.score_job",
+    ("mnist_dist.report", ("distributed", "mnist_dist.cluster", "mnist_dist.scoring.run",
+                           "mnist_dist.scoring.graph", "mnist_dist.scoring.sweep",
                            "mnist_dist.bench", "mnist_dist.images.job"),
      "report/ builds and renders documents from results; it runs nothing"),
     ("mnist_dist", ("jobs",), "the library never imports the entry points"),
 )
-BENCH_ONLY = "mnist_dist.bench"  # only jobs and the bench itself import the benchmarks
+BENCH_ONLY = "mnist_dist.bench"  # only the command line and the bench import the benchmarks
 TRAINING_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx")
-TRAINING_MODULES = ("mnist_dist.training", "mnist_dist.models.mlp_train")
+TRAINING_MODULES = ("mnist_dist.training.mlp", "mnist_dist.models.mlp_train")
 # The benchmark's Keras peer imports TensorFlow inside a function, only when it is installed.
 LAZY_TRAINING_OK = ("mnist_dist.bench.baselines",)
 JOB_ALLOWED = ("mnist_dist", "argparse", "sys", "pathlib", "__future__", "typing", "logging")
@@ -97,7 +99,7 @@ ALL_IMPORTS = [imp for path in sources("mnist_dist", "jobs") for imp in imports_
 def test_imports_are_read() -> None:
     """The reader itself: it sees known imports, so the rules below cannot pass vacuously."""
     seen = {(imp.module, imp.target) for imp in ALL_IMPORTS}
-    assert ("mnist_dist.scoring", "distributed") in seen
+    assert ("mnist_dist.scoring.graph", "distributed") in seen
     assert ("mnist_dist.models.cache", "mnist_dist.models.knn") in seen
 
 
@@ -112,10 +114,10 @@ def test_layers_import_only_what_they_may(prefix: str, forbidden: tuple[str, ...
     assert not offending, f"{why}:\n" + "\n".join(offending)
 
 
-def test_only_jobs_and_the_bench_import_the_bench() -> None:
+def test_only_the_command_line_and_the_bench_import_the_bench() -> None:
     offending = [imp.where() for imp in ALL_IMPORTS
                  if within(imp.target, BENCH_ONLY) and not within(imp.module, BENCH_ONLY)
-                 and not within(imp.module, "jobs")]
+                 and not within(imp.module, "jobs") and not within(imp.module, "mnist_dist.cli")]
     assert not offending, "the benchmarks sit on top; library code must not import them:\n" \
         + "\n".join(offending)
 
@@ -175,3 +177,73 @@ def test_the_rules_name_real_modules() -> None:
     for prefix, _, _ in RULES:
         assert any(within(name, prefix) for name in names), prefix
     assert sys.modules  # keeps the import used when the list above is empty
+
+
+# Each job is one package of one shape: a spec, a run(spec, *, client=None), pure tasks.
+JOB_PACKAGES = ("scoring", "ingestion", "exporting", "preparation", "training")
+JOB_MODULES = ("spec", "run")
+
+
+@pytest.mark.parametrize("package", JOB_PACKAGES)
+def test_every_job_package_has_the_same_shape(package: str) -> None:
+    folder = ROOT / "mnist_dist" / package
+    missing = [name for name in JOB_MODULES if not (folder / f"{name}.py").is_file()]
+    assert not missing, f"mnist_dist/{package} lacks {missing}"
+    tree = ast.parse((folder / "run.py").read_text())
+    run = next((node for node in tree.body
+                if isinstance(node, ast.FunctionDef) and node.name == "run"), None)
+    assert run is not None, f"mnist_dist/{package}/run.py defines no run()"
+    assert [a.arg for a in run.args.args] == ["spec"], "run takes the spec alone, positionally"
+    assert [a.arg for a in run.args.kwonlyargs] == ["client"], "and the client by keyword"
+    spec = ast.parse((folder / "spec.py").read_text())
+    assert any(isinstance(node, ast.ClassDef) and node.name.endswith("Spec")
+               for node in spec.body), f"mnist_dist/{package}/spec.py defines no *Spec"
+
+
+def test_tasks_import_no_dask() -> None:
+    """Per-partition work is plain NumPy in, NumPy out: testable without a cluster."""
+    offending = [imp.where() for imp in ALL_IMPORTS
+                 if imp.module.endswith(".tasks") and within(imp.module, "mnist_dist")
+                 and any(within(imp.target, d) for d in ("dask", "distributed"))]
+    assert not offending, "tasks.py modules must not import Dask:\n" + "\n".join(offending)
+
+
+@pytest.mark.parametrize("module,absent", [
+    ("mnist_dist", ("distributed", "tensorflow", "matplotlib", "dask_ml")),
+    ("mnist_dist.report", ("distributed",)),
+    ("mnist_dist.report.render", ("distributed",)),
+    ("mnist_dist.cli.score", ("distributed", "zarr", "sklearn", "onnxruntime", "tensorflow")),
+])
+def test_importing_loads_only_what_it_needs(module: str, absent: tuple[str, ...]) -> None:
+    """Checked in a fresh interpreter: the report renders without Dask's distributed side, and
+    a command line parses its flags (`--help`) before any heavy import."""
+    code = f"import sys, {module}; print([m for m in {absent!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_command_line_imports_only_the_public_api_and_its_argument_types() -> None:
+    """`mnist-dist <job>` can do nothing a Python caller cannot: a job's command line imports
+    `mnist_dist` (its public names), the modules that define them, errors and `mnist_dist.cli`
+    (whose `arguments` are the flag types and settings). The benchmarks' command lines drive
+    `mnist_dist.bench`, which sits on top."""
+    import mnist_dist
+
+    modules = {module for module, _ in mnist_dist._EXPORTS.values()}
+    names = {f"{module}.{name}" for module, name in mnist_dist._EXPORTS.values()}
+
+    def public(target: str) -> bool:
+        parent, _, name = target.rpartition(".")
+        return (target in ("mnist_dist", "mnist_dist.errors") or target in modules
+                or target in names or parent in ("mnist_dist", "mnist_dist.errors")
+                or (parent in modules and name.isupper()))  # e.g. a spec's choices
+
+    exempt = ("mnist_dist.cli.arguments", "mnist_dist.cli.bench", "mnist_dist.cli.scale")
+    offending = [
+        imp.where() for imp in ALL_IMPORTS
+        if within(imp.module, "mnist_dist.cli") and imp.module not in exempt
+        and within(imp.target, "mnist_dist") and not within(imp.target, "mnist_dist.cli")
+        and not public(imp.target)
+    ]
+    assert not offending, "build the command line on the public API:\n" + "\n".join(offending)

@@ -9,7 +9,7 @@ import pytest
 import sklearn.metrics
 
 from mnist_dist.metrics import N_CLASSES, accuracy, confusion_matrix, per_class_accuracy
-from mnist_dist.predict import misclassified_rows, partition_summary
+from mnist_dist.scoring.tasks import misclassified_rows, partition_summary
 
 
 def random_digits(n: int, seed: int, dtype: type = np.uint8) -> tuple[np.ndarray, np.ndarray]:

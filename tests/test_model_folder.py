@@ -13,7 +13,9 @@ from jobs import train as train_job
 from mnist_dist.bench.run import BenchSpec, ensure_inputs
 from mnist_dist.errors import SpecError
 from mnist_dist.settings import default_models
-from mnist_dist.training import TrainSpec, check_model_folder, train_models
+from mnist_dist.training.checks import check_model_folder
+from mnist_dist.training.run import run as train
+from mnist_dist.training.spec import TrainSpec
 
 
 @pytest.mark.parametrize("settings", [{"epochs": 3}, {"seed": 7}, {"train_limit": 1000}])
@@ -22,7 +24,7 @@ def test_training_other_settings_into_the_default_folder_is_refused(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SpecError, match=f"{next(iter(settings))}=.*--models DIR"):
-        train_models(TrainSpec(store=small_store, models=default_models(), **settings))
+        train(TrainSpec(store=small_store, models=default_models(), **settings))
     assert not (tmp_path / "models").exists()
     # The same settings anywhere else, or the study's settings here, are fine.
     check_model_folder(TrainSpec(store=small_store, models=tmp_path / "elsewhere", **settings))

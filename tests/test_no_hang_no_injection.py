@@ -110,7 +110,7 @@ def test_control_characters_in_an_error_line_are_escaped(
 
 
 def test_control_characters_in_a_log_line_are_escaped() -> None:
-    code = ("import logging; from mnist_dist.cli import setup_logging; setup_logging(); "
+    code = ("import logging; from mnist_dist.cli.arguments import setup_logging; setup_logging(); "
             "logging.getLogger('mnist_dist.x').info('file %s', '\\x1b[2Jevil.png')")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, check=True)
@@ -145,7 +145,7 @@ def test_ids_a_spreadsheet_would_run_are_exported_as_text(
 def test_numeric_ids_are_left_alone() -> None:
     import pandas as pd
 
-    from mnist_dist.export import as_spreadsheet_text
+    from mnist_dist.exporting.tasks import as_spreadsheet_text
 
     numbers = pd.Series(np.arange(5, dtype=np.int64))
     assert as_spreadsheet_text(numbers).equals(numbers)

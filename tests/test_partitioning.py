@@ -10,7 +10,7 @@ import pytest
 import zarr
 
 from jobs import score as score_job
-from mnist_dist.partitioning import (
+from mnist_dist.data.partitioning import (
     GENERATE_BYTES_PER_ROW,
     MIB,
     SCORE_BYTES_PER_ROW,

@@ -73,7 +73,7 @@ def test_download_flag_uses_downloaded_folder(
         shutil.copytree(vendored_dir(), dest, ignore=shutil.ignore_patterns("SHA256SUMS*"))
         return dest
 
-    monkeypatch.setattr(prepare, "download", fake_download)
+    monkeypatch.setattr("mnist_dist.preparation.store.download", fake_download)
     dest, store = tmp_path / "dl", tmp_path / "m.zarr"
     assert prepare.main(["--download", str(dest), "--store", str(store),
                          "--split", "canonical", "--chunk-rows", "10000"]) == 0

@@ -13,10 +13,10 @@ import pytest
 
 from jobs import report as report_job
 from mnist_dist.errors import ReportError
-from mnist_dist.predict import MODEL_NAMES
+from mnist_dist.models.outputs import MODEL_NAMES
 from mnist_dist.report import document, plots, render, schema
-from mnist_dist.scoring import ScoreResult
-from mnist_dist.summaries import THRESHOLDS, PredictionSummary
+from mnist_dist.scoring.result import ScoreCounts
+from mnist_dist.scoring.summaries import THRESHOLDS, PredictionSummary
 from tests.test_report_render import SAMPLE, KeyedCells, assert_shown, markdown_table, resolve
 
 N_IMAGES = 1000
@@ -51,7 +51,7 @@ def unlabelled_report(labelled: bool = False) -> dict[str, Any]:
                      rng.integers(0, 256, (len(rows), 3, 784), dtype=np.uint8))
               for name, rows in (("least_confident", predictions.least_confident),
                                  ("disagreements", predictions.disagreements))}
-    result = ScoreResult(
+    result = ScoreCounts(
         n_images=N_IMAGES, partitions=5, partitions_computed=5,
         confusion={m: np.asarray(sample["models"][m]["confusion"]) for m in MODEL_NAMES}
         if labelled else {},

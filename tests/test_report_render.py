@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import mnist_dist as md
 from jobs import report as report_job
 from mnist_dist.errors import ReportError
 from mnist_dist.report import analysis, plots, render, schema
@@ -180,6 +181,15 @@ def test_rerender_is_byte_identical(rendered: dict[str, str], tmp_path: Path) ->
     assert (run / "report.md").read_text() == rendered[".md"]
 
 
+def test_render_report_from_python_is_the_jobs_rendering(
+    rendered: dict[str, str], tmp_path: Path
+) -> None:
+    shutil.copy(SAMPLE, tmp_path / "report.json")
+    paths = md.render_report(str(tmp_path))  # a folder given as text, as a notebook would
+    assert paths == [tmp_path / "report.html", tmp_path / "report.md"]
+    assert [p.read_text() for p in paths] == [rendered[".html"], rendered[".md"]]
+
+
 def scaled(report: dict[str, Any], factor: int) -> dict[str, Any]:
     """The report of a run `factor` times larger: counts scaled, more gallery candidates."""
     big = copy.deepcopy(report)
@@ -284,13 +294,13 @@ def test_cli_as_subprocess(rendered: dict[str, str], tmp_path: Path) -> None:
 
 def test_the_renderer_reads_what_the_document_builder_writes(sample: dict, tmp_path: Path) -> None:
     """A document built from a scoring result, written where a run writes it, renders as is."""
-    from mnist_dist.predict import MODEL_NAMES
+    from mnist_dist.models.outputs import MODEL_NAMES
     from mnist_dist.report import document
-    from mnist_dist.scoring import ScoreResult
+    from mnist_dist.scoring.result import ScoreCounts
 
     confusion = np.diag(np.full(10, 10)).astype(np.int64)
     confusion[4, 9] = 1
-    result = ScoreResult(
+    result = ScoreCounts(
         n_images=101, partitions=2, partitions_computed=2,
         confusion={name: confusion for name in MODEL_NAMES}, wall_seconds=1.5,
         task_seconds={name: 0.5 for name in MODEL_NAMES},

@@ -23,8 +23,7 @@ from mnist_dist.cluster import (
     workers_info,
 )
 from mnist_dist.errors import ClusterError, SpecError
-from mnist_dist.score_job import check_sweep_memory, run_on_one_worker
-from mnist_dist.throughput import SweepSpec
+from mnist_dist.scoring.sweep import SweepSpec, check_sweep_memory, run_on_one_worker
 from tests.test_cluster_processes import (
     FAST,
     process_cluster,

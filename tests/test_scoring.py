@@ -16,8 +16,9 @@ from mnist_dist.errors import StoreExistsError, StoreNotFoundError
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models import cache
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.predict import MODEL_NAMES
-from mnist_dist.scoring import ScoreJob, score, score_in_process
+from mnist_dist.models.outputs import MODEL_NAMES
+from mnist_dist.scoring.graph import score_graph, score_in_process
+from mnist_dist.scoring.spec import ScoreJob
 
 
 def make_job(store: Path, models: Path, out: Path, rows: int) -> ScoreJob:
@@ -32,7 +33,7 @@ def test_dask_matches_one_process_for_any_partition_size(
     rows: int, small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
 ) -> None:
     job = make_job(small_store, small_models, tmp_path, rows)
-    result = score(local_client, job, show_progress=False)
+    result = score_graph(local_client, job, show_progress=False)
     expected = score_in_process(job)
     labels = zarr.open_group(str(small_store), mode="r")["test/labels"][:]
     written = zarr.open_group(job.predictions, mode="r")
@@ -48,7 +49,7 @@ def test_misclassified_sample_points_at_real_mistakes(
     small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
 ) -> None:
     job = make_job(small_store, small_models, tmp_path, 100)
-    result = score(local_client, job, show_progress=False)
+    result = score_graph(local_client, job, show_progress=False)
     labels = zarr.open_group(str(small_store), mode="r")["test/labels"][:]
     predictions = zarr.open_group(job.predictions, mode="r")
     for name in MODEL_NAMES:
@@ -68,7 +69,7 @@ def test_models_load_once_per_worker_and_tasks_carry_only_a_reference(
                       dashboard_address="127.0.0.1:0") as cluster, Client(cluster) as client:
         for run in range(2):
             job = make_job(small_store, small_models, tmp_path / str(run), 50)
-            score(client, job, show_progress=False)
+            score_graph(client, job, show_progress=False)
         loads = client.run(lambda: cache.load_count)
     assert set(loads.values()) == {1}, loads
 
@@ -79,7 +80,7 @@ def test_existing_predictions_are_never_overwritten(
     job = make_job(small_store, small_models, tmp_path, 250)
     zarr.open_group(job.predictions, mode="w").attrs["keep"] = "x"
     with pytest.raises(StoreExistsError, match="predictions already exist"):
-        score(local_client, job, show_progress=False)
+        score_graph(local_client, job, show_progress=False)
     assert zarr.open_group(job.predictions, mode="r").attrs["keep"] == "x"
 
 
@@ -89,7 +90,7 @@ def test_failed_run_leaves_no_partial_predictions(
     job = make_job(small_store, small_models, tmp_path, 250)
     broken = ScoreJob(**{**job.__dict__, "split": "missing"})
     with pytest.raises(StoreNotFoundError, match="split 'missing' not found"):
-        score(local_client, broken, show_progress=False)
+        score_graph(local_client, broken, show_progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -97,13 +98,13 @@ def test_resume_recomputes_only_missing_partitions(
     small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
 ) -> None:
     job = make_job(small_store, small_models, tmp_path / "run", 100)
-    full = score(local_client, job, show_progress=False)
+    full = score_graph(local_client, job, show_progress=False)
     markers = sorted((tmp_path / "run" / "partitions").iterdir())
     assert len(markers) == full.partitions == 6
     for lost in markers[::2]:  # as if interrupted: three partitions never finished
         lost.unlink()
     kept = {m.name: m.stat().st_mtime_ns for m in markers[1::2]}
-    resumed = score(local_client, replace(job, resume=True), show_progress=False)
+    resumed = score_graph(local_client, replace(job, resume=True), show_progress=False)
     assert resumed.partitions_computed == 3 and resumed.partitions == 6
     assert {m.name: m.stat().st_mtime_ns for m in markers[1::2]} == kept
     for name in MODEL_NAMES:
@@ -115,12 +116,12 @@ def test_a_run_in_progress_is_not_restarted_without_resume(
     small_store: Path, small_models: Path, local_client: Client, tmp_path: Path
 ) -> None:
     job = make_job(small_store, small_models, tmp_path / "run", 300)
-    score(local_client, job, show_progress=False)
+    score_graph(local_client, job, show_progress=False)
     with pytest.raises(StoreExistsError, match="unfinished run; pass --resume"):
-        score(local_client, job, show_progress=False)
+        score_graph(local_client, job, show_progress=False)
     other = replace(job, partition_rows=200, resume=True)
     with pytest.raises(StoreExistsError, match="cannot resume, the run differs in partition_rows"):
-        score(local_client, other, show_progress=False)
+        score_graph(local_client, other, show_progress=False)
 
 
 def test_version_check_passes_on_a_consistent_cluster_and_names_a_stray_worker(

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from mnist_dist import settings
-from mnist_dist.cli import from_setting
+from mnist_dist.cli.arguments import from_setting
 from mnist_dist.errors import SpecError
-from mnist_dist.score_job import ScoreSpec
-from mnist_dist.training import TrainSpec
+from mnist_dist.scoring.spec import ScoreSpec
+from mnist_dist.training.spec import TrainSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 PRINT_SCORE_DEFAULTS = (

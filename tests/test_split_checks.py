@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from jobs import score as score_job
-from mnist_dist.data.store import check_split, read_rows, read_split
+from mnist_dist.data.splits import check_split, read_rows, read_split
 from mnist_dist.errors import DataError, StoreNotFoundError
 
 FAST = ["--no-progress", "--workers", "1", "--batch-sizes", "1", "--sweep-seconds", "0.02"]

@@ -16,20 +16,15 @@ import zarr
 from distributed import Client
 
 from jobs import score as score_job
-from mnist_dist.data.store import split_stamp
+from mnist_dist.data.splits import split_stamp
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn, predict_sklearn, vote
-from mnist_dist.predict import OUTPUT_ARRAYS
-from mnist_dist.prediction_store import COMPLETE
+from mnist_dist.models.outputs import OUTPUT_ARRAYS
 from mnist_dist.run_state import start_run
-from mnist_dist.scoring import (
-    ScoreJob,
-    job_identity,
-    partition_ranges,
-    score,
-    score_in_process,
-)
-from mnist_dist.summaries import THRESHOLDS, combine_summaries, prediction_summary
+from mnist_dist.scoring.graph import job_identity, partition_ranges, score_graph, score_in_process
+from mnist_dist.scoring.predictions import COMPLETE
+from mnist_dist.scoring.spec import ScoreJob
+from mnist_dist.scoring.summaries import THRESHOLDS, combine_summaries, prediction_summary
 
 ROWS = 250  # the small store's chunk rows; partitions of 100 rows cross them
 
@@ -65,8 +60,8 @@ def runs(small_store: Path, unlabelled_store: Path, small_models: Path, local_cl
     base = tmp_path_factory.mktemp("runs")
     labelled = make_job(small_store, small_models, base / "test", "test")
     unlabelled = make_job(unlabelled_store, small_models, base / "new", "new")
-    return {"test": (labelled, score(local_client, labelled, show_progress=False)),
-            "new": (unlabelled, score(local_client, unlabelled, show_progress=False))}
+    return {"test": (labelled, score_graph(local_client, labelled, show_progress=False)),
+            "new": (unlabelled, score_graph(local_client, unlabelled, show_progress=False))}
 
 
 def stored(job: ScoreJob) -> zarr.Group:
@@ -153,7 +148,7 @@ def test_a_half_made_predictions_store_is_made_again_on_resume(
               resume=False, ranges=partition_ranges(600, 300))
     half = zarr.open_group(job.predictions, mode="w")  # as if killed after its first array
     half.create_array("knn", shape=(600,), chunks=(300,), dtype="uint8", fill_value=0)
-    result = score(local_client, replace(job, resume=True), show_progress=False)
+    result = score_graph(local_client, replace(job, resume=True), show_progress=False)
     group = stored(job)
     assert group.attrs[COMPLETE] is True and "mlp_probabilities" in group
     expected = score_in_process(job)

@@ -25,10 +25,12 @@ from mnist_dist.data.store import zarr_array
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import KnnModel
+from mnist_dist.models.outputs import predict_partition
 from mnist_dist.models.scaler import Scaler
-from mnist_dist.predict import predict_partition
-from mnist_dist.prediction_store import create_prediction_store
-from mnist_dist.scoring import ScoreJob, score, score_block
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.predictions import create_prediction_store
+from mnist_dist.scoring.spec import ScoreJob
+from mnist_dist.scoring.tasks import score_block
 from mnist_dist.worker_memory import peak_rss, reset_peak_rss, rss
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ def dask_run(
     job = job_for(store, split, ref, rows, ort_threads, workdir, "dask")
     try:
         client.run(reset_peak_rss)
-        result = score(client, job, show_progress=False)
+        result = score_graph(client, job, show_progress=False)
         peaks = client.run(peak_rss)
     finally:
         shutil.rmtree(job.run_dir, ignore_errors=True)

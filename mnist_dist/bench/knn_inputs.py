@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mnist_dist.data.expand import DeformParams, generate_partition
+from mnist_dist.data.expand import DeformParams
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.inputs import N_PIXELS
-from mnist_dist.throughput import sample_images
+from mnist_dist.preparation.tasks import generate_partition
+from mnist_dist.scoring.sweep import sample_images
 
 SEED = 14
 NOISE_FRACTION = 0.02  # salt-and-pepper: this share of pixels set to 0 or 255

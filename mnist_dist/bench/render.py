@@ -25,7 +25,8 @@ def table_text(doc: dict[str, Any]) -> str:
     """The short human table printed by `jobs.bench` and saved as bench.txt."""
     lines = [
         *roofline_lines(doc), "", *throughput_lines(doc), "", *tuning_lines(doc), "",
-        *end_to_end_lines(doc), *memory_lines(doc), "", *target_lines(doc),
+        *end_to_end_lines(doc), *memory_lines(doc), "", *fixed_cost_lines(doc), "",
+        *target_lines(doc),
     ]
     fig = doc["figures"]
     lines.append(f"key figures: {fig['knn_images_per_second'] or 0:,.0f} KNN images/s, "
@@ -133,6 +134,25 @@ def memory_lines(doc: dict[str, Any]) -> list[str]:
     if loaded:
         lines.append(f"memory: {max(loaded.values()) / 2**20:,.0f} MB per worker once the models "
                      "are loaded, before any partition")
+    return lines
+
+
+def fixed_cost_lines(doc: dict[str, Any]) -> list[str]:
+    """A one-partition score job's wall, task and fixed (wall − task) seconds: on the bench's
+    warm client and as `python -m jobs.score` with a fresh LocalCluster."""
+    fixed = doc.get("fixed_cost")
+    if not fixed:
+        return []
+    lines = [(f"{'fixed cost: one partition':<42} {'images':>7} {'wall s':>8} {'task s':>8} "
+              f"{'fixed s':>8}")]
+    warm = fixed["warm"]
+    for label, run in ((f"warm client, md.score (median of {warm['runs']})", warm),
+                       ("fresh LocalCluster, python -m jobs.score", fixed["fresh"])):
+        if run is None:
+            lines.append(f"{label:<42} skipped (--quick)")
+            continue
+        lines.append(f"{label:<42} {run['n_images']:>7,} {run['wall_seconds']:>8.2f} "
+                     f"{run['task_seconds']:>8.2f} {run['fixed_seconds']:>8.2f}")
     return lines
 
 

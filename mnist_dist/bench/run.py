@@ -16,7 +16,7 @@ from distributed import Client
 
 import mnist_dist
 from mnist_dist.atomic import write_bytes_atomic, write_json_atomic
-from mnist_dist.bench import endtoend, history, render
+from mnist_dist.bench import endtoend, fixed_cost, history, render
 from mnist_dist.bench.knn_inputs import knn_inputs_on_worker
 from mnist_dist.bench.outputs import BENCH_JSON, SCHEMA, check_outputs
 from mnist_dist.bench.roofline import (
@@ -31,12 +31,13 @@ from mnist_dist.bench.roofline import (
 from mnist_dist.bench.sweep import BenchSweepSpec, sweep_on_worker
 from mnist_dist.bench.tuning import tune_on_worker
 from mnist_dist.cluster import ClusterSpec, cluster_facts, connect, ort_threads_for, workers_info
-from mnist_dist.ensure import ensure_models, ensure_store
+from mnist_dist.data.partitioning import default_score_rows
+from mnist_dist.ensure import ensure_models
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import load_knn
-from mnist_dist.partitioning import default_score_rows
+from mnist_dist.preparation.store import ensure_store
 from mnist_dist.settings import effective_settings, setting_field
-from mnist_dist.training import library_versions
+from mnist_dist.training.run import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -175,11 +176,13 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
             peers = endtoend.peers(
                 client, store, spec.split, ref, knn_model, default_rows, ort_threads
             )
+            warm, job = fixed_cost.warm(client, store, spec.split, ref, spec.quick, workdir)
             swept, tuning, hard = on_one_worker(
                 client, spec, ref, store, sweep_spec, ort_threads, cores
             )
             cluster_rates = client.run(matmul_gflops, 1, sweep_spec.matmul_size)
         scaling = run_scaling(spec, store, ref, facts, default_run, workdir)
+        fixed = fixed_cost.section(warm, None if spec.quick else fixed_cost.fresh(job, workdir))
     flops = {"knn": knn_flops(swept["n_reference"]), "mlp": mlp_flops(swept["hidden"])}
     cluster_rate = sum(statistics.median(samples) for samples in cluster_rates.values())
     document: dict[str, Any] = {
@@ -213,9 +216,10 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
         "memory_vs_images": memory,
         "peers": peers,
         "scaling": scaling,
+        "fixed_cost": fixed,
     }
     document["figures"] = figures(document)
-    document["targets"] = targets(document["figures"])
+    document["targets"] = targets(document["figures"]) + fixed_cost.target_rows(fixed)
     finish(document, spec)
     return document
 

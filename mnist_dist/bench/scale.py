@@ -39,18 +39,16 @@ from mnist_dist.cluster import (
     ship_models_if_needed,
 )
 from mnist_dist.data.expand import DeformParams
-from mnist_dist.data.expand_graph import ExpandSpec, check_group_target, directory_bytes
+from mnist_dist.data.partitioning import SCORE_BYTES_PER_ROW, chunk_rows_of, partition_rows
 from mnist_dist.data.store import open_store
 from mnist_dist.errors import SpecError, StoreExistsError, StoreNotFoundError
-from mnist_dist.expand_job import expand_store
 from mnist_dist.metrics import accuracy, per_class_accuracy
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.partitioning import (
-    SCORE_BYTES_PER_ROW,
-    chunk_rows_of,
-    partition_rows,
-)
-from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.preparation.graph import expand_store
+from mnist_dist.preparation.plan import check_group_target, directory_bytes
+from mnist_dist.preparation.spec import ExpandSpec
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.settings import effective_settings, setting_field
 from mnist_dist.worker_memory import start_rss_sampler, stop_rss_sampler
 
@@ -226,7 +224,7 @@ def score_one(
                    partition_rows=rows, ort_threads=ort_threads, model_names=(model,))
     try:
         with measured(client, spec.sample_seconds) as usage:
-            result = score(client, job, show_progress=False, payload=payload)
+            result = score_graph(client, job, show_progress=False, payload=payload)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     confusion = result.confusion[model]

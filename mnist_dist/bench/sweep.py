@@ -23,7 +23,7 @@ from mnist_dist.errors import SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import GemmKnn
-from mnist_dist.throughput import SweepSpec, batch_rate, sample_images, time_batches
+from mnist_dist.scoring.sweep import SweepSpec, batch_rate, sample_images, time_batches
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from mnist_dist.models.artifacts import ModelRef, read_artifact
 from mnist_dist.models.cache import load_predictors
 from mnist_dist.models.knn import GemmKnn, vote
 from mnist_dist.models.mlp import GRAPH_OPTIMIZATION, OnnxMlp, OrtSettings
-from mnist_dist.throughput import sample_images
+from mnist_dist.scoring.sweep import sample_images
 
 # (search, block_rows, shortlist): the bound search's block sizes, and the shortlist search
 # (the previous default) for comparison.

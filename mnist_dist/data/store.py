@@ -25,16 +25,13 @@ from typing import Any
 
 import numpy as np
 import zarr
-from sklearn.model_selection import train_test_split
 from zarr.codecs import BloscCodec, BloscShuffle
-from zarr.core.array import _shards_initialized
 from zarr.core.array_spec import ArrayConfigParams
-from zarr.core.sync import sync
 
 import mnist_dist
 from mnist_dist.data.sources import N_PIXELS, RawMnist
 from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
-from mnist_dist.locations import folder_stamp, is_url, local_path
+from mnist_dist.locations import is_url, local_path
 from mnist_dist.provenance import describe_differences
 from mnist_dist.publish import built_aside, exists
 from mnist_dist.settings import setting
@@ -77,6 +74,8 @@ def split_arrays(
     `seed` reshuffles train+test (in that order) with `train_test_split(test_size=0.2,
     random_state=42)`; `canonical` keeps the published 60,000/10,000 split.
     """
+    from sklearn.model_selection import train_test_split  # only here: slow to import
+
     spec = split_spec(split)
     if spec["name"] == "canonical":
         return raw.x_train, raw.y_train, raw.x_test, raw.y_test
@@ -222,161 +221,6 @@ def writable_array(location: str, name: str) -> zarr.Array:
     """Array `name` of the Zarr group at a path or URL, opened to write every chunk (see
     ALL_CHUNKS_WRITTEN)."""
     return zarr_array(location, name, mode="r+").with_config(EVERY_CHUNK)
-
-
-def missing_chunks(array: zarr.Array) -> list[str]:
-    """Keys (e.g. `c/3/0`) of the chunks of `array` absent from its store: Zarr would read them
-    as the fill value, so a split with any missing would be scored as blank digits."""
-    if array.nchunks_initialized == array.nchunks:
-        return []
-    aa = array._async_array  # zarr names chunks only through its private helpers
-    present = set(sync(_shards_initialized(aa)))
-    return [key for key in aa._iter_shard_keys() if key not in present]
-
-
-def absent_row_chunks(array: zarr.Array) -> set[int]:
-    """Indices of the absent chunks of an array chunked along its rows only."""
-    missing = set(missing_chunks(array))
-    if not missing:
-        return set()
-    rows = -(-array.shape[0] // array.chunks[0])
-    return {i for i in range(rows)
-            if array.metadata.encode_chunk_key((i,) + (0,) * (array.ndim - 1)) in missing}
-
-
-def every_chunk_written(location: str, split: str, array: zarr.Array) -> bool:
-    """True when an absent chunk of `array` can only be a lost one: its writer recorded that it
-    wrote every chunk, or it is a prepared split of a mnist-dist store (real MNIST digits)."""
-    if array.attrs.get(ALL_CHUNKS_WRITTEN) is True:
-        return True
-    return split in ("train", "test") and \
-        zarr.open_group(location, mode="r").attrs.get("format") == STORE_FORMAT
-
-
-def split_stamp(location: str, split: str) -> str:
-    """The `folder_stamp` of the split's folder: it changes when any of its files does."""
-    return folder_stamp(f"{location.rstrip('/')}/{split}")
-
-
-def check_complete(location: str, split: str) -> None:
-    """DataError naming the missing chunks of the split's arrays (images, and labels when the
-    split has them) whose writer wrote every chunk. Elsewhere (a Zarr split of the user's) an
-    absent chunk is one zarr left out because it equals the fill value: valid Zarr, read as such."""
-    for name in ("images", "labels"):
-        array = split_array(location, split, name)
-        if array is None:
-            continue
-        missing = missing_chunks(array)
-        if missing and not every_chunk_written(location, split, array):
-            log.info("%s/%s/%s: %d chunk(s) absent, read as the fill value %s (its writer "
-                     "did not record writing every chunk)", location, split, name,
-                     len(missing), array.fill_value)
-            continue
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
-                                               if len(missing) > 5 else "")
-            raise DataError(
-                f"{location}/{split}/{name} is missing {len(missing)} chunk(s): {shown}; "
-                f"expected every chunk (rebuild the store: {PREPARE_HINT} --force)"
-            )
-
-
-def check_split(location: str, split: str) -> int:
-    """Rows N of a split that can be scored, else the error naming what is wrong: `images`
-    uint8 (N, 784) with N > 0, `labels` (optional) uint8 (N,) of digits 0-9, no chunk missing."""
-    images = split_array(location, split, "images")
-    if images is None:
-        raise StoreNotFoundError(f"{location}: split {split!r} has no images array "
-                                 f"({location}/{split}/images not found)")
-    where = f"{location}/{split}"
-    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != N_PIXELS:
-        raise DataError(f"{where}/images must be uint8 (N, {N_PIXELS}); "
-                        f"got {images.dtype} {images.shape} instead")
-    if images.shape[0] == 0:
-        raise DataError(f"{where}/images has 0 rows: nothing to score")
-    labels = split_array(location, split, "labels")
-    if labels is not None:
-        check_labels(where, labels, images.shape[0])
-    check_complete(location, split)
-    if labels is not None:
-        check_label_values(where, read_rows(location, f"{split}/labels", 0, labels.shape[0]))
-    return int(images.shape[0])
-
-
-def split_array(location: str, split: str, name: str) -> zarr.Array | None:
-    """Array `split/name` of the store; None when absent; StoreNotFoundError naming the split
-    when the store or the split is missing."""
-    try:
-        root = zarr.open_group(location, mode="r")  # type: ignore[arg-type]
-    except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as exc:
-        raise StoreNotFoundError(f"store {location} not found ({exc})") from exc
-    if split not in root:
-        found = ", ".join(sorted(root.group_keys())) or "none"
-        raise StoreNotFoundError(f"{location}: split {split!r} not found in the store "
-                                 f"(its groups: {found})")
-    if not isinstance(root[split], zarr.Group):
-        raise DataError(f"{location}: {split} is an array, not a group; expected a split group")
-    return zarr_array(location, f"{split}/{name}") if name in root[split] else None
-
-
-def check_labels(where: str, labels: zarr.Array, n_images: int) -> None:
-    """DataError unless `labels` is uint8 (n_images,)."""
-    if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise DataError(f"{where}/labels must be uint8 (N,); "
-                        f"got {labels.dtype} {labels.shape} instead")
-    if labels.shape[0] != n_images:
-        raise DataError(f"{where}: {n_images} images but {labels.shape[0]} labels; "
-                        "expected one label per image")
-
-
-def check_label_values(where: str, labels: np.ndarray) -> None:
-    """DataError naming the first row whose label is not a digit 0-9."""
-    bad = np.flatnonzero(labels > 9)
-    if len(bad):
-        raise DataError(f"{where}/labels holds {len(bad)} value(s) outside 0-9, e.g. "
-                        f"{int(labels[bad[0]])} at row {int(bad[0])}; expected digits 0-9")
-
-
-def read_rows(location: str, name: str, start: int, stop: int) -> np.ndarray:
-    """Rows [start, stop) of array `name` (e.g. "test/images"), read into memory; a chunk that
-    cannot be decoded is a DataError naming the array and the chunk key(s)."""
-    array = zarr_array(location, name)
-    try:
-        return np.asarray(array[start:stop])
-    except Exception as exc:  # codecs raise RuntimeError, ValueError, …: no common type
-        bad = undecodable_chunks(array, start, stop)
-        if not bad:
-            raise
-        raise DataError(
-            f"{location}/{name}: chunk(s) {', '.join(bad)} cannot be decoded "
-            f"({type(exc).__name__}: {exc}); rebuild the store: {PREPARE_HINT} --force"
-        ) from exc
-
-
-def undecodable_chunks(array: zarr.Array, start: int, stop: int) -> list[str]:
-    """Keys of the chunks overlapping rows [start, stop) of `array` that fail to decode."""
-    rows = array.chunks[0]
-    bad = []
-    for index in range(start // rows, (max(start, stop - 1)) // rows + 1):
-        try:
-            array[index * rows : (index + 1) * rows]
-        except Exception:  # noqa: BLE001 - any failure marks the chunk
-            coords = (index,) + (0,) * (array.ndim - 1)
-            bad.append(array.metadata.encode_chunk_key(coords))
-    return bad
-
-
-def read_split(location: str, split: str, rows: slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 (n, 784) and labels uint8 (n,) of `rows` of a split, read into memory."""
-    start, stop = rows_range(location, split, rows)
-    return (read_rows(location, f"{split}/images", start, stop),
-            read_rows(location, f"{split}/labels", start, stop))
-
-
-def rows_range(location: str, split: str, rows: slice) -> tuple[int, int]:
-    """(start, stop) of a step-1 row slice of a split's images."""
-    start, stop, _ = rows.indices(zarr_array(location, f"{split}/images").shape[0])
-    return start, max(start, stop)
 
 
 def store_info(path: Path | str) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The image files of a run: listing them, their labels (from names or a CSV), output names."""
+"""The image files of a run: listing them, their labels (from names, a CSV or a .npy), output
+names."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from mnist_dist.errors import DataError, ImageInputError
 from mnist_dist.images.preprocess import EXTENSIONS
@@ -134,6 +137,30 @@ def match_labels(
     if unmatched > 0:
         log.warning("%d label rows matched no listed image (or were ambiguous)", unmatched)
     return labels
+
+
+def file_labels(files: Sequence[Path], labels: Path | None = None, from_names: bool = False
+                ) -> list[int] | None:
+    """One digit per file from `labels` (a CSV or a .npy of ints (n,)) or, with `from_names`,
+    the file names; None without either. DataError unless every file gets a digit 0-9."""
+    if labels is None and not from_names:
+        return None
+    if from_names:
+        found: list[int | None] = [label_from_name(f) for f in files]
+    elif labels is not None and labels.suffix.lower() == ".npy":
+        values = np.load(labels, allow_pickle=False)
+        if values.shape != (len(files),) or values.dtype.kind not in "iu":
+            raise DataError(f"{labels}: labels must be integers of shape ({len(files)},), "
+                            f"one per file; got {values.dtype} {values.shape} instead")
+        found = [int(v) if 0 <= v <= 9 else None for v in values]
+    else:
+        assert labels is not None
+        found = match_labels(files, read_labels_csv(labels), labels.parent)
+    missing = [f for f, label in zip(files, found, strict=True) if label is None]
+    if missing:
+        raise DataError(f"{labels or 'file names'}: every file needs a digit 0-9; "
+                        f"{len(missing)} of {len(files)} have none (first: {missing[0]})")
+    return [int(label) for label in found]  # type: ignore[arg-type]
 
 
 def output_names(files: Sequence[Path]) -> list[str]:

@@ -1,15 +1,15 @@
 """Score image files with both models on Dask: `jobs.score --images PATH...`.
 
 One implementation with `jobs.ingest` and `jobs.score --split`: the files are ingested
-(`mnist_dist.ingest.graph`: read and preprocessed on the workers, partition by partition) into
+(`mnist_dist.images.staging`: read and preprocessed on the workers, partition by partition) into
 the split `images` of a store inside the run folder (`OUT/images.zarr`: images, ids = file
 paths, labels when given, failures/{file,reason}); that split is scored by the normal graph
-(`scoring.score`) into `OUT/predictions.zarr`, which also gets the failures; the report is the
+(`scoring.graph.score_graph`) into `OUT/predictions.zarr`, which also gets the failures; the report is the
 score report plus an `images` section of counts and bounded samples. The client holds the list
 of paths and never a per-file result, so `jobs.export OUT` gives one row per scored file.
 
 Like the image files they read, `--save-preprocessed` must be on storage the workers share.
-This is the only module of `mnist_dist.images` that touches the Dask client.
+With `staging`, the only module of `mnist_dist.images` that touches the Dask client.
 """
 
 from __future__ import annotations
@@ -28,19 +28,20 @@ from distributed import Client
 
 from mnist_dist.cluster import (
     check_versions,
+    client_for,
     cluster_facts,
     cluster_faults,
-    connect,
     ort_threads_for,
     ship_models_if_needed,
 )
+from mnist_dist.data.splits import open_split
 from mnist_dist.data.store import store_codec
-from mnist_dist.ensure import ensure_models, ensure_store
+from mnist_dist.ensure import ensure_models
 from mnist_dist.errors import ImageInputError, SpecError, StoreExistsError
-from mnist_dist.images.files import list_image_files, output_names
+from mnist_dist.images.files import file_labels, list_image_files, output_names
 from mnist_dist.images.report import images_section
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.ingest.graph import (
+from mnist_dist.images.staging import (
     STRINGS,
     Layout,
     compact_staged,
@@ -48,17 +49,21 @@ from mnist_dist.ingest.graph import (
     stage_files,
     store_all,
 )
-from mnist_dist.ingest.job import IngestSpec, file_labels
 from mnist_dist.locations import absolute, is_url
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import validate_models
+from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
 from mnist_dist.run_state import locked_run_folder
-from mnist_dist.score_job import gallery_pixels
-from mnist_dist.scoring import ScoreJob, score
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.result import ScoreResult
+from mnist_dist.scoring.run import gallery_pixels
+from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.settings import setting
-from mnist_dist.training import TrainSpec, check_model_folder
+from mnist_dist.storage import storage_errors
+from mnist_dist.training.checks import check_model_folder
+from mnist_dist.training.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +102,13 @@ def make_save_folder(folder: Path) -> None:
 def model_reference(spec: ImageScoreSpec) -> ModelRef:
     """A verified reference to the models at `spec.models` (path or URL); a missing local
     folder is first trained on `spec.store`, as jobs.score does."""
-    models = absolute(spec.models)
-    if not is_url(models) and not Path(models).exists():
+    models, store = absolute(spec.models), absolute(spec.store)
+    if not is_url(models) and not is_url(store) and not Path(models).exists():
         # Refuse before building anything when the trained models would land in the wrong place.
-        check_model_folder(TrainSpec(store=spec.store, models=Path(models),
+        check_model_folder(TrainSpec(store=Path(store), models=Path(models),
                                      epochs=spec.train_epochs))
-        ensure_store(spec.store)
-        ensure_models(Path(models), spec.store, spec.train_epochs)
+        ensure_store(Path(store))
+        ensure_models(Path(models), Path(store), spec.train_epochs)
     return ModelRef.from_location(models)
 
 
@@ -163,13 +168,12 @@ def first_failure(store: str) -> str:
     return f"{failures['file'][0]}: {failures['reason'][0]}"
 
 
-def run_image_scoring(spec: ImageScoreSpec) -> dict[str, Any]:
-    """Score the image files of `spec`; returns the report (also written as report.json,
-    report.md and report.html in `spec.out`). Per-file failures are counted, not raised."""
+def run_image_scoring(spec: ImageScoreSpec, *, client: Client | None = None) -> dict[str, Any]:
+    """Score the image files of `spec` on `client` (left open) or on a cluster started for it;
+    returns the report (also written as report.json, report.md and report.html in `spec.out`).
+    Per-file failures are counted, not raised."""
     files = list_image_files(spec.images)
-    labels = file_labels(IngestSpec(sources=tuple(map(str, spec.images)), split=SPLIT,
-                                    labels=spec.labels, labels_from_names=spec.labels_from_names),
-                         files)
+    labels = file_labels(files, spec.labels, spec.labels_from_names)
     names = output_names(files) if spec.save_preprocessed is not None else None
     paths = [str(f) for f in files]
     del files  # the client keeps one list of names, not Path objects as well
@@ -181,18 +185,20 @@ def run_image_scoring(spec: ImageScoreSpec) -> dict[str, Any]:
         if spec.save_preprocessed is not None:
             make_save_folder(spec.save_preprocessed)
         log.info("scoring %d image files", len(paths))
-        return score_files(spec, paths, labels, names, ref, manifest)
+        return score_files(spec, paths, labels, names, ref, manifest, client)
 
 
 def score_files(
     spec: ImageScoreSpec, paths: Sequence[str], labels: Sequence[int] | None,
     names: Sequence[str] | None, ref: ModelRef, manifest: dict[str, Any],
+    caller: Client | None = None,
 ) -> dict[str, Any]:
-    """Ingest, score and report on the cluster (see the module docstring)."""
-    with connect(spec.cluster) as client:
+    """Ingest, score and report on the cluster: the `caller`'s client or a new one (see the
+    module docstring)."""
+    with client_for(spec.cluster, caller) as client:
         check_versions(client)
-        payload = ship_models_if_needed(client, ref)
         ort_threads = ort_threads_for(client)
+        payload = ship_models_if_needed(client, ref, ort_threads)
         started = time.perf_counter()
         store, n_ok, n_failed, staging = ingest_files(client, paths, labels, names, spec)
         if n_ok == 0:
@@ -201,7 +207,7 @@ def score_files(
         job = ScoreJob(store=store, run_dir=spec.out, models=ref, split=SPLIT,
                        partition_rows=int(zarr.open_array(f"{store}/{SPLIT}/images").chunks[0]),
                        ort_threads=ort_threads)
-        result = score(client, job, show_progress=False, payload=payload)
+        result = score_graph(client, job, show_progress=False, payload=payload)
         failures = copy_failures(client, store, job.predictions)
         seconds = time.perf_counter() - started
         cluster = {**cluster_facts(client), "ort_threads": ort_threads,
@@ -210,9 +216,20 @@ def score_files(
                "store_split": None}
     outputs = {"predictions": job.predictions, "models": ref.directory}
     report = build_report(result, dataset, cluster, manifest, [], outputs,
-                          gallery_pixels(store, SPLIT, result))
+                          gallery_pixels(open_split(store, SPLIT), result))
     report["images"] = images_section(spec, n_ok, failures, {
         **staging, "seconds": seconds, "files_per_second": len(paths) / seconds})
     write_report(report, spec.out)
     render_report(report, spec.out)
     return report
+
+
+def score_images(spec: ImageScoreSpec, *, client: Client | None = None) -> ScoreResult:
+    """Score your own image files (`python -m jobs.score --images`) on `client` (left open) or
+    on a cluster started for it; the result's `failures()` lists the files that could not be.
+
+    >>> result = md.score_images(md.ImageScoreSpec(images=(Path("scans"),)))  # doctest: +SKIP
+    >>> result.summary(), result.failures()                                 # doctest: +SKIP
+    """
+    with storage_errors(locations=(spec.store, spec.models)):
+        return ScoreResult(run_image_scoring(spec, client=client), spec.out)

@@ -8,7 +8,7 @@ from pathlib import Path
 from mnist_dist.cluster import ClusterSpec
 from mnist_dist.errors import SpecError
 from mnist_dist.run_state import new_run_folder
-from mnist_dist.settings import default_store, setting_field
+from mnist_dist.settings import setting_field
 
 
 def default_images_out() -> Path:
@@ -23,12 +23,12 @@ class ImageScoreSpec:
     `images` are files or folders (searched recursively for `preprocess.EXTENSIONS`); labels come
     from a `file,digit` CSV (`labels`) or from names like `7_anything.png`
     (`labels_from_names`), never both. `models` is a path or fsspec URL (sent to workers that
-    cannot read it); `store` is used only to train missing local models.
+    cannot read it); `store` (a path or URL) is used only to train missing local models.
     """
 
     images: tuple[Path, ...]
     models: str = setting_field("models")
-    store: Path = field(default_factory=default_store)
+    store: str = setting_field("store")
     out: Path = field(default_factory=default_images_out)
     labels: Path | None = None
     labels_from_names: bool = False
@@ -38,6 +38,7 @@ class ImageScoreSpec:
     train_epochs: int = setting_field("train.epochs")
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "store", str(self.store))  # a Path from a Python caller
         if not self.images:
             raise SpecError("images must name at least one file or folder; got none instead")
         if self.labels is not None and self.labels_from_names:

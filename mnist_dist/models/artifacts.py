@@ -124,10 +124,7 @@ class ModelRef:
     @classmethod
     def from_location(cls, location: str) -> ModelRef:
         """Reference the models at a path or fsspec URL after verifying every checksum."""
-        location = local_path(location).rstrip("/")
-        manifest = read_manifest_at(location)
-        checksums = tuple((name, manifest["artifacts"][name]["sha256"]) for name in ARTIFACTS)
-        ref = cls(location, checksums)
+        ref, _ = reference_at(location)
         for name in ARTIFACTS:
             read_artifact(ref, name)
         return ref
@@ -139,6 +136,15 @@ class ModelRef:
     def location(self, name: str) -> str:
         """Path or URL of artifact `name`."""
         return f"{self.directory}/{name}"
+
+
+def reference_at(location: str) -> tuple[ModelRef, dict[str, Any]]:
+    """The reference of the models at a path or fsspec URL, and their manifest: only the
+    manifest is read (no artifact is verified yet)."""
+    location = local_path(location).rstrip("/")
+    manifest = read_manifest_at(location)
+    checksums = tuple((name, manifest["artifacts"][name]["sha256"]) for name in ARTIFACTS)
+    return ModelRef(location, checksums), manifest
 
 
 def read_manifest_at(location: str) -> dict[str, Any]:

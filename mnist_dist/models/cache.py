@@ -19,6 +19,7 @@ from mnist_dist.models.artifacts import (
     check_manifest_models,
     read_artifact,
     read_manifest_at,
+    reference_at,
     verified,
 )
 from mnist_dist.models.knn import GemmKnn, KnnModel, knn_from_bytes
@@ -37,6 +38,10 @@ class ModelPayload:
     def read(cls, ref: ModelRef) -> ModelPayload:
         """Read and verify every artifact on this (the client's) side."""
         return cls(tuple((name, read_artifact(ref, name)) for name in ARTIFACTS))
+
+    def get(self, name: str) -> bytes:
+        """The verified bytes of artifact `name`."""
+        return dict(self.artifacts)[name]
 
 
 @dataclass(frozen=True)
@@ -87,16 +92,48 @@ def read_knn(ref: ModelRef, artifact: Callable[[str], bytes] | None = None) -> K
                           ref.location("knn.npz"), ref.location("knn.json"))
 
 
-def validate_models(ref: ModelRef) -> dict[str, Any]:
+def validate_models(
+    ref: ModelRef, files: ModelPayload | None = None, manifest: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Check on the client everything a worker will load, before any work is submitted: the
     manifest's `models` section, both KNN files (arrays, dtypes, shapes, parameters; no GEMM
-    build), the ONNX contract (one session) and `mlp.json`. Returns the manifest.
+    build), the ONNX contract (one session) and `mlp.json`. Returns the manifest. `files`
+    and `manifest`, when given, are what was already read (nothing is read again).
 
     Raises ModelFormatError naming the file and what is wrong (ArtifactChecksumError and
     ModelNotFoundError as reading does).
     """
-    manifest = check_manifest_models(read_manifest_at(ref.directory), ref.location(MANIFEST))
-    read_knn(ref)
-    OnnxMlp.load_bytes(read_artifact(ref, "mlp.onnx"), source=ref.location("mlp.onnx"))
-    check_mlp_params(read_artifact(ref, "mlp.json"), ref.location("mlp.json"))
+    manifest = check_manifest_models(manifest or read_manifest_at(ref.directory),
+                                     ref.location(MANIFEST))
+    artifact = files.get if files else (lambda name: read_artifact(ref, name))
+    read_knn(ref, artifact)
+    OnnxMlp.load_bytes(artifact("mlp.onnx"), source=ref.location("mlp.onnx"))
+    check_mlp_params(artifact("mlp.json"), ref.location("mlp.json"))
     return manifest
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """The models as the client read them, once: reference, validated manifest, and every
+    artifact's verified bytes (to ship to workers that cannot read them, or to read rows of)."""
+
+    ref: ModelRef
+    manifest: dict[str, Any]
+    files: ModelPayload
+
+
+def read_models(location: str) -> ModelFiles:
+    """The models at a path or URL, each file read and verified once, then validated fully."""
+    ref, manifest = reference_at(location)
+    files = ModelPayload.read(ref)
+    return ModelFiles(ref, validate_models(ref, files, manifest), files)
+
+
+def preload(ref: ModelRef, ort_threads: int) -> str | None:
+    """On a worker: load both predictors into the cache (the tasks find them there); None, or
+    the reason this worker cannot read and verify the models itself."""
+    try:
+        load_predictors(ref, ort_threads)
+    except Exception as exc:  # noqa: BLE001 - reported back as text
+        return f"{type(exc).__name__}: {exc}"
+    return None

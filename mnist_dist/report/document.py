@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,11 +17,13 @@ from mnist_dist.atomic import write_json_atomic
 from mnist_dist.metrics import accuracy_summary
 from mnist_dist.report.formats import digit_lines, resumed_part
 from mnist_dist.report.schema import REPORT_NAME, SCHEMA, SCHEMA_UNLABELLED
-from mnist_dist.scoring import ScoreResult
+from mnist_dist.scoring.summaries import CONFIDENCE_BINS, THRESHOLDS, PredictionSummary
 from mnist_dist.settings import effective_settings
-from mnist_dist.summaries import CONFIDENCE_BINS, THRESHOLDS, PredictionSummary
 
-# Pixels of a run's samples, as `ScoreResult.samples`.
+if TYPE_CHECKING:
+    from mnist_dist.scoring.result import ScoreCounts
+
+# Pixels of a run's samples, as `ScoreCounts.samples`.
 Samples = dict[str, tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -87,7 +89,7 @@ def predictions_section(
 
 
 def model_section(
-    name: str, result: ScoreResult, threads: int, manifest: dict[str, Any],
+    name: str, result: ScoreCounts, threads: int, manifest: dict[str, Any],
     gallery_pixels: np.ndarray | None,
 ) -> dict[str, Any]:
     """Accuracy, per-class accuracy, confusion (with labels) and speed of one model."""
@@ -113,16 +115,18 @@ def model_section(
 
 
 def build_report(
-    result: ScoreResult,
+    result: ScoreCounts,
     dataset: dict[str, Any],
     cluster: dict[str, Any],
     manifest: dict[str, Any],
     throughput: list[dict[str, Any]],
     outputs: dict[str, str],
     gallery: dict[str, np.ndarray],
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole report.json document of one run; `gallery` holds the misclassified pixels
-    (the prediction samples' are in `result.samples`). Schema 2 when the split has no labels."""
+    (the prediction samples' are in `result.samples`), `settings` what the run ran with
+    (default: the effective settings). Schema 2 when the split has no labels."""
     report = {
         "schema": SCHEMA if result.labelled else SCHEMA_UNLABELLED,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -145,7 +149,7 @@ def build_report(
         "throughput": throughput,
         "outputs": outputs,
         "versions": manifest.get("versions", {}),
-        "effective_settings": effective_settings(),
+        "effective_settings": effective_settings() if settings is None else settings,
     }
     if result.predictions is not None:
         report["predictions"] = predictions_section(result.predictions, result.n_images,

@@ -37,7 +37,13 @@ def render_report(report: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
-def render_run(run: Path) -> list[Path]:
-    """Re-render the HTML and Markdown of a run folder (or report.json path) beside its JSON."""
+def render_run(run: Path | str) -> list[Path]:
+    """Re-render the HTML and Markdown of a run folder (or report.json path) beside its JSON;
+    returns both paths.
+
+    >>> md.render_report("runs/nb")                 # doctest: +SKIP
+    [PosixPath('runs/nb/report.html'), PosixPath('runs/nb/report.md')]
+    """
+    run = Path(run)
     path = run if run.is_file() or run.suffix == ".json" else run / REPORT_NAME
     return render_report(read_report(path), path.parent)

@@ -1,0 +1,280 @@
+"""The Dask scoring graph: Zarr images → both predictors → Zarr predictions + confusion counts.
+
+Each partition task reads its rows on a worker (`splits.read_rows`: an undecodable chunk is named), runs
+every selected model, writes its per-row outputs (digits, MLP probabilities, KNN neighbours and
+distances) into the Zarr chunks that match the partition, and returns only counts (confusion
+when the split has labels, predicted digits, agreement, confidence), bounded samples and timings. The client records each
+finished partition (see `run_state.py`), so a run survives lost workers (Dask recomputes their
+tasks; writes are idempotent) and an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import dask
+import numpy as np
+import zarr
+from distributed import Client, Future, as_completed
+
+from mnist_dist.data.splits import (
+    Split,
+    check_split,
+    checked_rows,
+    open_split,
+    read_rows,
+    split_stamp,
+)
+from mnist_dist.errors import DataError
+from mnist_dist.models.artifacts import read_artifact
+from mnist_dist.models.cache import ModelPayload
+from mnist_dist.models.knn import knn_from_bytes
+from mnist_dist.models.outputs import OUTPUT_ARRAYS, predict_partition
+from mnist_dist.run_state import marker_path, run_started, start_run, write_marker
+from mnist_dist.scoring.predictions import (
+    check_new_predictions,
+    lost_partitions,
+    open_prediction_store,
+)
+from mnist_dist.scoring.result import ScoreCounts
+from mnist_dist.scoring.spec import ScoreJob
+from mnist_dist.scoring.summaries import combine_summaries
+from mnist_dist.scoring.tasks import score_block
+
+log = logging.getLogger(__name__)
+
+
+def job_identity(job: ScoreJob, n_images: int, stamp: str) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resumption; `stamp` is the
+    split's `split_stamp`."""
+    return {
+        "store": job.store, "split": job.split, "split_stamp": stamp, "n_images": n_images,
+        "partition_rows": job.partition_rows, "models": dict(job.models.checksums),
+        "model_names": list(job.model_names), "predictions": job.predictions,
+        "outputs": [array for name in job.model_names for array, _, _ in OUTPUT_ARRAYS[name]],
+    }
+
+
+def partition_ranges(n_images: int, partition_rows: int) -> list[tuple[int, int]]:
+    """Rows (start, stop) of each partition, in order."""
+    return [(start, min(start + partition_rows, n_images))
+            for start in range(0, n_images, partition_rows)]
+
+
+def partition_tasks(
+    job: ScoreJob, n_images: int, labelled: bool, skip: set[int],
+    payload: Future | ModelPayload | None, copy_ids: bool = False,
+) -> dict[int, Any]:
+    """One delayed task per partition not in `skip`, keyed by partition index; each reads its
+    own rows of the split on a worker."""
+    read = dask.delayed(read_rows, pure=True)
+    task = dask.delayed(score_block, pure=True)
+    token = job.token
+    tasks = {}
+    for index, start in enumerate(range(0, n_images, job.partition_rows)):
+        if index in skip:
+            continue
+        stop = min(start + job.partition_rows, n_images)
+        images = read(job.store, f"{job.split}/images", start, stop)
+        labels = read(job.store, f"{job.split}/labels", start, stop) if labelled else None
+        tasks[index] = task(images, labels, index, start, job, payload, copy_ids,
+                            dask_key_name=f"score-partition-{token}-{index}")
+    return tasks
+
+
+def score_graph(
+    client: Client, job: ScoreJob, show_progress: bool = True,
+    payload: Future | ModelPayload | None = None, checked: tuple[str, Split] | None = None,
+    files: ModelPayload | None = None,
+) -> ScoreCounts:
+    """Run the graph on `client`, recording each finished partition under `job.run_dir`;
+    `checked` is the split's (`split_stamp`, opened split) when the caller already checked
+    it, `files` the model bytes it already read."""
+    stamp, split = checked or checked_split(job)
+    n_images = int(split.pixels.shape[0])
+    labelled = split.labels is not None
+    # Predictions are only ever resumed by the run that created them (its run.json names them).
+    if not run_started(job.run_dir):
+        check_new_predictions(job)
+    ranges = partition_ranges(n_images, job.partition_rows)
+    run = start_run(job.run_dir, job_identity(job, n_images, stamp), job.resume, ranges)
+    copy_ids = split.ids is not None
+    # Made before any task runs, so no partition was recorded against a half-made store.
+    open_prediction_store(job, n_images, run.run_id, copy_ids)
+    done = checked_markers(job, run.done, labelled, copy_ids)
+    tasks = partition_tasks(job, n_images, labelled, set(done), payload, copy_ids)
+    log.info("scoring %d partitions (%d already done) of %d rows", len(tasks), len(done),
+             job.partition_rows)
+    start = time.perf_counter()
+    futures = client.compute(list(tasks.values()))
+    markers = dict(done)
+    try:
+        for finished, future in enumerate(as_completed(futures), start=1):
+            marker = {**future.result(), "run_id": run.run_id}
+            write_marker(job.run_dir, marker)
+            markers[marker["index"]] = marker
+            if show_progress:
+                progress_line(finished, len(futures))
+    except Exception:
+        check_split_unchanged(job, stamp)  # a task that read a split being replaced fails
+        raise
+    wall = time.perf_counter() - start
+    check_split_unchanged(job, stamp)
+    result = combine(markers, job, n_images, len(tasks), wall, labelled,
+                     computed=sum(ranges[i][1] - ranges[i][0] for i in tasks))
+    return replace(result, samples=prediction_samples(job, result, split, files))
+
+
+def checked_split(job: ScoreJob) -> tuple[str, Split]:
+    """The split's stamp, taken before any read (so a change later is seen), and the split once
+    its shapes, dtypes, labels 0-9 and every chunk are checked (a missing chunk reads as 0)."""
+    stamp = split_stamp(job.store, job.split)
+    split = open_split(job.store, job.split)
+    checked_rows(split)
+    return stamp, split
+
+
+def checked_markers(
+    job: ScoreJob, done: dict[int, dict[str, Any]], labelled: bool, copy_ids: bool
+) -> dict[int, dict[str, Any]]:
+    """The finished partitions whose counts are whole and whose predictions are all in the
+    store; a partition whose predictions were lost is left out, to be scored again."""
+    for index, marker in done.items():
+        problem = marker_problem(marker, job.model_names, labelled)
+        if problem:
+            raise DataError(f"{marker_path(job.run_dir, index)}: {problem}; remove it to score "
+                            "that partition again, or choose a new --out")
+    lost = lost_partitions(job, set(done), copy_ids)
+    if lost:
+        log.warning("%d finished partition(s) lost their predictions in %s; scoring them "
+                    "again", len(lost), job.predictions)
+    return {index: marker for index, marker in done.items() if index not in lost}
+
+
+def marker_problem(marker: dict[str, Any], names: tuple[str, ...], labelled: bool) -> str:
+    """What is wrong with a finished partition's counts ('' when nothing): every model's
+    seconds, predicted-digit counts and (with labels) confusion, each counting its rows."""
+    rows = marker["stop"] - marker["start"]
+    for name in names:
+        timings = marker.get("seconds")
+        seconds = timings.get(name) if isinstance(timings, dict) else None
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+            return f"expected the seconds of model {name}"
+        counts: list[tuple[Any, str, tuple[int, ...]]] = [
+            (marker.get("predicted"), "predicted-digit counts", (10,))]
+        if labelled:
+            counts.append((marker.get("confusion"), "confusion matrix", (10, 10)))
+        for section, what, shape in counts:
+            if not counts_of(section, name, shape, rows):
+                return f"expected the {what} of model {name}, {shape} counts of its {rows} rows"
+    return ""
+
+
+def counts_of(section: Any, name: str, shape: tuple[int, ...], rows: int) -> bool:
+    """True when `section[name]` is a `shape` array of non-negative integers summing to `rows`."""
+    if not isinstance(section, dict):
+        return False
+    try:
+        values = np.asarray(section.get(name))
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return (values.shape == shape and values.dtype.kind in "iu" and bool((values >= 0).all())
+            and int(values.sum()) == rows)
+
+
+def check_split_unchanged(job: ScoreJob, stamp: str) -> None:
+    """DataError when the split's files changed while the run read them (e.g. replaced by
+    `jobs.ingest --force`): its partitions would mix old and new data."""
+    if split_stamp(job.store, job.split) != stamp:
+        raise DataError(
+            f"{job.store}/{job.split} changed while it was being scored (its files were "
+            "rewritten or replaced); the predictions may mix old and new data: score it again "
+            "with a new --out"
+        )
+
+
+def progress_line(done: int, total: int, width: int = 40) -> None:
+    """A one-line progress bar on stderr."""
+    filled = width * done // max(1, total)
+    end = "\n" if done == total else ""
+    sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} partitions{end}")
+    sys.stderr.flush()
+
+
+def combine(
+    markers: dict[int, dict[str, Any]], job: ScoreJob, n_images: int, partitions_computed: int,
+    wall: float, labelled: bool = True, computed: int = 0,
+) -> ScoreCounts:
+    """Sum the partitions' counts and timings into the run's result; `computed` images were
+    scored in `wall` seconds."""
+    ordered = [markers[i] for i in sorted(markers)]
+    names = job.model_names
+    limit = job.sample_misclassified
+    return ScoreCounts(
+        n_images=n_images,
+        partitions=len(ordered),
+        partitions_computed=partitions_computed,
+        confusion={n: np.sum([m["confusion"][n] for m in ordered], axis=0)
+                   for n in names} if labelled else {},
+        wall_seconds=wall,
+        task_seconds={n: float(sum(m["seconds"][n] for m in ordered)) for n in names},
+        misclassified={
+            n: np.array([row for m in ordered for row in m["misclassified"][n]],
+                        dtype=np.int64).reshape(-1, 3)[:limit]
+            for n in names
+        } if labelled else {},
+        labelled=labelled,
+        predictions=combine_summaries(ordered, names, limit),
+        images_computed=computed,
+    )
+
+
+def pick_rows(array: zarr.Array, index: list[int]) -> np.ndarray:
+    """Rows `index` (any order, repeats allowed) of a 2-D Zarr array, read on this side."""
+    rows = np.asarray(index, dtype=np.int64)
+    if not len(rows):
+        return np.empty((0, array.shape[1]), dtype=array.dtype)
+    unique, inverse = np.unique(rows, return_inverse=True)
+    return np.asarray(array.get_orthogonal_selection((unique, slice(None))))[inverse]
+
+
+def prediction_samples(
+    job: ScoreJob, result: ScoreCounts, split: Split, files: ModelPayload | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Pixels of each sample of the run (least confident, disagreements): uint8 (k, 784) of the
+    digits and (k, 3, 784) of their nearest training digits (None without the KNN): a few rows,
+    read on the client (the KNN's from `files` when it already read them)."""
+    if result.predictions is None:
+        return {}
+    images = split.pixels
+    samples = {"least_confident": result.predictions.least_confident,
+               "disagreements": result.predictions.disagreements}
+    reference = None
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for name, rows in samples.items():
+        neighbours = None
+        if rows and "neighbours" in rows[0]:
+            if reference is None:  # the KNN's own reference set, whatever store it came from
+                artifact = files.get if files else partial(read_artifact, job.models)
+                reference = knn_from_bytes(artifact("knn.npz"), artifact("knn.json")).reference
+            neighbours = reference[np.array([row["neighbours"] for row in rows])]
+        out[name] = (pick_rows(images, [row["index"] for row in rows]), neighbours)
+    return out
+
+
+def score_in_process(job: ScoreJob) -> dict[str, np.ndarray]:
+    """The same predictions computed partition by partition in this process, without Dask
+    (the reference the graph is tested against)."""
+    n_images = check_split(job.store, job.split)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in job.model_names}
+    for start in range(0, n_images, job.partition_rows):
+        stop = min(start + job.partition_rows, n_images)
+        images = read_rows(job.store, f"{job.split}/images", start, stop)
+        for name in job.model_names:
+            parts[name].append(predict_partition(images, name, job.models, job.ort_threads))
+    return {name: np.concatenate(values) for name, values in parts.items()}

@@ -1,0 +1,190 @@
+"""The score job end to end: inputs ready, scoring on Dask, throughput sweep, report files."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed import Client, performance_report
+
+from mnist_dist.atomic import temporary_sibling
+from mnist_dist.cluster import (
+    check_store_readable,
+    check_versions,
+    client_for,
+    cluster_facts,
+    cluster_faults,
+    ort_threads_for,
+    ship_models_if_needed,
+)
+from mnist_dist.data.partitioning import SCORE_BYTES_PER_ROW, partition_rows
+from mnist_dist.data.splits import Split, checked_rows, open_split, split_stamp
+from mnist_dist.ensure import ensure_models
+from mnist_dist.locations import absolute, is_url
+from mnist_dist.models.cache import ModelFiles, read_models
+from mnist_dist.preparation.store import ensure_store
+from mnist_dist.report.document import build_report, write_report
+from mnist_dist.report.render import render_report
+from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
+from mnist_dist.scoring.graph import pick_rows, score_graph
+from mnist_dist.scoring.result import ScoreCounts, ScoreResult
+from mnist_dist.scoring.spec import ScoreJob, ScoreSpec
+from mnist_dist.scoring.sweep import check_sweep_memory, measure_on_one_worker
+from mnist_dist.settings import effective_settings
+from mnist_dist.storage import check_buckets, storage_errors
+from mnist_dist.training.checks import check_model_folder
+from mnist_dist.training.spec import TrainSpec
+from mnist_dist.worker_memory import rss
+
+log = logging.getLogger(__name__)
+
+
+def ensure_inputs(spec: ScoreSpec) -> tuple[str, ModelFiles]:
+    """Absolute store location and the models, read and validated once; local ones are built
+    if missing."""
+    store, models = absolute(spec.store), absolute(spec.models)
+    if not is_url(store) and not is_url(models) and not Path(models).exists():
+        # ensure_models trains only into a missing folder: refuse before building anything
+        # when its models would land in the wrong place.
+        check_model_folder(TrainSpec(store=Path(store), models=Path(models),
+                                     epochs=spec.train_epochs))
+    if not is_url(store):
+        ensure_store(Path(store))
+        if not is_url(models):
+            ensure_models(Path(models), Path(store), spec.train_epochs)
+    return store, read_models(models)
+
+
+def run(spec: ScoreSpec, *, client: Client | None = None) -> ScoreResult:
+    """Run the main job on `client` (left open), or on a LocalCluster started for it; writes
+    `spec.out/report.json`, `.html` and `.md` and returns them as a `ScoreResult`.
+
+    >>> import mnist_dist as md                                           # doctest: +SKIP
+    >>> result = md.score(md.ScoreSpec(split="test"), client=client)     # doctest: +SKIP
+    >>> result.accuracy["knn"]                                           # doctest: +SKIP
+    0.9465
+    """
+    with storage_errors(locations=(spec.store, spec.models, spec.predictions)):
+        check_buckets({"--store": spec.store, "--models": spec.models,
+                       "--predictions": spec.predictions})
+        return score_split(spec, client)
+
+
+def score_split(spec: ScoreSpec, client: Client | None) -> ScoreResult:
+    """The run itself (see `run`)."""
+    # Before any work: a malformed model is one error line.
+    store, models = ensure_inputs(spec)
+    # Here, not on a worker: bad data is one error line; the stamp first, so a change
+    # after it is seen.
+    stamp = split_stamp(store, spec.split)
+    split = open_split(store, spec.split)
+    checked_rows(split)
+    rows = spec.partition_rows or partition_rows(spec.partition_mb, SCORE_BYTES_PER_ROW,
+                                                 split.pixels.chunks[0])
+    with locked_run_folder(spec.out), cluster_faults():
+        report = score_and_report(spec, split, models, rows, client, stamp)
+    return ScoreResult(report=report, out=spec.out)
+
+
+def score_and_report(
+    spec: ScoreSpec, split: Split, models: ModelFiles, rows: int, caller: Client | None,
+    stamp: str,
+) -> dict[str, Any]:
+    """Score the checked `split` (whose `split_stamp` was `stamp` before it was read) on the
+    cluster (the `caller`'s client, or a new one), measure throughput when the spec asks for
+    it, write report.json and its renderings."""
+    ref, store = models.ref, split.location
+    labelled = split.labels is not None
+    sweep = spec.measures_throughput(labelled)
+    with client_for(spec.cluster, caller) as client:
+        check_versions(client)
+        check_store_readable(client, store, spec.split)
+        if sweep:
+            check_sweep_memory(client, spec.sweep)
+        ort_threads = ort_threads_for(client)
+        payload = ship_models_if_needed(client, ref, ort_threads, models.files)
+        job = ScoreJob(
+            store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
+            split=spec.split, partition_rows=rows, ort_threads=ort_threads,
+            model_names=spec.model_names, resume=spec.resume,
+        )
+        started = time.perf_counter()
+        with optional_performance_report(spec):
+            result = score_graph(client, job, spec.show_progress, payload,
+                                 checked=(stamp, split), files=models.files)
+        log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
+        throughput = []
+        if sweep:
+            log.info("measuring throughput vs batch size %s", list(spec.sweep.batch_sizes))
+            throughput = measure_on_one_worker(client, ref, store, spec.split, spec.sweep,
+                                               ort_threads, payload)
+        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
+                   "models_shipped": payload is not None,
+                   "worker_rss_bytes": worker_memory(client)}
+    dataset = {
+        "store": store, "split": spec.split, "partition_rows": rows,
+        "store_split": split.store_attrs.get("split"),
+    }
+    outputs = {"predictions": job.predictions, "models": ref.directory}
+    if spec.performance_report:
+        outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
+    gallery = gallery_pixels(split, result)
+    report = build_report(result, dataset, cluster, models.manifest, throughput, outputs, gallery,
+                          settings=settings_of(spec))
+    write_report(report, spec.out)
+    render_report(report, spec.out)
+    return report
+
+
+def settings_of(spec: ScoreSpec) -> dict[str, Any]:
+    """The effective settings with the values this spec ran with (a Python caller's
+    `partition_mb=40` is recorded as 40, whatever the configuration says)."""
+    settings = effective_settings()
+    settings.update(store=spec.store, models=spec.models)
+    settings["score"].update({
+        "split": spec.split, "partition-mb": spec.partition_mb,
+        "batch-sizes": list(spec.sweep.batch_sizes), "sweep-seconds": spec.sweep.min_seconds,
+        "sweep-timeout": spec.sweep.timeout,
+    })
+    settings["train"]["epochs"] = spec.train_epochs
+    settings["cluster"].update({
+        "connect-timeout": spec.cluster.connect_timeout,
+        "threads-per-worker": spec.cluster.threads_per_worker,
+        "dashboard-address": spec.cluster.dashboard_address,
+    })
+    return settings
+
+
+def gallery_pixels(split: Split, result: ScoreCounts) -> dict[str, np.ndarray]:
+    """Pixels (k, 784) of each model's sampled misclassified digits: a few rows, not the data."""
+    return {name: pick_rows(split.pixels, rows[:, 0].tolist())
+            for name, rows in result.misclassified.items()}
+
+
+@contextlib.contextmanager
+def optional_performance_report(spec: ScoreSpec) -> Iterator[None]:
+    """Dask's performance report around the scoring graph, when asked for: written aside, then
+    renamed to OUT/dask-performance.html (replacing a link there, never what it points to)."""
+    if not spec.performance_report:
+        yield
+        return
+    tmp = temporary_sibling(spec.out / PERFORMANCE_REPORT)
+    try:
+        with performance_report(filename=str(tmp)):
+            yield
+        os.replace(tmp, spec.out / PERFORMANCE_REPORT)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def worker_memory(client: Client) -> dict[str, int]:
+    """Resident memory of each worker process after the run (models loaded), in bytes."""
+    return client.run(rss)
+
+
