@@ -25,7 +25,7 @@ from distributed.security import Security
 from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
-from mnist_dist.data.splits import read_rows, split_array
+from mnist_dist.data.splits import open_split, rows_of
 from mnist_dist.errors import ClusterError, MnistDistError, SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, preload
@@ -280,9 +280,10 @@ def probe_store(store: str, split: str) -> str | None:
     """On a worker: None if it can read the split's images and labels (when it has them),
     else the reason."""
     try:
-        for name in ("images", "labels"):
-            if split_array(store, split, name) is not None:
-                read_rows(store, f"{split}/{name}", 0, 1)
+        opened = open_split(store, split)
+        for name, array in (("images", opened.images), ("labels", opened.labels)):
+            if array is not None:
+                rows_of(array, f"{opened.where}/{name}", 0, 1)
     except Exception as exc:  # noqa: BLE001 - any failure is reported back as text
         return f"{type(exc).__name__}: {exc}"
     return None

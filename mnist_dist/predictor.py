@@ -15,7 +15,7 @@ import numpy as np
 from mnist_dist.errors import DataError, SpecError
 from mnist_dist.locations import absolute
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.models.cache import load_predictors, validate_models
+from mnist_dist.models.cache import load_predictors, read_models
 from mnist_dist.models.inputs import N_PIXELS, check_images
 from mnist_dist.models.knn import GemmKnn
 from mnist_dist.models.mlp import OnnxMlp
@@ -125,6 +125,4 @@ def load_models(location: str = "models", ort_threads: int = 1) -> Models:
 
     >>> models = load_models("s3://bucket/models")            # doctest: +SKIP
     """
-    ref = ModelRef.from_location(absolute(str(location)))
-    validate_models(ref)
-    return Models(ref, ort_threads)
+    return Models(read_models(absolute(str(location))).ref, ort_threads)

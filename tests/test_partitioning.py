@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dask.config
 import numpy as np
 import pytest
 import zarr
@@ -17,7 +16,6 @@ from mnist_dist.data.partitioning import (
     check_aligned,
     chunk_rows_of,
     partition_rows,
-    score_partition_rows,
 )
 
 
@@ -72,12 +70,8 @@ def test_chunk_rows_come_from_the_store(tmp_path: Path) -> None:
     group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w")
     group.create_array("test/images", data=np.zeros((100, 784), np.uint8), chunks=(30, 784))
     assert chunk_rows_of(tmp_path / "s.zarr", "test/images") == 30
-    assert score_partition_rows(tmp_path / "s.zarr", "test", 1) == 90  # 102 rows fit
-    # A missing store or split falls back to the chunking a new store would get (the setting).
-    assert score_partition_rows(tmp_path / "missing.zarr", "test", 20) == 2000
-    with dask.config.set({"mnist-dist.prepare.chunk-rows": 50}):
-        assert score_partition_rows(tmp_path / "missing.zarr", "test", 1) == 100
-        assert score_partition_rows(tmp_path / "s.zarr", "nope", 1) == 100
+    chunk_rows = chunk_rows_of(tmp_path / "s.zarr", "test/images")
+    assert partition_rows(1, SCORE_BYTES_PER_ROW, chunk_rows) == 90  # 102 rows fit
 
 
 def test_score_job_takes_a_memory_target_or_explicit_rows() -> None:

@@ -78,13 +78,3 @@ def default_score_rows() -> int:
                           setting("prepare.chunk-rows"))
 
 
-def score_partition_rows(store: Path | str, split: str, target_mb: float) -> int:
-    """Scoring partition rows for `split` of `store` within `target_mb` MiB per partition.
-
-    A store that does not exist yet will be built with the `prepare.chunk-rows` setting.
-    """
-    try:
-        chunk_rows = chunk_rows_of(store, f"{split}/images")
-    except (OSError, KeyError, ValueError):  # includes zarr's not-found errors
-        chunk_rows = setting("prepare.chunk-rows")
-    return partition_rows(target_mb, SCORE_BYTES_PER_ROW, chunk_rows)

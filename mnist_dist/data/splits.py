@@ -14,7 +14,13 @@ from zarr.core.array import _shards_initialized
 from zarr.core.sync import sync
 
 from mnist_dist.data.sources import N_PIXELS
-from mnist_dist.data.store import ALL_CHUNKS_WRITTEN, PREPARE_HINT, STORE_FORMAT, zarr_array
+from mnist_dist.data.store import (
+    ALL_CHUNKS_WRITTEN,
+    PREPARE_HINT,
+    STORE_FORMAT,
+    as_array,
+    zarr_array,
+)
 from mnist_dist.errors import DataError, StoreNotFoundError
 from mnist_dist.locations import folder_stamp
 
@@ -83,13 +89,8 @@ def open_split(location: str, split: str) -> Split:
     if not isinstance(group, zarr.Group):
         raise DataError(f"{location}: {split} is an array, not a group; expected a split group")
     members = dict(group.members())
-    arrays = {}
-    for name in ("images", "labels", "ids"):
-        node = members.get(name)
-        if node is not None and not isinstance(node, zarr.Array):
-            raise DataError(f"{location}: {split}/{name} is a group, not an array; "
-                            "expected a Zarr array")
-        arrays[name] = node
+    arrays = {name: as_array(members[name], location, f"{split}/{name}") if name in members
+              else None for name in ("images", "labels", "ids")}
     return Split(location, split, store_attrs=dict(root.attrs), **arrays)
 
 
@@ -148,15 +149,6 @@ def checked_rows(split: Split) -> int:
     if labels is not None:
         check_label_values(where, rows_of(labels, f"{where}/labels", 0, labels.shape[0]))
     return int(images.shape[0])
-
-
-def split_array(location: str, split: str, name: str) -> zarr.Array | None:
-    """Array `name` (images, labels or ids) of the split; None when absent; StoreNotFoundError
-    naming the split when the store or the split is missing."""
-    if name not in ("images", "labels", "ids"):
-        raise ValueError(f"name must be images, labels or ids; got {name!r} instead")
-    array: zarr.Array | None = getattr(open_split(location, split), name)
-    return array
 
 
 def check_labels(where: str, labels: zarr.Array, n_images: int) -> None:

@@ -212,6 +212,11 @@ def open_root(path: Path | str) -> zarr.Group:
 def zarr_array(location: str, name: str, mode: str = "r") -> zarr.Array:
     """Array `name` (e.g. "test/images") of the Zarr group at a path or URL."""
     node = zarr.open_group(location, mode=mode)[name]  # type: ignore[arg-type]
+    return as_array(node, location, name)
+
+
+def as_array(node: zarr.Array | zarr.Group, location: str, name: str) -> zarr.Array:
+    """`node`, the member `name` of a group at `location`; DataError unless it is an array."""
     if not isinstance(node, zarr.Array):
         raise DataError(f"{location}: {name} is a group, not an array; expected a Zarr array")
     return node

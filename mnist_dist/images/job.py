@@ -36,7 +36,7 @@ from mnist_dist.cluster import (
 )
 from mnist_dist.data.splits import open_split
 from mnist_dist.data.store import store_codec
-from mnist_dist.ensure import ensure_models
+from mnist_dist.ensure import trained_models
 from mnist_dist.errors import ImageInputError, SpecError, StoreExistsError
 from mnist_dist.images.files import file_labels, list_image_files, output_names
 from mnist_dist.images.report import images_section
@@ -49,10 +49,8 @@ from mnist_dist.images.staging import (
     stage_files,
     store_all,
 )
-from mnist_dist.locations import absolute, is_url
-from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.models.cache import validate_models
-from mnist_dist.preparation.store import ensure_store
+from mnist_dist.locations import absolute
+from mnist_dist.models.cache import ModelFiles
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
 from mnist_dist.run_state import locked_run_folder
@@ -62,8 +60,6 @@ from mnist_dist.scoring.run import gallery_pixels
 from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.settings import setting
 from mnist_dist.storage import storage_errors
-from mnist_dist.training.checks import check_model_folder
-from mnist_dist.training.spec import TrainSpec
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +93,6 @@ def make_save_folder(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SpecError(f"--save-preprocessed {folder}: cannot create the folder ({exc})") from exc
-
-
-def model_reference(spec: ImageScoreSpec) -> ModelRef:
-    """A verified reference to the models at `spec.models` (path or URL); a missing local
-    folder is first trained on `spec.store`, as jobs.score does."""
-    models, store = absolute(spec.models), absolute(spec.store)
-    if not is_url(models) and not is_url(store) and not Path(models).exists():
-        # Refuse before building anything when the trained models would land in the wrong place.
-        check_model_folder(TrainSpec(store=Path(store), models=Path(models),
-                                     epochs=spec.train_epochs))
-        ensure_store(Path(store))
-        ensure_models(Path(models), Path(store), spec.train_epochs)
-    return ModelRef.from_location(models)
 
 
 def run_layout(n_files: int, threads: int) -> Layout:
@@ -179,26 +162,26 @@ def run_image_scoring(spec: ImageScoreSpec, *, client: Client | None = None) -> 
     del files  # the client keeps one list of names, not Path objects as well
     if spec.save_preprocessed is not None and names is not None:  # before anything is built
         check_save_folder(spec.save_preprocessed, names)
-    ref = model_reference(spec)
-    manifest = validate_models(ref)  # before any work: a malformed model is one error line
+    # Before any work: a malformed model is one error line.
+    models = trained_models(absolute(spec.models), absolute(spec.store), spec.train_epochs)
     with locked_run_folder(spec.out), cluster_faults():
         if spec.save_preprocessed is not None:
             make_save_folder(spec.save_preprocessed)
         log.info("scoring %d image files", len(paths))
-        return score_files(spec, paths, labels, names, ref, manifest, client)
+        return score_files(spec, paths, labels, names, models, client)
 
 
 def score_files(
     spec: ImageScoreSpec, paths: Sequence[str], labels: Sequence[int] | None,
-    names: Sequence[str] | None, ref: ModelRef, manifest: dict[str, Any],
-    caller: Client | None = None,
+    names: Sequence[str] | None, models: ModelFiles, caller: Client | None = None,
 ) -> dict[str, Any]:
     """Ingest, score and report on the cluster: the `caller`'s client or a new one (see the
     module docstring)."""
     with client_for(spec.cluster, caller) as client:
         check_versions(client)
         ort_threads = ort_threads_for(client)
-        payload = ship_models_if_needed(client, ref, ort_threads)
+        ref = models.ref
+        payload = ship_models_if_needed(client, ref, ort_threads, models.files)
         started = time.perf_counter()
         store, n_ok, n_failed, staging = ingest_files(client, paths, labels, names, spec)
         if n_ok == 0:
@@ -215,7 +198,7 @@ def score_files(
     dataset = {"store": store, "split": SPLIT, "partition_rows": job.partition_rows,
                "store_split": None}
     outputs = {"predictions": job.predictions, "models": ref.directory}
-    report = build_report(result, dataset, cluster, manifest, [], outputs,
+    report = build_report(result, dataset, cluster, models.manifest, [], outputs,
                           gallery_pixels(open_split(store, SPLIT), result))
     report["images"] = images_section(spec, n_ok, failures, {
         **staging, "seconds": seconds, "files_per_second": len(paths) / seconds})

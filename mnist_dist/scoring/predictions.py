@@ -15,8 +15,8 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from mnist_dist.data.splits import absent_row_chunks
-from mnist_dist.data.store import EVERY_CHUNK, writable_array, zarr_array
-from mnist_dist.errors import DataError, StoreExistsError
+from mnist_dist.data.store import EVERY_CHUNK, as_array, writable_array, zarr_array
+from mnist_dist.errors import StoreExistsError
 from mnist_dist.locations import holds_anything, inside, is_url
 from mnist_dist.models.outputs import OUTPUT_ARRAYS
 
@@ -106,11 +106,7 @@ def lost_partitions(job: ScoreJob, done: set[int], copy_ids: bool) -> set[int]:
     group = zarr.open_group(job.predictions, mode="r")
     lost: set[int] = set()
     for name in names + (["ids"] if copy_ids else []):
-        array = group[name]
-        if not isinstance(array, zarr.Array):
-            raise DataError(f"{job.predictions}: {name} is a group, not an array; "
-                            "expected a Zarr array")
-        lost |= absent_row_chunks(array)
+        lost |= absent_row_chunks(as_array(group[name], job.predictions, name))
     return lost & done
 
 

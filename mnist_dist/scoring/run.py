@@ -25,9 +25,9 @@ from mnist_dist.cluster import (
 )
 from mnist_dist.data.partitioning import SCORE_BYTES_PER_ROW, partition_rows
 from mnist_dist.data.splits import Split, checked_rows, open_split, split_stamp
-from mnist_dist.ensure import ensure_models
+from mnist_dist.ensure import trained_models
 from mnist_dist.locations import absolute, is_url
-from mnist_dist.models.cache import ModelFiles, read_models
+from mnist_dist.models.cache import ModelFiles
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
@@ -38,8 +38,6 @@ from mnist_dist.scoring.spec import ScoreJob, ScoreSpec
 from mnist_dist.scoring.sweep import check_sweep_memory, measure_on_one_worker
 from mnist_dist.settings import effective_settings
 from mnist_dist.storage import check_buckets, storage_errors
-from mnist_dist.training.checks import check_model_folder
-from mnist_dist.training.spec import TrainSpec
 from mnist_dist.worker_memory import rss
 
 log = logging.getLogger(__name__)
@@ -48,17 +46,11 @@ log = logging.getLogger(__name__)
 def ensure_inputs(spec: ScoreSpec) -> tuple[str, ModelFiles]:
     """Absolute store location and the models, read and validated once; local ones are built
     if missing."""
-    store, models = absolute(spec.store), absolute(spec.models)
-    if not is_url(store) and not is_url(models) and not Path(models).exists():
-        # ensure_models trains only into a missing folder: refuse before building anything
-        # when its models would land in the wrong place.
-        check_model_folder(TrainSpec(store=Path(store), models=Path(models),
-                                     epochs=spec.train_epochs))
+    store = absolute(spec.store)
+    models = trained_models(absolute(spec.models), store, spec.train_epochs)
     if not is_url(store):
         ensure_store(Path(store))
-        if not is_url(models):
-            ensure_models(Path(models), Path(store), spec.train_epochs)
-    return store, read_models(models)
+    return store, models
 
 
 def run(spec: ScoreSpec, *, client: Client | None = None) -> ScoreResult:

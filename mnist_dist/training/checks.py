@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.locations import is_url, local_path
-from mnist_dist.models.artifacts import ARTIFACTS, MANIFEST, ModelRef
+from mnist_dist.models.artifacts import ARTIFACTS, MANIFEST
 from mnist_dist.publish import exists
 from mnist_dist.settings import package_default
 from mnist_dist.training.spec import TrainSpec
@@ -58,10 +58,3 @@ def foreign_reason(folder: Path) -> str | None:
     return f"it holds {', '.join(foreign[:3])}" if foreign else None
 
 
-def models_exist(directory: Path) -> bool:
-    """True when `directory` holds a complete, verified model set."""
-    try:
-        ModelRef.from_directory(directory)
-    except (OSError, ValueError):
-        return False
-    return True
