@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +109,12 @@ def test_unlabelled_html_numbers_are_the_report_numbers(unlabelled: tuple) -> No
     assert all(json.dumps(["predictions", "agreement", "matrix", k, m]) in keys
                for k in range(10) for m in range(10))
     assert json.dumps(["predictions", "agreement", "rate"]) in keys
+    # The agreement matrix is a heatmap table: every cell shaded, the largest count darkest.
+    table = pages[".html"].split('<table class="num confusion heat">')[1].split("</table>")[0]
+    styles = re.findall(r'style="background:(#[0-9a-f]{6});color:(#[0-9a-f]{3})"', table)
+    assert len(styles) == 100
+    largest = int(np.argmax(np.array(report["predictions"]["agreement"]["matrix"])))
+    assert styles[largest][1] == "#fff"
     for i in range(len(THRESHOLDS)):
         assert json.dumps(["predictions", "confidence", "thresholds", i, "share"]) in keys
     section = report["predictions"]
@@ -183,7 +190,7 @@ def test_predictions_render_work_does_not_grow_with_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    for name in ("agreement_chart", "confidence_chart", "digit_png"):
+    for name in ("confidence_chart", "digit_png"):
         draw = getattr(plots, name)
         monkeypatch.setattr(plots, name, lambda *a, _n=name, _d=draw: calls.append(_n) or _d(*a))
     report = unlabelled_report()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import re
 import shutil
@@ -167,9 +168,63 @@ def test_html_is_self_contained(rendered: dict[str, str]) -> None:
     links = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert links and all(link.startswith(("data:", "#")) for link in links)
     assert "<script" not in page and "url(" not in page
-    # Both galleries, the per-digit chart, two confusion maps, throughput and footprint.
+    # Both galleries, the per-digit chart, throughput and footprint; the confusion
+    # matrices are heatmap tables (counts and row percentages per model), not pictures.
     assert page.count('<img class="px"') == 24
-    assert page.count('<img class="chart"') == 5
+    assert page.count('<img class="chart"') == 3
+    assert page.count('<table class="num confusion heat">') == 4
+
+
+class HeatCells(HTMLParser):
+    """(text, background, text colour) of every cell of the heatmap tables, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[tuple[str, str, str]] = []
+        self.inside = False
+        self.style: dict[str, str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if tag == "table":
+            self.inside = "heat" in (named.get("class") or "").split()
+        elif tag == "td" and self.inside:
+            self.style = dict(part.split(":") for part in (named["style"] or "").split(";"))
+
+    def handle_data(self, data: str) -> None:
+        if self.style is not None:
+            self.cells.append((data, self.style["background"], self.style["color"]))
+            self.style = None
+
+
+def luminance(colour: str) -> float:
+    """Relative brightness of `#rrggbb`, 0 (black) to 1 (white)."""
+    r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_confusion_heatmaps_shade_each_cell_by_its_count(
+    rendered: dict[str, str], sample: dict
+) -> None:
+    parser = HeatCells()
+    parser.feed(rendered[".html"].split('id="confusion"')[1].split("</section>")[0])
+    assert len(parser.cells) == 4 * 100  # counts and percentages of both models
+    for index, model in enumerate(("knn", "mlp")):
+        confusion = np.array(sample["models"][model]["confusion"])
+        counts = parser.cells[200 * index:200 * index + 100]
+        percent = parser.cells[200 * index + 100:200 * index + 200]
+        assert [int(text.replace(",", "")) for text, _, _ in counts] == confusion.ravel().tolist()
+        shares = 100 * confusion / confusion.sum(axis=1, keepdims=True)
+        assert [float(text) for text, _, _ in percent] == pytest.approx(
+            shares.ravel(), abs=0.05)
+        for cells, values in ((counts, confusion.ravel()), (percent, shares.ravel())):
+            brightness = [luminance(background) for _, background, _ in cells]
+            # More images, darker cell: the order of the shades is the order of the values.
+            order = np.argsort(values, kind="stable")
+            assert all(brightness[a] >= brightness[b] - 1e-9
+                       for a, b in itertools.pairwise(order) if values[a] < values[b])
+            top = int(np.argmax(values))
+            assert cells[top][2] == "#fff" and cells[int(np.argmin(values))][2] == "#222"
 
 
 def test_rerender_is_byte_identical(rendered: dict[str, str], tmp_path: Path) -> None:
@@ -214,8 +269,7 @@ def test_render_work_does_not_grow_with_images(
             return draw(*args)
         return wrapper
 
-    for name in ("accuracy_chart", "confusion_chart", "throughput_chart", "footprint_chart",
-                 "digit_png"):
+    for name in ("accuracy_chart", "throughput_chart", "footprint_chart", "digit_png"):
         monkeypatch.setattr(plots, name, recording(name, getattr(plots, name)))
     seconds = []
     for factor in (1, 72):  # 14,000 and 1,008,000 images
@@ -431,8 +485,7 @@ def test_any_corrupt_field_renders_or_is_a_report_error(
     """Each field replaced by a value of another type, or deleted: no other exception."""
     from mnist_dist.report import html, markdown
 
-    for name in ("accuracy_chart", "confusion_chart", "throughput_chart", "footprint_chart",
-                 "digit_png"):
+    for name in ("accuracy_chart", "throughput_chart", "footprint_chart", "digit_png"):
         monkeypatch.setattr(plots, name, lambda *args: b"png")  # types, not pictures
     for path in field_paths(sample):
         for value in ("x", -1, 1.5, [], {}, None, True, [1, 2], float("nan"), "delete"):

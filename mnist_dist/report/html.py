@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from mnist_dist.report import analysis as an
-from mnist_dist.report import plots
+from mnist_dist.report import heat, plots
 from mnist_dist.report.formats import EN_DASH, FORMATS, compact, count, data_uri
 from mnist_dist.report.pages import Num, Row, render_page, stylesheet
 from mnist_dist.report.predictions import predictions_view
@@ -25,11 +27,12 @@ NAV = (
 
 
 def num(
-    value: Any, fmt: str, key: tuple[Any, ...] | None = None, cls: str = "", title: str = ""
+    value: Any, fmt: str, key: tuple[Any, ...] | None = None, cls: str = "", title: str = "",
+    style: str = "",
 ) -> Num:
     """`value` formatted as `fmt`; `key` (its path in report.json) lets tests check it."""
     return Num(FORMATS[fmt](value), json.dumps(list(key)) if key else None,
-               fmt if key else "", cls, title)
+               fmt if key else "", cls, title, style)
 
 
 def sign_class(value: float | None) -> str:
@@ -126,20 +129,27 @@ def accuracy_view(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def confusion_view(report: dict[str, Any], name: str) -> dict[str, Any]:
-    """Heatmaps (counts and row percentages) of one model, and the counts as table rows."""
+    """One model's confusion matrix as two heatmap tables: counts (log shade) and each row as
+    a percentage of its true digit."""
     confusion = an.as_confusion(report, name)
     percent = an.row_percentages(confusion)
-    label = an.LABELS[name]
+    counts = heat.cell_styles(np.log10(1 + confusion), "Blues")
+    shares = heat.cell_styles(percent, "Oranges")
     rows = [
         Row(str(t), [
             num(int(confusion[t, p]), "int", ("models", name, "confusion", t, p),
-                "diag" if t == p else "", f"{percent[t, p]:.1f}% of digit {t}")
+                "diag" if t == p else "", f"{percent[t, p]:.1f}% of digit {t}", counts[t, p])
             for p in range(10)
         ], kind="th")
         for t in range(10)
     ]
-    png = plots.confusion_chart(confusion, percent, f"{label} confusion matrix")
-    return {"label": label, "chart": data_uri(png), "rows": rows}
+    percent_rows = [
+        Row(str(t), [Num(f"{percent[t, p]:.1f}" if percent[t, p] else "0",
+                         cls="diag" if t == p else "", style=shares[t, p]) for p in range(10)],
+            kind="th")
+        for t in range(10)
+    ]
+    return {"name": name, "rows": rows, "percent_rows": percent_rows}
 
 
 def pair_rows(report: dict[str, Any], name: str) -> list[Row]:

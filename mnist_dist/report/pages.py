@@ -19,13 +19,15 @@ PACKAGE = "mnist_dist.report"
 @dataclass(frozen=True)
 class Num:
     """A table cell's value as shown: its text and, for numbers, its report.json path as JSON
-    (`data-key`), format name (`data-fmt`), CSS class and tooltip (see `macros.html` `td`)."""
+    (`data-key`), format name (`data-fmt`), CSS class, tooltip and inline style (a heatmap
+    cell's colours; see `macros.html` `td`)."""
 
     text: str
     key: str | None = None
     fmt: str = ""
     cls: str = ""
     title: str = ""
+    style: str = ""
 
 
 @dataclass(frozen=True)

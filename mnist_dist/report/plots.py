@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import matplotlib
-import matplotlib.image
 import numpy as np
+import PIL.Image
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -96,48 +96,6 @@ def draw_differences(ax: Axes, diff: list[float | None]) -> None:
     ax.set_xlabel("digit")
 
 
-def confusion_chart(confusion: np.ndarray, percent: np.ndarray, title: str) -> bytes:
-    """Two heatmaps of a (10, 10) confusion matrix: counts (log colour) and row percentages."""
-    with figure(9.2, 4.5, left=0.05, right=0.98, top=0.86, bottom=0.1, wspace=0.2) as fig:
-        left, right = fig.subplots(1, 2)
-        heatmap(left, np.log10(1 + confusion), confusion.astype(str), "counts", "Blues")
-        labels = np.vectorize(lambda p: f"{p:.1f}" if p else "0")(percent)
-        heatmap(right, percent, labels, "% of true digit", "Oranges")
-        fig.suptitle(title, fontweight="bold")
-        fig_bytes = png_bytes(fig)
-    return fig_bytes
-
-
-def heatmap(
-    ax: Axes, shade: np.ndarray, labels: np.ndarray, title: str, cmap: str,
-    axes: tuple[str, str] = ("predicted", "true"),
-) -> None:
-    """One annotated 10x10 heatmap: rows (`axes[1]`, default the true digit), columns
-    (`axes[0]`, default the predicted digit)."""
-    top = float(shade.max()) or 1.0
-    ax.imshow(shade, cmap=cmap, vmin=0, vmax=top)
-    for (row, col), text in np.ndenumerate(labels):
-        dark = shade[row, col] > 0.55 * top
-        ax.text(col, row, text, ha="center", va="center", fontsize=6.5,
-                color="white" if dark else "#222")
-    ax.set_title(title)
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_xlabel(axes[0])
-    ax.set_ylabel(axes[1])
-    ax.grid(False)
-
-
-def agreement_chart(matrix: np.ndarray) -> bytes:
-    """One heatmap of (10, 10) counts of (KNN digit, MLP digit) pairs (log colour)."""
-    with figure(4.8, 4.5, left=0.12, right=0.98, top=0.9, bottom=0.11) as fig:
-        ax = fig.subplots(1, 1)
-        heatmap(ax, np.log10(1 + matrix), matrix.astype(str), "KNN digit × MLP digit", "Blues",
-                ("MLP digit", "KNN digit"))
-        fig_bytes = png_bytes(fig)
-    return fig_bytes
-
-
 def confidence_chart(histogram: np.ndarray, thresholds: list[float]) -> bytes:
     """Bars of how many predictions have each MLP top probability (equal bins over [0, 1]),
     with the thresholds marked."""
@@ -201,8 +159,6 @@ def footprint_chart(train_seconds: dict[str, float], disk_bytes: dict[str, int])
 def digit_png(pixels: np.ndarray) -> bytes:
     """A 28x28 grayscale PNG (ink dark on white) of one digit, uint8 pixels (784,)."""
     image = io.BytesIO()
-    matplotlib.image.imsave(
-        image, pixels.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255, format="png",
-        metadata=PNG_METADATA,
-    )
+    ink = 255 - np.asarray(pixels, dtype=np.uint8).reshape(28, 28)
+    PIL.Image.fromarray(ink).save(image, format="PNG")
     return image.getvalue()

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dist.report import plots
+from mnist_dist.report import heat, plots
 from mnist_dist.report.analysis import LABELS
 from mnist_dist.report.formats import FORMATS, count, data_uri, markdown_table, numeric_align, pct
 from mnist_dist.report.pages import Num, Row
@@ -23,10 +23,11 @@ GALLERIES = (("least_confident", "Least confident MLP predictions"),
 KEY = ("predictions",)
 
 
-def num(value: Any, fmt: str, key: tuple[Any, ...] | None = None, cls: str = "") -> Num:
+def num(value: Any, fmt: str, key: tuple[Any, ...] | None = None, cls: str = "",
+        style: str = "") -> Num:
     """`value` formatted as `fmt`, keyed by its path under `predictions` in report.json."""
     return Num(FORMATS[fmt](value), json.dumps([*KEY, *key]) if key else None,
-               fmt if key else "", cls)
+               fmt if key else "", cls, style=style)
 
 
 def predictions_view(report: dict[str, Any]) -> dict[str, Any]:
@@ -50,15 +51,15 @@ def predictions_view(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def agreement_view(agreement: dict[str, Any]) -> dict[str, Any]:
-    """The agreement rate, the 10x10 matrix as a heatmap and as table rows."""
+    """The agreement rate and the 10x10 matrix as a heatmap table (log shade)."""
     matrix = np.asarray(agreement["matrix"], dtype=np.int64)
+    styles = heat.cell_styles(np.log10(1 + matrix), "Blues")
     rows = [
         Row(str(k), [num(int(matrix[k, m]), "int", ("agreement", "matrix", k, m),
-                         "diag" if k == m else "") for m in range(10)], kind="th")
+                         "diag" if k == m else "", styles[k, m]) for m in range(10)], kind="th")
         for k in range(10)
     ]
-    return {"rate": num(agreement["rate"], "pct", ("agreement", "rate")), "rows": rows,
-            "chart": data_uri(plots.agreement_chart(matrix))}
+    return {"rate": num(agreement["rate"], "pct", ("agreement", "rate")), "rows": rows}
 
 
 def confidence_view(confidence: dict[str, Any]) -> dict[str, Any]:
