@@ -32,7 +32,7 @@ _EXPORTS = {
     "IngestSpec": ("mnist_dist.ingestion.spec", "IngestSpec"),
     "ClusterSpec": ("mnist_dist.cluster", "ClusterSpec"),
     "ImageScoreSpec": ("mnist_dist.images.spec", "ImageScoreSpec"),
-    "score_images": ("mnist_dist.images.job", "score_images"),
+    "score_images": ("mnist_dist.scoring.images", "score_images"),
     "apply_storage_options": ("mnist_dist.storage", "apply_storage_options"),
     "render_report": ("mnist_dist.report.render", "render_run"),
     "Models": ("mnist_dist.predictor", "Models"),

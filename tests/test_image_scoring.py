@@ -29,11 +29,11 @@ from mnist_dist.images.files import (
     output_names,
     read_labels_csv,
 )
-from mnist_dist.images.job import run_image_scoring
 from mnist_dist.images.report import FAILURE_EXAMPLES
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
+from mnist_dist.scoring.images import run_image_scoring
 from mnist_dist.training.run import run as train
 from mnist_dist.training.spec import TrainSpec
 from tests.helpers import job_peak_rss_kib, write_digit_pngs
@@ -303,7 +303,7 @@ def test_an_unexpected_failure_with_an_s3_store_is_one_storage_line_not_a_traceb
 ) -> None:
     """The store flag stays a URL (`s3://b/x`, never `s3:/b/x`): an OSError of a run whose
     store is on S3 is reported as a storage failure, one line."""
-    from mnist_dist.images import job as image_job
+    from mnist_dist.scoring import images as image_job
 
     seen = []
 

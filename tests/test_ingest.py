@@ -20,7 +20,6 @@ from mnist_dist.cluster import ClusterSpec
 from mnist_dist.data.sources import RawMnist
 from mnist_dist.data.store import build_store
 from mnist_dist.errors import DataError
-from mnist_dist.images.job import run_image_scoring
 from mnist_dist.images.preprocess import load_image, preprocess
 from mnist_dist.images.spec import ImageScoreSpec
 from mnist_dist.ingestion.run import run
@@ -29,6 +28,7 @@ from mnist_dist.ingestion.spec import IngestSpec
 from mnist_dist.ingestion.tasks import to_labels, to_pixels
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.images import run_image_scoring
 from mnist_dist.scoring.spec import ScoreJob
 from tests.helpers import job_peak_rss_kib, write_digit_pngs
 

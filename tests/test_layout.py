@@ -29,7 +29,7 @@ RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
      "models/ fits, saves, loads and predicts on NumPy batches: no Dask, no store"),
     ("mnist_dist.report", ("distributed", "mnist_dist.cluster", "mnist_dist.scoring.run",
                            "mnist_dist.scoring.graph", "mnist_dist.scoring.sweep",
-                           "mnist_dist.bench", "mnist_dist.images.job"),
+                           "mnist_dist.bench", "mnist_dist.scoring.images"),
      "report/ builds and renders documents from results; it runs nothing"),
     ("mnist_dist", ("jobs",), "the library never imports the entry points"),
 )
@@ -206,6 +206,20 @@ def test_tasks_import_no_dask() -> None:
                  if imp.module.endswith(".tasks") and within(imp.module, "mnist_dist")
                  and any(within(imp.target, d) for d in ("dask", "distributed"))]
     assert not offending, "tasks.py modules must not import Dask:\n" + "\n".join(offending)
+
+
+# What the --images run may use of the score run: the run itself, not its parts.
+SCORE_RUN_PARTS = ("mnist_dist.scoring.graph", "mnist_dist.scoring.sweep",
+                   "mnist_dist.report.document", "mnist_dist.report.render",
+                   "mnist_dist.cluster.ship_models_if_needed", "mnist_dist.cluster.check_versions",
+                   "mnist_dist.images.staging.stage_files", "mnist_dist.images.staging.compact_staged")
+
+
+def test_the_images_run_is_an_ingest_then_a_score_run() -> None:
+    """`--images` has no orchestration of its own: the ingest's file step, then the score run."""
+    targets = {imp.target for imp in ALL_IMPORTS if imp.module == "mnist_dist.scoring.images"}
+    assert {"mnist_dist.ingestion.run.ingest_files", "mnist_dist.scoring.run.score_on"} <= targets
+    assert not [t for t in targets if any(within(t, part) for part in SCORE_RUN_PARTS)]
 
 
 @pytest.mark.parametrize("module,absent", [

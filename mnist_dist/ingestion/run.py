@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from mnist_dist.publish import remove_folder, replace_folder, temporary_location
 from mnist_dist.storage import check_buckets, storage_errors
 
 log = logging.getLogger(__name__)
+
+SavedDigits = tuple[str, Sequence[str]]  # a folder, and the PNG name of each file's digit
 
 SPLIT_FORMAT = "mnist-dist-ingest/1"
 PREPARED_SPLITS = ("train", "test")  # built by jobs.prepare; the models depend on them
@@ -164,22 +167,33 @@ def build_from_arrays(spec: IngestSpec, tmp: str, split: zarr.Group, layout: Lay
 
 def build_from_files(spec: IngestSpec, tmp: str, split: zarr.Group, layout: Layout,
                      caller: Client | None = None) -> Built:
-    """Image files → `split`: preprocessed into staging on the workers, then compacted."""
+    """Image files → `split`, on the caller's client or a new one."""
     files = list_image_files(Path(s) for s in spec.sources)
     labels = file_labels(files, spec.labels, spec.labels_from_names)
     paths = [str(f) for f in files]
     del files  # the client keeps one list of names, not Path objects as well
     with client_for(spec.cluster, caller) as client:
-        started = time.perf_counter()
-        staging = stage_files(client, paths, labels, f"{tmp}/staging",
-                              spec.partition_files, layout)
-        n_ok, n_failed = compact_staged(client, staging, split, layout, labels is not None)
-        seconds = time.perf_counter() - started
+        return ingest_files(client, paths, labels, split, f"{tmp}/staging", layout,
+                            spec.partition_files)
+
+
+def ingest_files(
+    client: Client, paths: Sequence[str], labels: Sequence[int] | None, split: zarr.Group,
+    staging: str, layout: Layout, partition_files: int, save: SavedDigits | None = None,
+) -> Built:
+    """Image files → `split` on `client`: preprocessed on the workers into a staging group at
+    `staging` (each digit also written as a PNG when `save` says where), then compacted;
+    ImageInputError when no file is usable. The caller removes the staging group."""
+    started = time.perf_counter()
+    save_dir, names = save if save is not None else (None, None)
+    staged = stage_files(client, paths, labels, staging, partition_files, layout, save_dir,
+                         names)
+    n_ok, n_failed = compact_staged(client, staged, split, layout, labels is not None)
     if n_ok == 0:
         file, reason = failure_sample(split)[0]
-        raise ImageInputError(f"none of the {n_failed} image files could be ingested "
+        raise ImageInputError(f"none of the {n_failed} image files could be read as a digit "
                               f"(first: {file}: {reason})")
-    return Built(n_ok, n_failed, seconds, {})
+    return Built(n_ok, n_failed, time.perf_counter() - started, {})
 
 
 def failure_sample(split: zarr.Group) -> tuple[tuple[str, str], ...]:

@@ -89,49 +89,56 @@ def score_and_report(
     stamp: str,
 ) -> dict[str, Any]:
     """Score the checked `split` (whose `split_stamp` was `stamp` before it was read) on the
-    cluster (the `caller`'s client, or a new one), measure throughput when the spec asks for
-    it, write report.json and its renderings."""
-    ref, store = models.ref, split.location
-    labelled = split.labels is not None
-    sweep = spec.measures_throughput(labelled)
+    `caller`'s client or a new one, then write report.json and its renderings."""
     with client_for(spec.cluster, caller) as client:
-        check_versions(client)
-        check_store_readable(client, store, spec.split)
-        if sweep:
-            check_sweep_memory(client, spec.sweep)
-        ort_threads = ort_threads_for(client)
-        payload = ship_models_if_needed(client, ref, ort_threads, models.files)
-        job = ScoreJob(
-            store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
-            split=spec.split, partition_rows=rows, ort_threads=ort_threads,
-            model_names=spec.model_names, resume=spec.resume,
-        )
-        started = time.perf_counter()
-        with optional_performance_report(spec):
-            result = score_graph(client, job, spec.show_progress, payload,
-                                 checked=(stamp, split), files=models.files)
-        log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
-        throughput = []
-        if sweep:
-            log.info("measuring throughput vs batch size %s", list(spec.sweep.batch_sizes))
-            throughput = measure_on_one_worker(client, ref, store, spec.split, spec.sweep,
-                                               ort_threads, payload)
-        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
-                   "models_shipped": payload is not None,
-                   "worker_rss_bytes": worker_memory(client)}
-    dataset = {
-        "store": store, "split": spec.split, "partition_rows": rows,
-        "store_split": split.store_attrs.get("split"),
-    }
+        report = score_on(client, spec, split, models, rows, stamp)
+    publish_report(report, spec.out)
+    return report
+
+
+def score_on(
+    client: Client, spec: ScoreSpec, split: Split, models: ModelFiles, rows: int, stamp: str,
+) -> dict[str, Any]:
+    """Score `split` on `client` in partitions of `rows`, measure throughput when the spec asks
+    for it; returns the report, not yet written (a caller may add sections first)."""
+    ref, store = models.ref, split.location
+    sweep = spec.measures_throughput(split.labels is not None)
+    check_versions(client)
+    check_store_readable(client, store, spec.split)
+    if sweep:
+        check_sweep_memory(client, spec.sweep)
+    ort_threads = ort_threads_for(client)
+    payload = ship_models_if_needed(client, ref, ort_threads, models.files)
+    job = ScoreJob(
+        store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
+        split=spec.split, partition_rows=rows, ort_threads=ort_threads,
+        model_names=spec.model_names, resume=spec.resume,
+    )
+    started = time.perf_counter()
+    with optional_performance_report(spec):
+        result = score_graph(client, job, spec.show_progress, payload,
+                             checked=(stamp, split), files=models.files)
+    log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
+    throughput = []
+    if sweep:
+        log.info("measuring throughput vs batch size %s", list(spec.sweep.batch_sizes))
+        throughput = measure_on_one_worker(client, ref, store, spec.split, spec.sweep,
+                                           ort_threads, payload)
+    cluster = {**cluster_facts(client), "ort_threads": ort_threads,
+               "models_shipped": payload is not None, "worker_rss_bytes": worker_memory(client)}
+    dataset = {"store": store, "split": spec.split, "partition_rows": rows,
+               "store_split": split.store_attrs.get("split")}
     outputs = {"predictions": job.predictions, "models": ref.directory}
     if spec.performance_report:
         outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
-    gallery = gallery_pixels(split, result)
-    report = build_report(result, dataset, cluster, models.manifest, throughput, outputs, gallery,
-                          settings=settings_of(spec))
-    write_report(report, spec.out)
-    render_report(report, spec.out)
-    return report
+    return build_report(result, dataset, cluster, models.manifest, throughput, outputs,
+                        gallery_pixels(split, result), settings=settings_of(spec))
+
+
+def publish_report(report: dict[str, Any], out: Path) -> None:
+    """report.json, report.html and report.md of `report` in the run folder `out`."""
+    write_report(report, out)
+    render_report(report, out)
 
 
 def settings_of(spec: ScoreSpec) -> dict[str, Any]:

@@ -1,15 +1,14 @@
-"""Score image files with both models on Dask: `jobs.score --images PATH...`.
+"""Score your own image files: `md.score_images` (`python -m jobs.score --images PATH...`).
 
-One implementation with `jobs.ingest` and `jobs.score --split`: the files are ingested
-(`mnist_dist.images.staging`: read and preprocessed on the workers, partition by partition) into
-the split `images` of a store inside the run folder (`OUT/images.zarr`: images, ids = file
-paths, labels when given, failures/{file,reason}); that split is scored by the normal graph
-(`scoring.graph.score_graph`) into `OUT/predictions.zarr`, which also gets the failures; the report is the
-score report plus an `images` section of counts and bounded samples. The client holds the list
-of paths and never a per-file result, so `jobs.export OUT` gives one row per scored file.
+An ingest, then a score run. The files are ingested (`ingestion.run.ingest_files`: read and
+preprocessed on the workers) into the split `images` of a store inside the run folder
+(`OUT/images.zarr`: images, ids = file paths, labels when given, failures/{file,reason}); the
+score run (`scoring.run.score_on`) scores that split into `OUT/predictions.zarr`, which also gets
+the failures; the report is the score report plus an `images` section of counts and bounded
+samples. The client holds the list of paths and never a per-file result, so
+`jobs.export OUT` gives one row per scored file.
 
 Like the image files they read, `--save-preprocessed` must be on storage the workers share.
-With `staging`, the only module of `mnist_dist.images` that touches the Dask client.
 """
 
 from __future__ import annotations
@@ -26,38 +25,23 @@ import dask.array as da
 import zarr
 from distributed import Client
 
-from mnist_dist.cluster import (
-    check_versions,
-    client_for,
-    cluster_facts,
-    cluster_faults,
-    ort_threads_for,
-    ship_models_if_needed,
-)
-from mnist_dist.data.splits import open_split
+from mnist_dist.cluster import client_for, cluster_faults
+from mnist_dist.data.splits import checked_rows, open_split, split_stamp
 from mnist_dist.data.store import store_codec
 from mnist_dist.ensure import trained_models
-from mnist_dist.errors import ImageInputError, SpecError, StoreExistsError
+from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.images.files import file_labels, list_image_files, output_names
 from mnist_dist.images.report import images_section
 from mnist_dist.images.spec import ImageScoreSpec
-from mnist_dist.images.staging import (
-    STRINGS,
-    Layout,
-    compact_staged,
-    new_array,
-    stage_files,
-    store_all,
-)
+from mnist_dist.images.staging import STRINGS, Layout, new_array, store_all
+from mnist_dist.ingestion.result import Built
+from mnist_dist.ingestion.run import ingest_files
 from mnist_dist.locations import absolute
 from mnist_dist.models.cache import ModelFiles
-from mnist_dist.report.document import build_report, write_report
-from mnist_dist.report.render import render_report
 from mnist_dist.run_state import locked_run_folder
-from mnist_dist.scoring.graph import score_graph
 from mnist_dist.scoring.result import ScoreResult
-from mnist_dist.scoring.run import gallery_pixels
-from mnist_dist.scoring.spec import ScoreJob
+from mnist_dist.scoring.run import publish_report, score_on
+from mnist_dist.scoring.spec import ScoreSpec
 from mnist_dist.settings import setting
 from mnist_dist.storage import storage_errors
 
@@ -102,31 +86,30 @@ def run_layout(n_files: int, threads: int) -> Layout:
     return Layout(rows, store_codec())
 
 
-def ingest_files(
+def ingest_into_run(
     client: Client, paths: Sequence[str], labels: Sequence[int] | None,
     names: Sequence[str] | None, spec: ImageScoreSpec,
-) -> tuple[str, int, int, dict[str, Any]]:
-    """The files preprocessed on the workers into `OUT/images.zarr/images`; returns its
-    location, the rows scored and failed, and the staging facts (partitions, seconds)."""
+) -> tuple[str, Built, dict[str, Any]]:
+    """The files ingested on the workers into `OUT/images.zarr/images`; returns the store's
+    location, what was built and the staging facts (partitions, seconds)."""
     store = spec.out.resolve() / STORE_NAME
     if store.exists():
         raise StoreExistsError(f"{store} exists (an earlier attempt); choose a new --out")
     threads = max(1, sum(client.nthreads().values()))
     layout = run_layout(len(paths), threads)
     size = max(1, min(spec.partition_files, math.ceil(len(paths) / threads)))
-    staging_at = spec.out.resolve() / STAGING_NAME
-    save_dir = str(spec.save_preprocessed.resolve()) if spec.save_preprocessed else None
-    started = time.perf_counter()
+    staging = spec.out.resolve() / STAGING_NAME
+    save = None
+    if spec.save_preprocessed is not None and names is not None:
+        save = (str(spec.save_preprocessed.resolve()), names)
     try:
-        staging = stage_files(client, paths, labels, str(staging_at), size, layout,
-                              save_dir, names)
         split = zarr.open_group(str(store), mode="w-").create_group(SPLIT)
-        n_ok, n_failed = compact_staged(client, staging, split, layout, labels is not None)
+        built = ingest_files(client, paths, labels, split, str(staging), layout, size, save)
     finally:
-        shutil.rmtree(staging_at, ignore_errors=True)
-    facts = {"file_partitions": math.ceil(len(paths) / size),
-             "ingest_seconds": time.perf_counter() - started, "store": str(store)}
-    return str(store), n_ok, n_failed, facts
+        shutil.rmtree(staging, ignore_errors=True)
+    facts = {"file_partitions": math.ceil(len(paths) / size), "ingest_seconds": built.seconds,
+             "store": str(store)}
+    return str(store), built, facts
 
 
 def copy_failures(client: Client, store: str, predictions: str) -> zarr.Group:
@@ -143,12 +126,6 @@ def copy_failures(client: Client, store: str, predictions: str) -> zarr.Group:
             pairs.append((da.from_zarr(source[name]), array))
     store_all(client, pairs)
     return target
-
-
-def first_failure(store: str) -> str:
-    """`file: reason` of the first failed file."""
-    failures = zarr.open_group(store, mode="r")[f"{SPLIT}/failures"]
-    return f"{failures['file'][0]}: {failures['reason'][0]}"
 
 
 def run_image_scoring(spec: ImageScoreSpec, *, client: Client | None = None) -> dict[str, Any]:
@@ -175,36 +152,30 @@ def score_files(
     spec: ImageScoreSpec, paths: Sequence[str], labels: Sequence[int] | None,
     names: Sequence[str] | None, models: ModelFiles, caller: Client | None = None,
 ) -> dict[str, Any]:
-    """Ingest, score and report on the cluster: the `caller`'s client or a new one (see the
-    module docstring)."""
+    """Ingest, then score and report, on the `caller`'s client or a new one (see the module
+    docstring)."""
     with client_for(spec.cluster, caller) as client:
-        check_versions(client)
-        ort_threads = ort_threads_for(client)
-        ref = models.ref
-        payload = ship_models_if_needed(client, ref, ort_threads, models.files)
         started = time.perf_counter()
-        store, n_ok, n_failed, staging = ingest_files(client, paths, labels, names, spec)
-        if n_ok == 0:
-            raise ImageInputError(f"none of the {n_failed} image files could be scored "
-                                  f"(first: {first_failure(store)})")
-        job = ScoreJob(store=store, run_dir=spec.out, models=ref, split=SPLIT,
-                       partition_rows=int(zarr.open_array(f"{store}/{SPLIT}/images").chunks[0]),
-                       ort_threads=ort_threads)
-        result = score_graph(client, job, show_progress=False, payload=payload)
-        failures = copy_failures(client, store, job.predictions)
+        store, built, staging = ingest_into_run(client, paths, labels, names, spec)
+        stamp = split_stamp(store, SPLIT)
+        split = open_split(store, SPLIT)
+        checked_rows(split)
+        rows = int(split.pixels.chunks[0])  # one partition per chunk
+        report = score_on(client, score_spec(spec, store, rows), split, models, rows, stamp)
+        failures = copy_failures(client, store, report["outputs"]["predictions"])
         seconds = time.perf_counter() - started
-        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
-                   "models_shipped": payload is not None}
-    dataset = {"store": store, "split": SPLIT, "partition_rows": job.partition_rows,
-               "store_split": None}
-    outputs = {"predictions": job.predictions, "models": ref.directory}
-    report = build_report(result, dataset, cluster, models.manifest, [], outputs,
-                          gallery_pixels(open_split(store, SPLIT), result))
-    report["images"] = images_section(spec, n_ok, failures, {
+    report["images"] = images_section(spec, built.n_images, failures, {
         **staging, "seconds": seconds, "files_per_second": len(paths) / seconds})
-    write_report(report, spec.out)
-    render_report(report, spec.out)
+    publish_report(report, spec.out)
     return report
+
+
+def score_spec(spec: ImageScoreSpec, store: str, rows: int) -> ScoreSpec:
+    """The score run over the run's own store: its split `images` in partitions of `rows`, no
+    throughput sweep (that evaluates the models, not the files)."""
+    return ScoreSpec(store=store, models=spec.models, out=spec.out, split=SPLIT,
+                     partition_rows=rows, cluster=spec.cluster, throughput=False, train_epochs=spec.train_epochs,
+                     show_progress=False)
 
 
 def score_images(spec: ImageScoreSpec, *, client: Client | None = None) -> ScoreResult:
