@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -42,6 +43,7 @@ from mnist_dist.scoring.predictions import (
     open_prediction_store,
 )
 from mnist_dist.scoring.result import ScoreCounts
+from mnist_dist.scoring.samples import PIXELS, SamplePixels
 from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.scoring.summaries import combine_summaries
 from mnist_dist.scoring.tasks import score_block
@@ -113,11 +115,17 @@ def score_graph(
     start = time.perf_counter()
     futures = client.compute(list(tasks.values()))
     markers = dict(done)
+    pixels = SamplePixels(job.sample_misclassified)
+    for marker in done.values():
+        pixels.add(marker, None)
     try:
         for finished, future in enumerate(as_completed(futures), start=1):
-            marker = {**future.result(), "run_id": run.run_id}
+            outcome = future.result()
+            candidates = outcome.pop(PIXELS)
+            marker = {**outcome, "run_id": run.run_id}
             write_marker(job.run_dir, marker)
             markers[marker["index"]] = marker
+            pixels.add(marker, candidates)
             if show_progress:
                 progress_line(finished, len(futures))
     except Exception:
@@ -127,7 +135,11 @@ def score_graph(
     check_split_unchanged(job, stamp)
     result = combine(markers, job, n_images, len(tasks), wall, labelled,
                      computed=sum(ranges[i][1] - ranges[i][0] for i in tasks))
-    return replace(result, samples=prediction_samples(job, result, split, files))
+    read = partial(pick_rows, split.pixels)  # rows no task of this run returned
+    gallery = {name: pixels.rows(rows[:, 0].tolist(), read)
+               for name, rows in result.misclassified.items()}
+    return replace(result, gallery=gallery,
+                   samples=prediction_samples(job, result, pixels, read, files))
 
 
 def checked_split(job: ScoreJob) -> tuple[str, Split]:
@@ -244,14 +256,14 @@ def pick_rows(array: zarr.Array, index: list[int]) -> np.ndarray:
 
 
 def prediction_samples(
-    job: ScoreJob, result: ScoreCounts, split: Split, files: ModelPayload | None = None
+    job: ScoreJob, result: ScoreCounts, pixels: SamplePixels,
+    read: Callable[[list[int]], np.ndarray], files: ModelPayload | None = None,
 ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """Pixels of each sample of the run (least confident, disagreements): uint8 (k, 784) of the
-    digits and (k, 3, 784) of their nearest training digits (None without the KNN): a few rows,
-    read on the client (the KNN's from `files` when it already read them)."""
+    digits (as the tasks returned them, else `read`) and (k, 3, 784) of their nearest training
+    digits (None without the KNN), from the KNN's `files` when the client already read them."""
     if result.predictions is None:
         return {}
-    images = split.pixels
     samples = {"least_confident": result.predictions.least_confident,
                "disagreements": result.predictions.disagreements}
     reference = None
@@ -263,7 +275,7 @@ def prediction_samples(
                 artifact = files.get if files else partial(read_artifact, job.models)
                 reference = knn_from_bytes(artifact("knn.npz"), artifact("knn.json")).reference
             neighbours = reference[np.array([row["neighbours"] for row in rows])]
-        out[name] = (pick_rows(images, [row["index"] for row in rows]), neighbours)
+        out[name] = (pixels.rows([row["index"] for row in rows], read), neighbours)
     return out
 
 

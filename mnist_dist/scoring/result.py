@@ -40,6 +40,8 @@ class ScoreCounts:
     # Pixels of the prediction samples: name → digits (k, 784), nearest training digits
     # (k, 3, 784) or None (see `prediction_samples`).
     samples: dict[str, tuple[np.ndarray, np.ndarray | None]] = field(default_factory=dict)
+    # Pixels (k, 784) of each model's misclassified sample (the gallery), labelled splits only.
+    gallery: dict[str, np.ndarray] = field(default_factory=dict)
     images_computed: int = 0
 
 

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from distributed import Client, performance_report
 
 from mnist_dist.atomic import temporary_sibling
@@ -32,8 +31,8 @@ from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, write_report
 from mnist_dist.report.render import render_report
 from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
-from mnist_dist.scoring.graph import pick_rows, score_graph
-from mnist_dist.scoring.result import ScoreCounts, ScoreResult
+from mnist_dist.scoring.graph import score_graph
+from mnist_dist.scoring.result import ScoreResult
 from mnist_dist.scoring.spec import ScoreJob, ScoreSpec
 from mnist_dist.scoring.sweep import check_sweep_memory, measure_on_one_worker
 from mnist_dist.settings import effective_settings
@@ -132,7 +131,7 @@ def score_on(
     if spec.performance_report:
         outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
     return build_report(result, dataset, cluster, models.manifest, throughput, outputs,
-                        gallery_pixels(split, result), settings=settings_of(spec))
+                        result.gallery, settings=settings_of(spec))
 
 
 def publish_report(report: dict[str, Any], out: Path) -> None:
@@ -158,12 +157,6 @@ def settings_of(spec: ScoreSpec) -> dict[str, Any]:
         "dashboard-address": spec.cluster.dashboard_address,
     })
     return settings
-
-
-def gallery_pixels(split: Split, result: ScoreCounts) -> dict[str, np.ndarray]:
-    """Pixels (k, 784) of each model's sampled misclassified digits: a few rows, not the data."""
-    return {name: pick_rows(split.pixels, rows[:, 0].tolist())
-            for name, rows in result.misclassified.items()}
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.models.outputs import timed_outputs
 from mnist_dist.scoring.predictions import output_array
+from mnist_dist.scoring.samples import PIXELS, candidate_pixels
 from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.scoring.summaries import prediction_summary
 
@@ -21,7 +22,8 @@ def score_block(
     payload: ModelPayload | None = None, copy_ids: bool = False,
 ) -> dict[str, Any]:
     """Task body for one partition: every model's outputs written to the predictions store
-    (and the split's ids copied), then a JSON-ready summary (confusion only with labels)."""
+    (and the split's ids copied), then a JSON-ready summary (confusion only with labels) and,
+    under `PIXELS`, the pixels of its sample candidates (for the galleries)."""
     predictors = load_predictors(job.models, job.ort_threads, payload)
     outputs, seconds = timed_outputs(predictors, job.model_names, images)
     stop = start + len(images)
@@ -36,7 +38,8 @@ def score_block(
             row["true"] = int(labels[row["index"] - start])
         digits = {name: outputs[name] for name in job.model_names}
         summary.update(partition_summary(labels, digits, start, job.sample_misclassified))
-    return {"index": index, "start": start, "stop": stop, "seconds": seconds, **summary}
+    return {"index": index, "start": start, "stop": stop, "seconds": seconds, **summary,
+            PIXELS: candidate_pixels(images, summary, start)}
 
 
 def misclassified_rows(
