@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mnist_dist.errors import EXIT_CODES, ModelFormatError
+from mnist_dist.errors import EXIT_CODES, ArtifactChecksumError, ModelFormatError
 from mnist_dist.models import cache
 from mnist_dist.models.artifacts import MANIFEST, ModelRef, read_manifest, write_manifest
 from mnist_dist.models.cache import load_predictors, validate_models
@@ -263,3 +263,26 @@ def test_load_knn_and_onnx_load_name_the_file(models: Path, knn_model: KnnModel)
     (models / "mlp.onnx").write_bytes(b"not onnx")
     with pytest.raises(ModelFormatError, match=rf"^{re.escape(str(models / 'mlp.onnx'))}: "):
         OnnxMlp.load(models / "mlp.onnx")
+
+
+def test_a_warm_client_checks_the_knn_arrays_once_per_content_and_verifies_files_every_time(
+    models: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache, "_validated_knn", {})
+    built: list[int] = []
+    knn_from_bytes = cache.knn_from_bytes
+
+    def counting(*args: Any) -> KnnModel:
+        built.append(1)
+        return knn_from_bytes(*args)
+
+    monkeypatch.setattr(cache, "knn_from_bytes", counting)
+    ref = ModelRef.from_directory(models)
+    first = validate_models(ref)
+    assert validate_models(ref) == first and len(built) == 1  # same bytes: checked once
+    npz = models / "knn.npz"
+    data = bytearray(npz.read_bytes())
+    data[-30] ^= 0xFF
+    npz.write_bytes(bytes(data))  # changed after the check, manifest untouched
+    with pytest.raises(ArtifactChecksumError, match="knn.npz"):
+        validate_models(ref)

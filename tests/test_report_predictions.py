@@ -115,6 +115,11 @@ def test_unlabelled_html_numbers_are_the_report_numbers(unlabelled: tuple) -> No
     assert len(styles) == 100
     largest = int(np.argmax(np.array(report["predictions"]["agreement"]["matrix"])))
     assert styles[largest][1] == "#fff"
+    # The confidence histogram: one bar per bin, the fullest bin the tallest (log scale).
+    hist = report["predictions"]["confidence"]["histogram"]
+    bars = re.findall(r'<span style="height:([0-9.]+)%"', pages[".html"].split('class="hist"')[1])
+    assert len(bars) == len(hist) and float(bars[int(np.argmax(hist))]) == 100.0
+    assert all(float(b) == 0.0 for b, c in zip(bars, hist, strict=True) if c == 0)
     for i in range(len(THRESHOLDS)):
         assert json.dumps(["predictions", "confidence", "thresholds", i, "share"]) in keys
     section = report["predictions"]
@@ -190,7 +195,7 @@ def test_predictions_render_work_does_not_grow_with_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    for name in ("confidence_chart", "digit_png"):
+    for name in ("digit_png",):
         draw = getattr(plots, name)
         monkeypatch.setattr(plots, name, lambda *a, _n=name, _d=draw: calls.append(_n) or _d(*a))
     report = unlabelled_report()

@@ -168,10 +168,10 @@ def test_html_is_self_contained(rendered: dict[str, str]) -> None:
     links = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert links and all(link.startswith(("data:", "#")) for link in links)
     assert "<script" not in page and "url(" not in page
-    # Both galleries, the per-digit chart, throughput and footprint; the confusion
-    # matrices are heatmap tables (counts and row percentages per model), not pictures.
+    # Both galleries, the per-digit chart and throughput; the confusion matrices are heatmap
+    # tables (counts and row percentages per model), training time and size data bars.
     assert page.count('<img class="px"') == 24
-    assert page.count('<img class="chart"') == 3
+    assert page.count('<img class="chart"') == 2
     assert page.count('<table class="num confusion heat">') == 4
 
 
@@ -201,6 +201,19 @@ def luminance(colour: str) -> float:
     """Relative brightness of `#rrggbb`, 0 (black) to 1 (white)."""
     r, g, b = (int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5))
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def test_deployment_bars_are_each_models_share_of_the_largest(
+    rendered: dict[str, str], sample: dict
+) -> None:
+    table = rendered[".html"].split('id="deployment"')[1].split("</table>")[0]
+    shares = [float(x) for x in re.findall(r"linear-gradient\(90deg,#[0-9a-f]{6} ([0-9.]+)%", table)]
+    models = sample["models"]
+    train = [models[m]["train_seconds"] for m in ("knn", "mlp")]
+    size = [sum(a["bytes"] for a in models[m]["artifacts"].values()) for m in ("knn", "mlp")]
+    expected = [100 * train[0] / max(train), 100 * size[0] / max(size),
+                100 * train[1] / max(train), 100 * size[1] / max(size)]
+    assert shares == pytest.approx(expected, abs=0.05)
 
 
 def test_confusion_heatmaps_shade_each_cell_by_its_count(
@@ -269,7 +282,7 @@ def test_render_work_does_not_grow_with_images(
             return draw(*args)
         return wrapper
 
-    for name in ("accuracy_chart", "throughput_chart", "footprint_chart", "digit_png"):
+    for name in ("accuracy_chart", "throughput_chart", "digit_png"):
         monkeypatch.setattr(plots, name, recording(name, getattr(plots, name)))
     seconds = []
     for factor in (1, 72):  # 14,000 and 1,008,000 images
@@ -485,7 +498,7 @@ def test_any_corrupt_field_renders_or_is_a_report_error(
     """Each field replaced by a value of another type, or deleted: no other exception."""
     from mnist_dist.report import html, markdown
 
-    for name in ("accuracy_chart", "throughput_chart", "footprint_chart", "digit_png"):
+    for name in ("accuracy_chart", "throughput_chart", "digit_png"):
         monkeypatch.setattr(plots, name, lambda *args: b"png")  # types, not pictures
     for path in field_paths(sample):
         for value in ("x", -1, 1.5, [], {}, None, True, [1, 2], float("nan"), "delete"):

@@ -92,6 +92,25 @@ def read_knn(ref: ModelRef, artifact: Callable[[str], bytes] | None = None) -> K
                           ref.location("knn.npz"), ref.location("knn.json"))
 
 
+# The client's last validated KNN, keyed by the SHA-256 of the two files it came from.
+_validated_knn: dict[tuple[str, str], KnnModel] = {}
+
+
+def validated_knn(ref: ModelRef, artifact: Callable[[str], bytes] | None = None) -> KnnModel:
+    """`read_knn`, checked once per content: both files are read and verified every time (by
+    `artifact`, default from `ref.directory`), their arrays decompressed and checked only when
+    their checksums are new to this process (a warm client scoring again skips that)."""
+    read = artifact or (lambda name: read_artifact(ref, name))
+    arrays, params = read("knn.npz"), read("knn.json")  # verified against ref's checksums
+    key = (ref.sha256("knn.npz"), ref.sha256("knn.json"))
+    with _cache_lock:
+        if key not in _validated_knn:
+            _validated_knn.clear()  # one model set at a time
+            _validated_knn[key] = knn_from_bytes(arrays, params, ref.location("knn.npz"),
+                                                 ref.location("knn.json"))
+        return _validated_knn[key]
+
+
 def validate_models(
     ref: ModelRef, files: ModelPayload | None = None, manifest: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -106,7 +125,7 @@ def validate_models(
     manifest = check_manifest_models(manifest or read_manifest_at(ref.directory),
                                      ref.location(MANIFEST))
     artifact = files.get if files else (lambda name: read_artifact(ref, name))
-    read_knn(ref, artifact)
+    validated_knn(ref, artifact)
     OnnxMlp.load_bytes(artifact("mlp.onnx"), source=ref.location("mlp.onnx"))
     check_mlp_params(artifact("mlp.json"), ref.location("mlp.json"))
     return manifest

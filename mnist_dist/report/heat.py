@@ -1,7 +1,8 @@
-"""Heatmap tables: each cell of a (10, 10) table shaded by a matplotlib colormap, as inline CSS.
+"""Figures drawn by the page itself, as inline CSS: heatmap tables (each cell shaded by a
+matplotlib colormap), data bars behind table cells and small histograms.
 
-A table rather than a picture: the numbers stay text (selectable, read by tests and screen
-readers) and drawing 100 annotated cells costs nothing.
+Tables rather than pictures: the numbers stay text (selectable, read by tests and screen
+readers) and drawing them costs nothing.
 """
 
 from __future__ import annotations
@@ -23,3 +24,17 @@ def cell_styles(shade: np.ndarray, cmap: str) -> np.ndarray:
         text = "#fff" if value > DARK * top else "#222"
         styles[index] = f"background:{to_hex(colours[index])};color:{text}"
     return styles
+
+
+def bar_style(value: float, largest: float, colour: str) -> str:
+    """CSS of a table cell with a data bar behind its text: `value` as a share of `largest`."""
+    share = 100 * max(0.0, value) / largest if largest > 0 else 0.0
+    return f"background:linear-gradient(90deg,{colour} {share:.1f}%,transparent {share:.1f}%)"
+
+
+def histogram_heights(counts: np.ndarray) -> list[float]:
+    """Bar heights in % of the tallest for `counts` (k,), on a log scale (1 + count) so that
+    a bin of one image stays visible beside a bin of thousands."""
+    logs = np.log10(1 + np.asarray(counts, dtype=np.float64))
+    top = float(logs.max(initial=0.0)) or 1.0
+    return [round(100 * h / top, 1) for h in logs]

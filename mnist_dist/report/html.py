@@ -19,6 +19,7 @@ from mnist_dist.report.pages import Num, Row, render_page, stylesheet
 from mnist_dist.report.predictions import predictions_view
 from mnist_dist.report.schema import GALLERY_LIMIT, decode_pixels, is_labelled, meta
 
+BAR_COLOURS = {"knn": "#d6e2f3", "mlp": "#f8dcc8"}  # light shades of each model's colour
 NAV = (
     ("accuracy", "Accuracy"), ("confusion", "Confusion"), ("errors", "Errors"),
     ("speed", "Speed"), ("deployment", "Deployment"), ("study", "vs. the study"),
@@ -201,21 +202,24 @@ def speed_view(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def deployment_view(report: dict[str, Any]) -> dict[str, Any]:
-    """Training time, size on disk, artifacts and worker memory of each model."""
+    """Training time and size on disk of each model (data bars behind the numbers), its
+    artifacts, and worker memory."""
     models = report["models"]
     train = {m: float(models[m].get("train_seconds") or 0.0) for m in an.MODELS}
     disk = {m: an.model_bytes(models[m]) for m in an.MODELS}
     rows = [
-        Row(m, [num(models[m].get("train_seconds"), "sig", ("models", m, "train_seconds")),
-                num(disk[m], "size")], kind="tag",
+        Row(m, [num(models[m].get("train_seconds"), "sig", ("models", m, "train_seconds"),
+                    style=heat.bar_style(train[m], max(train.values()), BAR_COLOURS[m])),
+                num(disk[m], "size",
+                    style=heat.bar_style(disk[m], max(disk.values()), BAR_COLOURS[m]))],
+            kind="tag",
             artifacts=[(f, num(a["bytes"], "size", ("models", m, "artifacts", f, "bytes")))
                        for f, a in models[m].get("artifacts", {}).items()])
         for m in an.MODELS
     ]
     rss = [Row(w, [num(b, "size", ("cluster", "worker_rss_bytes", w))], kind="code")
            for w, b in an.worker_rss(report["cluster"])]
-    return {"rows": rows, "rss_rows": rss,
-            "chart": data_uri(plots.footprint_chart(train, disk))}
+    return {"rows": rows, "rss_rows": rss}
 
 
 def study_view(report: dict[str, Any]) -> dict[str, Any]:

@@ -96,25 +96,6 @@ def draw_differences(ax: Axes, diff: list[float | None]) -> None:
     ax.set_xlabel("digit")
 
 
-def confidence_chart(histogram: np.ndarray, thresholds: list[float]) -> bytes:
-    """Bars of how many predictions have each MLP top probability (equal bins over [0, 1]),
-    with the thresholds marked."""
-    width = 1 / max(1, len(histogram))
-    with figure(7.2, 2.8, left=0.1, right=0.98, top=0.88, bottom=0.17) as fig:
-        ax = fig.subplots(1, 1)
-        ax.bar(np.arange(len(histogram)) * width, histogram, width * 0.9, align="edge",
-               color=COLORS["mlp"])
-        for threshold in thresholds:
-            ax.axvline(threshold, color="#555", linestyle="--", linewidth=1)
-        ax.set_yscale("symlog", linthresh=1)
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("MLP top probability")
-        ax.set_ylabel("images")
-        ax.set_title("MLP confidence")
-        fig_bytes = png_bytes(fig)
-    return fig_bytes
-
-
 def throughput_chart(series: dict[str, Series], cross: Crossover) -> bytes:
     """Log-log images/s and ms/image against batch size, both models, crossover marked."""
     with figure(9.2, 3.6, left=0.08, right=0.98, top=0.91, bottom=0.14, wspace=0.25) as fig:
@@ -134,24 +115,6 @@ def throughput_chart(series: dict[str, Series], cross: Crossover) -> bytes:
         speed.set_title("Throughput")
         latency.set_title("Time per image")
         speed.legend()
-        fig_bytes = png_bytes(fig)
-    return fig_bytes
-
-
-def footprint_chart(train_seconds: dict[str, float], disk_bytes: dict[str, int]) -> bytes:
-    """Horizontal bars: training time (s) and model size on disk (MB) per model."""
-    names = list(train_seconds)
-    with figure(9.2, 1.7, left=0.06, right=0.98, top=0.8, bottom=0.16, wspace=0.15) as fig:
-        left, right = fig.subplots(1, 2)
-        colors = [COLORS.get(n) for n in names]
-        labels = [LABELS.get(n, n) for n in names]
-        left.barh(labels, [train_seconds[n] for n in names], color=colors)
-        left.set_title("Training time (s)")
-        right.barh(labels, [disk_bytes[n] / 1e6 for n in names], color=colors)
-        right.set_title("Size on disk (MB)")
-        for ax in (left, right):
-            ax.invert_yaxis()
-            ax.grid(axis="y", visible=False)
         fig_bytes = png_bytes(fig)
     return fig_bytes
 

@@ -63,16 +63,21 @@ def agreement_view(agreement: dict[str, Any]) -> dict[str, Any]:
 
 
 def confidence_view(confidence: dict[str, Any]) -> dict[str, Any]:
-    """The histogram of the MLP's top probability and the counts under each threshold."""
+    """The histogram of the MLP's top probability (bars on a log scale) and the counts under
+    each threshold."""
     thresholds = confidence["thresholds"]
     rows = [Row(f"below {t['below']}", [num(t["count"], "int", ("confidence", "thresholds", i,
                                                                  "count")),
                                         num(t["share"], "pct", ("confidence", "thresholds", i,
                                                                 "share"))])
             for i, t in enumerate(thresholds)]
-    chart = plots.confidence_chart(np.asarray(confidence["histogram"], dtype=np.int64),
-                                   [float(t["below"]) for t in thresholds])
-    return {"rows": rows, "chart": data_uri(chart)}
+    counts = np.asarray(confidence["histogram"], dtype=np.int64)
+    width = 1 / max(1, len(counts))
+    bins = [{"height": height, "title": f"{i * width:.2f}–{(i + 1) * width:.2f}: "
+                                        f"{count(int(c))} images"}
+            for i, (c, height) in enumerate(zip(counts, heat.histogram_heights(counts),
+                                                strict=True))]
+    return {"rows": rows, "bins": bins}
 
 
 def caption(item: dict[str, Any]) -> str:

@@ -32,9 +32,7 @@ from mnist_dist.data.splits import (
     split_stamp,
 )
 from mnist_dist.errors import DataError
-from mnist_dist.models.artifacts import read_artifact
-from mnist_dist.models.cache import ModelPayload
-from mnist_dist.models.knn import knn_from_bytes
+from mnist_dist.models.cache import ModelPayload, validated_knn
 from mnist_dist.models.outputs import OUTPUT_ARRAYS, predict_partition
 from mnist_dist.run_state import marker_path, run_started, start_run, write_marker
 from mnist_dist.scoring.predictions import (
@@ -272,8 +270,7 @@ def prediction_samples(
         neighbours = None
         if rows and "neighbours" in rows[0]:
             if reference is None:  # the KNN's own reference set, whatever store it came from
-                artifact = files.get if files else partial(read_artifact, job.models)
-                reference = knn_from_bytes(artifact("knn.npz"), artifact("knn.json")).reference
+                reference = validated_knn(job.models, files.get if files else None).reference
             neighbours = reference[np.array([row["neighbours"] for row in rows])]
         out[name] = (pixels.rows([row["index"] for row in rows], read), neighbours)
     return out
