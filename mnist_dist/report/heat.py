@@ -26,6 +26,12 @@ def cell_styles(shade: np.ndarray, cmap: str) -> np.ndarray:
     return styles
 
 
+def log_shade(counts: np.ndarray) -> np.ndarray:
+    """The shade of counts on a log scale, log10(1 + count); a negative count (a corrupt
+    report) shades as zero."""
+    return np.log10(1 + np.clip(counts, 0, None))
+
+
 def bar_style(value: float, largest: float, colour: str) -> str:
     """CSS of a table cell with a data bar behind its text: `value` as a share of `largest`."""
     share = 100 * max(0.0, value) / largest if largest > 0 else 0.0
@@ -35,6 +41,6 @@ def bar_style(value: float, largest: float, colour: str) -> str:
 def histogram_heights(counts: np.ndarray) -> list[float]:
     """Bar heights in % of the tallest for `counts` (k,), on a log scale (1 + count) so that
     a bin of one image stays visible beside a bin of thousands."""
-    logs = np.log10(1 + np.asarray(counts, dtype=np.float64))
+    logs = log_shade(np.asarray(counts, dtype=np.float64))
     top = float(logs.max(initial=0.0)) or 1.0
     return [round(100 * h / top, 1) for h in logs]

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import numpy as np
-
 from mnist_dist.report import analysis as an
 from mnist_dist.report import heat, plots
 from mnist_dist.report.formats import EN_DASH, FORMATS, compact, count, data_uri
@@ -134,7 +132,7 @@ def confusion_view(report: dict[str, Any], name: str) -> dict[str, Any]:
     a percentage of its true digit."""
     confusion = an.as_confusion(report, name)
     percent = an.row_percentages(confusion)
-    counts = heat.cell_styles(np.log10(1 + confusion), "Blues")
+    counts = heat.cell_styles(heat.log_shade(confusion), "Blues")
     shares = heat.cell_styles(percent, "Oranges")
     rows = [
         Row(str(t), [

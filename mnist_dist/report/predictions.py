@@ -53,7 +53,7 @@ def predictions_view(report: dict[str, Any]) -> dict[str, Any]:
 def agreement_view(agreement: dict[str, Any]) -> dict[str, Any]:
     """The agreement rate and the 10x10 matrix as a heatmap table (log shade)."""
     matrix = np.asarray(agreement["matrix"], dtype=np.int64)
-    styles = heat.cell_styles(np.log10(1 + matrix), "Blues")
+    styles = heat.cell_styles(heat.log_shade(matrix), "Blues")
     rows = [
         Row(str(k), [num(int(matrix[k, m]), "int", ("agreement", "matrix", k, m),
                          "diag" if k == m else "", styles[k, m]) for m in range(10)], kind="th")
