@@ -12,7 +12,11 @@ Backends with identical predictions:
   The standardisation is fused into the reference (x_s·y_s = a·(y_s/σ) − μ·(y_s/σ) for raw
   pixels a), so a query block is only cast to float32, and each reference row's constant rides
   in the GEMM as one extra column. Queries are blocked by their last inked pixel, and each
-  block's GEMM skips the pixel columns it leaves blank.
+  block's GEMM skips the pixel columns it leaves blank. The proof: a float32 score errs by at
+  most c·(t‖a/σ‖² + ‖y_s‖²/t + |e|) for any t > 0 (c = GEMM_ERROR_BOUND, twice the worst case of
+  a 788-long float32 dot product; e the row's constant). The reference part is subtracted from
+  each constant ahead of time (rounded down), so every row outside the shortlist scores at least
+  pivot − c·t‖a/σ‖²; when the k-th exact distance lies below that, the shortlist is proven.
 - `sklearn`: the reference, `KNeighborsClassifier(n_neighbors, algorithm="brute")` on float64
   standardised pixels (`sklearn_classifier`, `predict_sklearn`; the bench times the same one).
 Ties: equal distances rank the lower reference index first; a tied vote picks the lower digit.

@@ -15,6 +15,15 @@ exceed the current k-th distance. References are stored in groups of GROUP neigh
 projected space (`tree_order`): the GEMM writes each group's smallest bound while its tile is in
 cache, the search seeds the k-th distance from the group with the smallest one, then visits only
 the groups whose smallest bound does not exceed it, in increasing order (~16 of 875 for MNIST).
+
+Why the answer stays exact in float32: the bound GEMM (an ONNX MatMul run by onnxruntime's matrix
+kernels, `matmul`, on blocks of queries) errs by at most γ·Σ|terms| however its sums are ordered;
+each reference's constant is lowered by BOUND_ERROR of those terms and rounded down to float32
+(`round_down_float32`), and the query's rare cross terms are subtracted with the same allowance and
+rounded down again (`fold_products`), so every stored value is still a lower bound. Only exact
+float64 distances decide the neighbours (ties: the lower reference index), so predictions equal
+scikit-learn's brute-force KNN. The whole index (basis, groups, sparse index) is derived from
+`knn.npz` when the model loads, PROJECT_ROWS references at a time; the saved file does not change.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The `report.json` document of a scoring run: build it, write it atomically, summarise it.
 
-Field reference: README.md, section "report.json".
+Field reference: the JSON Schema `mnist_dist/report/report.schema.json`; `write_report` checks
+every document against it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import mnist_dist
 from mnist_dist.atomic import write_json_atomic
 from mnist_dist.metrics import accuracy_summary
 from mnist_dist.report.formats import digit_lines, resumed_part
-from mnist_dist.report.schema import REPORT_NAME, SCHEMA, SCHEMA_UNLABELLED
+from mnist_dist.report.schema import REPORT_NAME, SCHEMA, SCHEMA_UNLABELLED, check_document
 from mnist_dist.scoring.summaries import CONFIDENCE_BINS, THRESHOLDS, PredictionSummary
 from mnist_dist.settings import effective_settings
 
@@ -158,7 +159,9 @@ def build_report(
 
 
 def write_report(report: dict[str, Any], out: Path) -> Path:
-    """Write `out/report.json` atomically; returns its path."""
+    """Write `out/report.json` atomically, once it matches `report.schema.json` (ReportError
+    otherwise); returns its path."""
+    check_document(report)
     path = out / REPORT_NAME
     write_json_atomic(path, report)
     return path

@@ -1,6 +1,8 @@
-"""The score report's `report.json` schema: its name, its file name, and the checks the
-renderer relies on (fields present and of the right types), so a corrupt or hostile document
-is one ReportError naming the field, never a traceback.
+"""The score report's `report.json` schema: its name, its file name, its JSON Schema
+(`report.schema.json`, shipped in the package: every report is checked against it before it is
+written), and the checks the renderer relies on when it reads one (fields present and of the
+right types), so a corrupt or hostile document is one ReportError naming the field, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import binascii
 import json
 import math
 from collections.abc import Callable
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ SCHEMA = "mnist-dist-report/1"
 # gallery, and `predictions` (also in labelled runs, under SCHEMA) is required.
 SCHEMA_UNLABELLED = "mnist-dist-report/2"
 REPORT_NAME = "report.json"
+SCHEMA_FILE = "report.schema.json"  # the JSON Schema of the document, beside this module
 # The renderings beside it (the images report writes the same two names).
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"
@@ -36,6 +41,27 @@ REQUIRED_UNLABELLED: tuple[tuple[str, ...], ...] = (
 REQUIRED = REQUIRED_UNLABELLED + tuple(
     ("models", m, f) for m in MODELS for f in ("accuracy", "per_class_accuracy", "confusion")
 )
+
+
+@cache
+def document_validator() -> Any:
+    """The JSON Schema validator of `report.schema.json` (jsonschema, draft 2020-12)."""
+    import jsonschema  # only where a report is written or checked: keeps --help fast
+
+    text = resources.files("mnist_dist.report").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return jsonschema.Draft202012Validator(json.loads(text))
+
+
+def check_document(report: dict[str, Any]) -> None:
+    """ReportError naming the first field of `report` that `report.schema.json` refuses, and
+    what it expected."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(document_validator().iter_errors(report))
+    if error is not None:
+        field = ".".join(map(str, error.absolute_path)) or "(the document)"
+        message = error.message if len(error.message) <= 200 else error.message[:200] + " …"
+        raise ReportError(f"report field {field} does not match {SCHEMA_FILE}: {message}")
 
 
 def is_number(value: Any) -> bool:

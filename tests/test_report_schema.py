@@ -1,0 +1,58 @@
+"""report.json's JSON Schema (mnist_dist/report/report.schema.json): shipped in the package,
+checked before every report is written, so every report the suite writes matches it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from mnist_dist.errors import ReportError
+from mnist_dist.report import document, schema
+
+SAMPLE = Path(__file__).parent / "data" / "report-sample.json"
+
+
+@pytest.fixture
+def sample() -> dict[str, Any]:
+    return json.loads(SAMPLE.read_text())
+
+
+def test_the_schema_is_a_valid_json_schema_shipped_in_the_package() -> None:
+    text = resources.files("mnist_dist.report").joinpath(schema.SCHEMA_FILE).read_text()
+    jsonschema.Draft202012Validator.check_schema(json.loads(text))
+
+
+def test_a_report_of_todays_schema_matches_it(sample: dict[str, Any]) -> None:
+    schema.check_document(sample)
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda r: r["models"]["knn"].update(accuracy="0.97"), "models.knn.accuracy"),
+    (lambda r: r["dataset"].update(n_images=-1), "dataset.n_images"),
+    (lambda r: r["models"]["mlp"]["confusion"].pop(), "models.mlp.confusion"),
+    (lambda r: r["throughput"][0].update(batch_size=0), "throughput.0.batch_size"),
+    (lambda r: r.update(schema="mnist-dist-report/9"), "schema"),
+    (lambda r: r["models"]["knn"].pop("accuracy"), "models.knn"),
+    (lambda r: r.update(schema="mnist-dist-report/2"), "(the document)"),  # no predictions
+])
+def test_a_field_of_the_wrong_type_is_refused_and_nothing_is_written(
+    sample: dict[str, Any], edit: Any, field: str, tmp_path: Path
+) -> None:
+    report = copy.deepcopy(sample)
+    edit(report)
+    with pytest.raises(ReportError, match=rf"^report field {re.escape(field)} does not match "
+                                          rf"report\.schema\.json: "):
+        document.write_report(report, tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_valid_report_is_written(sample: dict[str, Any], tmp_path: Path) -> None:
+    path = document.write_report(sample, tmp_path)
+    assert json.loads(path.read_text()) == sample
