@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 STORE_FORMAT = "mnist-dist-store/1"
 SPLITS = ("seed", "canonical")
+STORE_GROUPS = ("train", "test")  # the splits every built store holds
 SEED_TEST_SIZE = 0.2
 SEED_RANDOM_STATE = 42
 ARRAY_NAMES = ("train/images", "train/labels", "test/images", "test/labels")

@@ -25,7 +25,7 @@ from distributed import Client
 
 import mnist_dist
 from mnist_dist.cluster import client_for
-from mnist_dist.data.store import open_store
+from mnist_dist.data.store import STORE_GROUPS, open_store
 from mnist_dist.errors import ImageInputError, SpecError, StoreExistsError
 from mnist_dist.images.files import file_labels, list_image_files
 from mnist_dist.images.staging import Layout, compact_staged, stage_files
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 SavedDigits = tuple[str, Sequence[str]]  # a folder, and the PNG name of each file's digit
 
 SPLIT_FORMAT = "mnist-dist-ingest/1"
-PREPARED_SPLITS = ("train", "test")  # built by jobs.prepare; the models depend on them
+PREPARED_SPLITS = STORE_GROUPS  # built by jobs.prepare; the models depend on them
 FAILURE_SAMPLE = 5
 GROUP_METADATA = "zarr.json"  # the split group's own: moved in last, it makes the split visible
 # Everything a split folder holds (ingested: images, labels, ids, failures; expanded: the first

@@ -24,8 +24,10 @@ from mnist_dist.cluster import (
 )
 from mnist_dist.data.partitioning import SCORE_BYTES_PER_ROW, partition_rows
 from mnist_dist.data.splits import Split, checked_rows, open_split, split_stamp
+from mnist_dist.data.store import ROOT_METADATA, STORE_GROUPS
 from mnist_dist.ensure import trained_models
-from mnist_dist.locations import absolute, is_url
+from mnist_dist.errors import StoreNotFoundError
+from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.models.cache import ModelFiles
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, write_report
@@ -44,12 +46,33 @@ log = logging.getLogger(__name__)
 
 def ensure_inputs(spec: ScoreSpec) -> tuple[str, ModelFiles]:
     """Absolute store location and the models, read and validated once; local ones are built
-    if missing."""
+    if missing, once the split is known to be there (or to be built)."""
     store = absolute(spec.store)
+    check_split_can_exist(store, spec.split)
     models = trained_models(absolute(spec.models), store, spec.train_epochs)
     if not is_url(store):
         ensure_store(Path(store))
     return store, models
+
+
+def check_split_can_exist(store: str, split: str) -> None:
+    """Before anything is built or trained: StoreNotFoundError when the local `store` holds no
+    `split`, or does not exist and would be built without it (a store on object storage is
+    never built here: its split is checked when it is opened)."""
+    if is_url(store):
+        return
+    folder = Path(local_path(store))
+    if (folder / split / ROOT_METADATA).is_file():
+        return
+    if folder.is_dir():
+        found = sorted(p.name for p in folder.iterdir() if (p / ROOT_METADATA).is_file())
+        raise StoreNotFoundError(f"{store}: split {split!r} not found in the store (its groups: "
+                                 f"{', '.join(found) or 'none'}); add it with jobs.ingest")
+    if split not in STORE_GROUPS:
+        raise StoreNotFoundError(
+            f"split {split!r} not found: there is no store at {store}, and a store built from "
+            f"MNIST holds only {' and '.join(STORE_GROUPS)}; pass the store that holds it with "
+            "--store (relative paths start from the working directory)")
 
 
 def run(spec: ScoreSpec, *, client: Client | None = None) -> ScoreResult:
