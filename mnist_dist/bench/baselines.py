@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 from collections.abc import Callable
@@ -47,9 +48,10 @@ def keras_mlp_predictor(hidden: list[int], scaler: Scaler, threads: int = 1) -> 
     The weights are untrained (speed does not depend on them); TensorFlow gets `threads` threads
     so it is compared with onnxruntime like with like. Raises ImportError without TensorFlow.
     """
-    import tensorflow as tf
-
+    # mlp_train first: importing it sets TensorFlow's C++ log level, read when TF loads.
     from mnist_dist.models.mlp_train import MlpSettings, build_mlp
+
+    tf = importlib.import_module("tensorflow")
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

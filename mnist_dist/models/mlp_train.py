@@ -6,6 +6,7 @@ TensorFlow and tf2onnx are imported inside the functions: scoring workers never 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,10 @@ from mnist_dist.errors import DataError, ModelValidationError
 from mnist_dist.models.inputs import N_CLASSES, N_PIXELS, check_images
 from mnist_dist.models.mlp import INPUT_NAME, OUTPUT_NAME, OnnxMlp
 from mnist_dist.models.scaler import Scaler
+
+# TensorFlow's C++ log lines (absl, oneDNN and CPU-feature notices, "E0000 ... NodeDef mentions
+# attribute" graph warnings) look like errors on a normal run: off unless the user sets them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 if TYPE_CHECKING:
     import keras
