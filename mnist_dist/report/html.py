@@ -16,10 +16,12 @@ from mnist_dist.report.formats import EN_DASH, FORMATS, compact, count, data_uri
 from mnist_dist.report.pages import Num, Row, render_page, stylesheet
 from mnist_dist.report.predictions import predictions_view
 from mnist_dist.report.schema import GALLERY_LIMIT, decode_pixels, is_labelled, meta
+from mnist_dist.report.verdict import verdict
 
 BAR_COLOURS = {"knn": "#d6e2f3", "mlp": "#f8dcc8"}  # light shades of each model's colour
 NAV = (
-    ("accuracy", "Accuracy"), ("confusion", "Confusion"), ("errors", "Errors"),
+    ("verdict", "Verdict"),
+    ("accuracy", "Accuracy"), ("confusion", "Confusion"), ("errors", "Most confused"),
     ("speed", "Speed"), ("deployment", "Deployment"), ("study", "vs. the study"),
     ("facts", "Run facts"),
 )
@@ -49,6 +51,7 @@ def render_html(report: dict[str, Any]) -> str:
         labels=an.LABELS, models=an.MODELS, nav=nav(labelled, predicted),
         cards=cards(report) if labelled else unlabelled_cards(report),
         created=report.get("created", ""), n_images=count(report["dataset"]["n_images"]),
+        verdict=verdict(report),
         labelled=labelled, predictions=predictions_view(report) if predicted else None,
         **(labelled_views(report) if labelled else {}),
         speed=speed_view(report), deployment=deployment_view(report), facts=facts_view(report),
@@ -57,9 +60,10 @@ def render_html(report: dict[str, Any]) -> str:
 
 def nav(labelled: bool, predicted: bool) -> list[tuple[str, str]]:
     """The page's section links: those of the sections it shows."""
-    shown = [entry for entry in NAV if labelled or entry[0] in ("speed", "deployment", "facts")]
+    shown = [entry for entry in NAV
+             if labelled or entry[0] in ("verdict", "speed", "deployment", "facts")]
     if predicted:
-        shown.insert(3 if labelled else 0, ("predictions", "Predictions"))
+        shown.insert(4 if labelled else 1, ("predictions", "Predictions"))
     return shown
 
 

@@ -22,6 +22,7 @@ from mnist_dist.report.formats import (
 )
 from mnist_dist.report.predictions import predictions_markdown
 from mnist_dist.report.schema import HTML_NAME, is_labelled, meta
+from mnist_dist.report.verdict import verdict
 
 
 def table(head: list[str], rows: list[list[str]]) -> str:
@@ -34,13 +35,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     sections only when the run had labels, the predictions section when the report has one."""
     labelled = is_labelled(report)
     parts = [
-        header(report),
+        header(report), verdict_markdown(report),
         *((accuracy(report), pairs(report), confusion(report)) if labelled else ()),
         *((predictions_markdown(report),) if "predictions" in report else ()),
         speed(report), deployment(report), *((study(report),) if labelled else ()),
         facts(report),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def verdict_markdown(report: dict[str, Any]) -> str:
+    """The verdict: its headline, then one bullet per finding."""
+    lines = [markdown_text(line) for line in verdict(report)]
+    return "## Verdict\n\n" + lines[0] + "\n\n" + "\n".join(f"- {line}" for line in lines[1:])
 
 
 def header(report: dict[str, Any]) -> str:
