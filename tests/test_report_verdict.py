@@ -85,3 +85,14 @@ def test_without_labels_the_verdict_says_how_often_the_models_agree() -> None:
     rate = report["predictions"]["agreement"]["rate"]
     assert verdict(report)[0].startswith("Without labels this run cannot say which model is "
                                          f"right: the two agree on {100 * rate:.2f}% of")
+
+
+def test_run_facts_read_as_words_and_units(sample: dict, tmp_path: Path) -> None:
+    from mnist_dist.report.formats import size
+
+    html, md = (p.read_text() for p in render.render_report(sample, tmp_path))
+    facts = html.split('id="facts"')[1]
+    limit = sample["cluster"]["memory_limit_per_worker"][0]
+    assert f"<th>memory limit per worker</th><td><code>{size(limit)}</code>" in facts
+    assert "memory_limit_per_worker" not in facts and "store_split" not in facts
+    assert f"- worker memory after the run: `{', '.join(f'{k} {size(v)}' for k, v in sample['cluster']['worker_rss_bytes'].items())}`" in md

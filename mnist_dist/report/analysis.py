@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_dist.report.formats import EN_DASH, pct, points
+from mnist_dist.report.formats import EN_DASH, compact, pct, points, size
 
 # The report's model sections, in display order (the same names as `predict.MODEL_NAMES`,
 # kept here so that rendering never imports the prediction stack).
@@ -213,3 +213,36 @@ def image_files_facts(report: dict[str, Any]) -> list[tuple[str, str]]:
              for i, e in enumerate(failures.get("examples") or [])]
     return rows
 
+
+
+# Run facts as a reader reads them: report.json's keys in words, bytes in units.
+FACT_LABELS = {
+    "store_split": "how the store split MNIST", "partition_rows": "rows per partition",
+    "n_images": "images", "partitions_computed": "partitions scored in this run",
+    "threads_per_worker": "threads per worker", "memory_limit_per_worker":
+    "memory limit per worker", "ort_threads": "onnxruntime threads", "models_shipped":
+    "models sent by the client", "worker_rss_bytes": "worker memory after the run",
+    "wall_seconds": "wall time (s)", "images_computed": "images scored in this run",
+    "images_per_second": "images / s", "performance_report": "Dask performance report",
+}
+BYTE_FACTS = frozenset({"memory_limit_per_worker", "worker_rss_bytes"})
+
+
+def fact_rows(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value) of each fact: keys in words, sizes in units, a missing value as a dash."""
+    return [(FACT_LABELS.get(key, key.replace("_", " ")), fact_text(key, value))
+            for key, value in values.items()]
+
+
+def fact_text(key: str, value: Any) -> str:
+    """One fact's value as text (see `fact_rows`)."""
+    if value is None:
+        return EN_DASH
+    if key in BYTE_FACTS:
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {fact_text(key, v)}" for k, v in value.items())
+        if isinstance(value, list):
+            return ", ".join(fact_text(key, v) for v in value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return size(value)
+    return compact(value)

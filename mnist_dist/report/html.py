@@ -12,7 +12,7 @@ from typing import Any
 
 from mnist_dist.report import analysis as an
 from mnist_dist.report import heat, plots
-from mnist_dist.report.formats import EN_DASH, FORMATS, compact, count, data_uri
+from mnist_dist.report.formats import EN_DASH, FORMATS, count, data_uri
 from mnist_dist.report.pages import Num, Row, render_page, stylesheet
 from mnist_dist.report.predictions import predictions_view
 from mnist_dist.report.schema import GALLERY_LIMIT, decode_pixels, is_labelled, meta
@@ -248,8 +248,7 @@ def facts_view(report: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
         "outputs": report.get("outputs", {}), "cluster": report["cluster"],
         "versions": report.get("versions", {}), "report": meta(report),
     }
-    view = {name: [(k, compact(v)) for k, v in values.items()]
-            for name, values in groups.items()}
+    view = {name: an.fact_rows(values) for name, values in groups.items()}
     view["images"] = an.image_files_facts(report)
     view["checksums"] = [
         (f"{an.LABELS[m]} · {f}", a.get("sha256", EN_DASH)) for m in an.MODELS

@@ -9,7 +9,6 @@ from mnist_dist.report import analysis as an
 from mnist_dist.report.formats import (
     EN_DASH,
     FORMATS,
-    compact,
     markdown_code,
     markdown_table,
     markdown_text,
@@ -162,7 +161,7 @@ def facts(report: dict[str, Any]) -> str:
     text = "## Run facts\n"
     for title, values in groups.items():
         text += f"\n**{title}**\n\n" + "\n".join(
-            f"- {markdown_text(k)}: {markdown_code(compact(v))}" for k, v in values.items()
+            f"- {markdown_text(k)}: {markdown_code(v)}" for k, v in an.fact_rows(values)
         ) + "\n"
     images = an.image_files_facts(report)
     if images:
