@@ -1,4 +1,5 @@
-"""What a user sees on the console: training without TensorFlow's C++ log lines."""
+"""What a user sees on the console: training without TensorFlow's C++ log lines, a progress
+line with its rate and the time left."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from mnist_dist.scoring.graph import progress_text
 
 # absl/TensorFlow C++ log lines: "I0000 00:00:… file.cc:123] …", "E0000 …", the absl preamble,
 # oneDNN and CPU-feature notices.
@@ -21,3 +24,10 @@ def test_training_prints_no_tensorflow_log_lines(small_store: Path, tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "mlp: test accuracy" in done.stdout  # it did train
     assert not TF_NOISE.search(done.stderr), TF_NOISE.findall(done.stderr)
+
+
+def test_the_progress_line_shows_rows_per_second_and_the_time_left() -> None:
+    assert progress_text(3, 7, 6000, 8000, 2.0) == (
+        f"[{'#' * 12}{' ' * 18}] 3/7 partitions · 3,000 rows/s · 3 s left")
+    assert progress_text(7, 7, 14000, 0, 4.0).endswith("7/7 partitions · 3,500 rows/s · done")
+    assert progress_text(0, 7, 0, 14000, 0.0).endswith("0/7 partitions")  # no rate yet

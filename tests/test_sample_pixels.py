@@ -105,3 +105,4 @@ def test_the_client_reads_no_pixels_of_the_split_and_the_galleries_are_the_split
     assert len(shown) > 12
     for item in shown:
         np.testing.assert_array_equal(decode_pixels(item), images[item["index"]])
+

@@ -108,14 +108,17 @@ def score_graph(
     open_prediction_store(job, n_images, run.run_id, copy_ids)
     done = checked_markers(job, run.done, labelled, copy_ids)
     tasks = partition_tasks(job, n_images, labelled, set(done), payload, copy_ids)
-    log.info("scoring %d partitions (%d already done) of %d rows", len(tasks), len(done),
-             job.partition_rows)
+    log.info("scoring %s images in %d partition%s of up to %s rows (%d already done)",
+             f"{n_images:,}", len(tasks), "" if len(tasks) == 1 else "s",
+             f"{job.partition_rows:,}", len(done))
     start = time.perf_counter()
     futures = client.compute(list(tasks.values()))
     markers = dict(done)
     pixels = SamplePixels(job.sample_misclassified)
     for marker in done.values():
         pixels.add(marker, None)
+    to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
+    rows_done = 0
     try:
         for finished, future in enumerate(as_completed(futures), start=1):
             outcome = future.result()
@@ -124,15 +127,16 @@ def score_graph(
             write_marker(job.run_dir, marker)
             markers[marker["index"]] = marker
             pixels.add(marker, candidates)
+            rows_done += marker["stop"] - marker["start"]
             if show_progress:
-                progress_line(finished, len(futures))
+                progress_line(finished, len(futures), rows_done, to_score - rows_done,
+                              time.perf_counter() - start)
     except Exception:
         check_split_unchanged(job, stamp)  # a task that read a split being replaced fails
         raise
     wall = time.perf_counter() - start
     check_split_unchanged(job, stamp)
-    result = combine(markers, job, n_images, len(tasks), wall, labelled,
-                     computed=sum(ranges[i][1] - ranges[i][0] for i in tasks))
+    result = combine(markers, job, n_images, len(tasks), wall, labelled, computed=to_score)
     read = partial(pick_rows, split.pixels)  # rows no task of this run returned
     gallery = {name: pixels.rows(rows[:, 0].tolist(), read)
                for name, rows in result.misclassified.items()}
@@ -208,12 +212,23 @@ def check_split_unchanged(job: ScoreJob, stamp: str) -> None:
         )
 
 
-def progress_line(done: int, total: int, width: int = 40) -> None:
-    """A one-line progress bar on stderr."""
-    filled = width * done // max(1, total)
-    end = "\n" if done == total else ""
-    sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} partitions{end}")
+def progress_line(done: int, total: int, rows: int, left: int, seconds: float) -> None:
+    """A one-line progress bar on stderr: partitions done of `total`, `rows` scored in
+    `seconds` (its rate) and the time the `left` rows will take at that rate."""
+    sys.stderr.write("\r" + progress_text(done, total, rows, left, seconds)
+                     + ("\n" if done == total else ""))
     sys.stderr.flush()
+
+
+def progress_text(done: int, total: int, rows: int, left: int, seconds: float,
+                  width: int = 30) -> str:
+    """The progress line, e.g. `[######    ] 3/7 partitions · 6,000 rows/s · 5 s left`."""
+    filled = width * done // max(1, total)
+    text = f"[{'#' * filled}{' ' * (width - filled)}] {done}/{total} partitions"
+    if rows and seconds > 0:
+        rate = rows / seconds
+        text += f" · {rate:,.0f} rows/s · " + (f"{left / rate:,.0f} s left" if left else "done")
+    return text
 
 
 def combine(
