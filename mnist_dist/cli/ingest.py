@@ -2,8 +2,8 @@
 
 SOURCE: `.npy` of (N, 28, 28) or (N, 784) pixels, `.npz` (`--key`), a Zarr array (path or URL),
 or PNG/JPEG/BMP/TIFF files and folders (preprocessed MNIST-style on the Dask workers, paths kept
-in NAME/ids). Exit code 12 when some image files could not be used (they are listed in
-NAME/failures).
+in NAME/ids; arrays too with --preprocess). Exit code 12 when some image files could not be used
+(they are listed in NAME/failures).
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ def build_parser(prog: str = "python -m jobs.ingest") -> JobArgumentParser:
                         help="true digits: .npy of N integers, or a `file,digit` CSV for images")
     labels.add_argument("--labels-from-names", action="store_true",
                         help="true digit = first character of each image file's name")
+    parser.add_argument("--preprocess", action="store_true",
+                        help="give array digits the same MNIST-style preprocessing as image "
+                        "files get (grayscale, dark ink on light paper inverted, cropped to "
+                        "the ink, fit to 20x20, centred by mass in 28x28), for arrays not "
+                        "already MNIST-like: dark ink on white, not centred, digits of other "
+                        "sizes; a row with no digit then refuses the ingest")
     parser.add_argument("--force", action="store_true", help="replace an existing split NAME")
     parser.add_argument("--partition-files", type=positive_int,
                         default=from_setting("ingest.partition-files"),
@@ -69,6 +75,7 @@ def ingest(args: argparse.Namespace) -> int:
         pixel_range=args.pixel_range, labels=args.labels,
         labels_from_names=args.labels_from_names, force=args.force,
         partition_files=args.partition_files, cluster=cluster_spec(args),
+        preprocess=args.preprocess,
     )
     md.apply_storage_options(args.storage_options)
     result = md.ingest(spec)

@@ -146,6 +146,12 @@ def preprocess(image: Image.Image) -> np.ndarray:
     return centre_by_mass(fit_box(trim_to_ink(drop_specks(ink))))
 
 
+def preprocess_array(pixels: np.ndarray) -> np.ndarray:
+    """`preprocess` of one uint8 digit array (28, 28) or (784,), as if read from a grayscale
+    PNG of it: uint8 (28, 28); ImageInputError when blank."""
+    return preprocess(Image.fromarray(np.ascontiguousarray(pixels, np.uint8).reshape(SIDE, SIDE)))
+
+
 def to_grayscale(image: Image.Image) -> np.ndarray:
     """Luminance float64 (h, w) in 0..255, transparency over white, long side <= 2048."""
     if max(image.size) > WORKING_MAX_SIDE:

@@ -1,7 +1,8 @@
 """The Dask graph of an ingest of arrays: a split written aside in the store's layout.
 
-Array sources are read, checked and converted per block on the workers (`tasks`), rechunked
-to the store's chunk rows and stored, with one SHA-256 task per block of each Zarr source.
+Array sources are read, checked and converted (and preprocessed when asked) per block on the
+workers (`tasks`), rechunked to the store's chunk rows and stored, with one SHA-256 task per
+block of each Zarr source.
 Image files take the staging graph of `mnist_dist.images.staging` instead.
 """
 
@@ -19,7 +20,7 @@ from distributed import Client
 from mnist_dist.data.sources import N_PIXELS
 from mnist_dist.images.staging import Layout, new_array, store_all
 from mnist_dist.ingestion.sources import combined_sha256, flat_images
-from mnist_dist.ingestion.tasks import block_sha256, to_labels, to_pixels
+from mnist_dist.ingestion.tasks import block_sha256, preprocess_digits, to_labels, to_pixels
 
 
 def block_digests(raw: da.Array) -> list[Delayed]:
@@ -28,13 +29,16 @@ def block_digests(raw: da.Array) -> list[Delayed]:
     return [digest(block) for block in raw.to_delayed(optimize_graph=False).ravel()]
 
 
-def pixels(images: da.Array, pixel_range: int | None, where: str, layout: Layout) -> da.Array:
-    """uint8 (N, 784) in the store's chunk rows, checked and converted per block."""
+def pixels(images: da.Array, pixel_range: int | None, where: str, layout: Layout,
+           preprocess: bool = False) -> da.Array:
+    """uint8 (N, 784) in the store's chunk rows, checked and converted per block, and each
+    digit preprocessed MNIST-style when `preprocess`."""
     flat = flat_images(images.rechunk((layout.chunk_rows, *images.shape[1:])))
 
     def convert(block: np.ndarray, block_info: dict[Any, Any] | None = None) -> np.ndarray:
         start = block_info[0]["array-location"][0][0] if block_info else 0
-        return to_pixels(block, pixel_range, where, start)
+        converted = to_pixels(block, pixel_range, where, start)
+        return preprocess_digits(converted, where, start) if preprocess else converted
     return da.map_blocks(convert, flat, dtype=np.uint8)
 
 

@@ -103,8 +103,8 @@ def foreign_reason(target: Path) -> str | None:
 
 def array_inputs(spec: IngestSpec, layout: Layout
                  ) -> tuple[da.Array, da.Array | None, dict[str, list[Delayed]]]:
-    """Checked lazy images uint8 (N, 784) and labels uint8 (N,) (or None) of array sources,
-    and the block-digest tasks of the Zarr sources (the files get a file SHA-256 instead)."""
+    """Checked lazy images uint8 (N, 784) (preprocessed when `spec.preprocess`) and labels
+    uint8 (N,) (or None) of array sources, and the block-digest tasks of the Zarr sources."""
     if spec.labels_from_names:
         raise SpecError("--labels-from-names needs image files; array sources take "
                         "--labels FILE.npy")
@@ -112,7 +112,7 @@ def array_inputs(spec: IngestSpec, layout: Layout
     for source in spec.sources:
         raw = lazy_array(source, spec.key, layout.chunk_rows)
         check_images_array(raw, source, spec.pixel_range)
-        parts.append(pixels(raw, spec.pixel_range, source, layout))
+        parts.append(pixels(raw, spec.pixel_range, source, layout, spec.preprocess))
         if not Path(source).is_file():
             digests[source] = block_digests(raw)
     images = da.concatenate(parts).rechunk((layout.chunk_rows, parts[0].shape[1]))
@@ -129,14 +129,17 @@ def provenance(spec: IngestSpec, built: Built) -> dict[str, Any]:
     """The split's `ingest` attribute: where its rows came from, when and by which code.
 
     `sha256`: of each array file; `content_sha256`: of each Zarr source's values (the SHA-256
-    of its blocks' SHA-256s, blocks of the store's chunk rows, C order).
+    of its blocks' SHA-256s, blocks of the store's chunk rows, C order); `preprocess`: whether
+    the digits were preprocessed MNIST-style (image files always are).
     """
     checksums = {s: file_sha256(Path(s)) for s in spec.sources
                  if is_array_source(s) and Path(s).is_file()}
+    arrays = all(is_array_source(s) for s in spec.sources)
     return {
         "format": SPLIT_FORMAT, "sources": list(spec.sources), "key": spec.key,
         "sha256": checksums, "content_sha256": built.content_sha256,
         "n_images": built.n_images, "n_failed": built.n_failed, "pixel_range": spec.pixel_range,
+        "preprocess": spec.preprocess or not arrays,
         "labels": "file names" if spec.labels_from_names else
         (str(spec.labels) if spec.labels else None),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

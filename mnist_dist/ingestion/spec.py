@@ -22,6 +22,8 @@ class IngestSpec:
     `sources` are array sources (`.npy` (N, 28, 28) or (N, 784), an `.npz` member `key`, a Zarr
     array by path or URL) or image files and folders, not both. `store` is a path or URL
     (`s3://…`); `labels` a `.npy` of N ints, or a `file,digit` CSV for image files.
+    `preprocess`: array digits get the MNIST-style preprocessing of image files (which always
+    get it, so True is accepted for them too).
     """
 
     sources: tuple[str, ...]
@@ -34,6 +36,7 @@ class IngestSpec:
     force: bool = False
     partition_files: int = setting_field("ingest.partition-files")
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
+    preprocess: bool = False
 
     def __post_init__(self) -> None:
         # A Python caller may name one source, or give paths and lists: kept as strings.
@@ -57,6 +60,9 @@ class IngestSpec:
         if scale is not None and (isinstance(scale, bool) or scale not in PIXEL_RANGES):
             raise SpecError(f"`pixel_range` must be 1, 255 or None (uint8 sources); "
                             f"got {scale!r} instead")
+        if not isinstance(self.preprocess, bool):
+            raise SpecError(f"`preprocess` must be True or False; got {self.preprocess!r} "
+                            "instead")
         rows = self.partition_files
         if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
             raise SpecError(f"`partition_files` must be an integer >= 1; got {rows!r} instead")

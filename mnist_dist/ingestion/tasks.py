@@ -1,6 +1,7 @@
 """The per-block work of an ingest of arrays, pure NumPy that knows no Dask: pixels checked and
-converted to uint8 (`to_pixels`), labels checked to be digits (`to_labels`), and each block's
-SHA-256 (`block_sha256`). `graph` maps them over the source's blocks on the workers; the
+converted to uint8 (`to_pixels`), optionally preprocessed MNIST-style like image files
+(`preprocess_digits`), labels checked to be digits (`to_labels`), and each block's SHA-256
+(`block_sha256`). `graph` maps them over the source's blocks on the workers; the
 per-partition work of image files is `mnist_dist.images.tasks`.
 """
 
@@ -10,7 +11,8 @@ import hashlib
 
 import numpy as np
 
-from mnist_dist.errors import DataError
+from mnist_dist.errors import DataError, ImageInputError
+from mnist_dist.images.preprocess import preprocess_array
 
 
 def to_pixels(block: np.ndarray, pixel_range: int | None, where: str, start: int) -> np.ndarray:
@@ -29,6 +31,28 @@ def to_pixels(block: np.ndarray, pixel_range: int | None, where: str, start: int
             f"row {start + row} ({int(bad.sum())} such rows in {start}-{start + len(block) - 1})"
         )
     return np.rint(block * (255.0 / pixel_range)).astype(np.uint8)
+
+
+def preprocess_digits(block: np.ndarray, where: str, start: int) -> np.ndarray:
+    """Each uint8 (784,) row of `block` preprocessed as an image file's digit: uint8 (n, 784).
+
+    A row with no ink to find (blank, or too faint) refuses the whole ingest with a DataError
+    naming it, as a bad pixel does: kept as zeros, it would be scored as if it were a digit.
+    """
+    digits = np.empty_like(block)
+    blank = []
+    for row, pixels in enumerate(block):
+        try:
+            digits[row] = preprocess_array(pixels).reshape(-1)
+        except ImageInputError:
+            blank.append(row)
+    if blank:
+        raise DataError(
+            f"{where}: --preprocess needs a digit in every row; row {start + blank[0]} has no "
+            f"ink that stands out from its background ({len(blank)} such rows in "
+            f"{start}-{start + len(block) - 1}); remove those rows or ingest without --preprocess"
+        )
+    return digits
 
 
 def to_labels(block: np.ndarray, where: str, start: int) -> np.ndarray:
