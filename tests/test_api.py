@@ -1,4 +1,4 @@
-"""The public Python API (issue 21, first step): `md.load_models(...).predict` on NumPy and Dask
+"""The public Python API: `md.load_models(...).predict` on NumPy and Dask
 arrays, and `md.score(spec, client=...)` on the caller's own client."""
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ def test_a_bad_throughput_switch_is_a_spec_error(value: object) -> None:
 
 # Zarr metadata documents (zarr.json) the client reads in one run of both models: the store's
 # root (twice: ensure_store, open_split), the split and its two arrays, the predictions store
-# made (root and 5 arrays) and checked for lost chunks (again). Before issue 21: 103.
+# made (root and 5 arrays) and checked for lost chunks (again). Before the client read each thing once: 103.
 MAX_METADATA_READS = 25
 
 

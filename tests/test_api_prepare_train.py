@@ -1,4 +1,4 @@
-"""The public Python API of the prepare and train jobs (issue 21): `md.prepare(spec, client=...)`
+"""The public Python API of the prepare and train jobs: `md.prepare(spec, client=...)`
 and `md.train(spec, client=...)`, their typed results and notebook renderings, and the scaler
 fitted from the training split held in memory."""
 

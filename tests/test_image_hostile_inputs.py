@@ -1,4 +1,4 @@
-"""Hostile inputs to `jobs.score --images` (issue 11): each is one `error:` line before any work,
+"""Hostile inputs to `jobs.score --images`: each is one `error:` line before any work,
 or, for a file that cannot be scored, a per-file failure with its reason; never a traceback."""
 
 from __future__ import annotations

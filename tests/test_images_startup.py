@@ -1,4 +1,4 @@
-"""`jobs.score --images` has the start-up checks of the store path (issue 11): models validated
+"""`jobs.score --images` has the start-up checks of the store path: models validated
 on the client, versions checked across the cluster, models given by URL and shipped to workers
 that cannot read them."""
 

@@ -1,4 +1,4 @@
-"""A split with missing chunks is refused before scoring, naming them (issue 11, section 2)."""
+"""A split with missing chunks is refused before scoring, naming them."""
 
 from __future__ import annotations
 

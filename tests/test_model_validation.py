@@ -1,5 +1,5 @@
-"""Models that pass their checksums but are malformed are refused on the client, before any work
-(issue 11): `cache.validate_models` checks every array, parameter, the ONNX contract and the
+"""Models that pass their checksums but are malformed are refused on the client, before any work:
+`cache.validate_models` checks every array, parameter, the ONNX contract and the
 manifest's `models` section, each fault one ModelFormatError naming the file and the field."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Round two of hostile inputs (issue 23, section 2): special files where a job reads or writes
+"""Round two of hostile inputs: special files where a job reads or writes
 its own files are refused at once, never waited on; a LocalCluster's dashboard stays on the
 loopback; concurrent runs get their own default folders; names cannot drive the terminal and
 ids cannot become spreadsheet formulas."""

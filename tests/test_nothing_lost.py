@@ -1,4 +1,4 @@
-"""Nothing lost, nothing wrong (issue 23, section 1): a score run never deletes or overwrites
+"""Nothing lost, nothing wrong: a score run never deletes or overwrites
 what it did not create, never resumes over changed or lost data, never counts a marker that is
 not its own, and an absent chunk is told apart from a lost one. Jobs run as users run them
 (`jobs.<name>.main(argv)`), on the session's LocalCluster."""

@@ -1,5 +1,5 @@
 """Every output location of every job but `jobs.score`'s run folder is refused when it holds
-anything the job did not create (issue 23, "Nothing lost, nothing wrong").
+anything the job did not create.
 
 For each location a user's file, a folder holding a user's file and a link to a user's file
 elsewhere are put there; the job, run as a user runs it, must exit 5 (`StoreExistsError`) with

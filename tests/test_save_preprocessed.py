@@ -1,4 +1,4 @@
-"""--save-preprocessed never overwrites a file the run did not create (issue 11, section 2)."""
+"""--save-preprocessed never overwrites a file the run did not create."""
 
 from __future__ import annotations
 

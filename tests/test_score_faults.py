@@ -1,5 +1,5 @@
 """Cluster faults under a running score job: the throughput sweep's worker leaving or taking
-too long, project errors raised in tasks, the scheduler dying, Ctrl-C (issue 11)."""
+too long, project errors raised in tasks, the scheduler dying, Ctrl-C."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A split is checked on the client before any work: shapes, dtypes, label values, lengths,
-emptiness, presence; labels may be absent. Undecodable chunks are named (issue 11)."""
+emptiness, presence; labels may be absent. Undecodable chunks are named."""
 
 from __future__ import annotations
 

@@ -27,8 +27,8 @@ from mnist_dist.scoring.spec import ScoreSpec  # md.ScoreSpec
 
 log = logging.getLogger(__name__)
 
-IMAGES = 1000  # issue 21: "a one-partition job on 1,000 digits"
-# Maxima of issue 21, in seconds: reported met or not, never failing the run.
+IMAGES = 1000  # a one-partition job on 1,000 digits
+# Maxima, in seconds: reported met or not, never failing the run.
 TARGETS: dict[str, tuple[float, str]] = {
     "warm_fixed_seconds": (1.0, "one-partition md.score on a warm client, wall − task"),
     "fresh_wall_seconds": (15.0, "python -m jobs.score on 1,000 digits, fresh LocalCluster"),

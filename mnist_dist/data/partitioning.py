@@ -14,10 +14,9 @@ Scoring, `SCORE_BYTES_PER_ROW` = 10 KiB:
   3,136   standardised float32 copy fed to the first layer
   1,792   hidden activations, 256 + 128 + 64 float32
     ~80   probabilities (40), argmax int64 (8), KNN neighbour indices (24), labels, predictions
-  ≈ 9.7 KB, rounded up to 10 KiB. The KNN works through 256-row blocks internally: its
-  float32 (256, n_reference) scores (~57 MB for 56k references), float64 shortlist differences
-  (256, 16, 784) (~26 MB) and queries are bounded per block, so they count with the model
-  (~90 MB per worker thread on top of the ~220 MB reference), not with the partition.
+  ≈ 9.7 KB, rounded up to 10 KiB. The KNN works through blocks of queries internally, so its
+  scores and temporaries are bounded per block and count with the model (per worker thread,
+  on top of its reference set), not with the partition.
 
 Generation, `GENERATE_BYTES_PER_ROW` = 2 KiB:
     784   the partition's deformed uint8 pixels, plus 1 label and an int64 source index (8)

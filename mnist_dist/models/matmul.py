@@ -1,8 +1,9 @@
-"""Float32 matrix products through onnxruntime's GEMM (MLAS), one intra-op thread.
+"""Float32 matrix products through onnxruntime's matrix kernels, one intra-op thread.
 
-On this machine MLAS runs the bound search's (128, 98) x (98, 4,032) products at ~150 GFLOP/s
-against OpenBLAS's ~95 (numpy), in the same float32 arithmetic: each entry is a float32 dot
-product, its error within γ_k·Σ|terms| whatever the order of the sums (tests/test_knn.py).
+The bound search's products run here rather than through numpy's BLAS where onnxruntime's
+kernels are the faster of the two (which one is depends on the CPU: `jobs.bench` measures
+both); either way each entry is a float32 dot product, its error within γ_k·Σ|terms| whatever
+the order of the sums (tests/test_knn.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from mnist_dist.models.mlp import OrtSettings, session_options
 IR_VERSION = 8
 OPSET = 17
 FLOAT = 1  # onnx.TensorProto.FLOAT
-# Below this many rows numpy does the product: a session run costs ~35 µs more than a numpy
-# call, which outweighs MLAS's faster kernel (at one row: 0.47 vs 1.0 ms for the 14 tiles of
-# the MNIST search; at 32 rows MLAS is ahead, 3.8 vs 4.4 ms).
+# Below this many rows numpy does the product: a session run's fixed cost outweighs any
+# faster kernel for a few rows.
 ORT_MIN_ROWS = 24
 
 
