@@ -48,20 +48,22 @@ def render_html(report: dict[str, Any]) -> str:
     css = stylesheet("score.css") + (stylesheet("predictions.css") if predicted else "")
     return render_page(
         "score.html", css=css, schema=report["schema"], report=report,
-        labels=an.LABELS, models=an.MODELS, nav=nav(labelled, predicted),
+        labels=an.LABELS, models=an.MODELS, nav=nav(labelled, predicted, "images" in report),
         cards=cards(report) if labelled else unlabelled_cards(report),
         created=report.get("created", ""), n_images=count(report["dataset"]["n_images"]),
-        verdict=verdict(report),
+        verdict=verdict(report), images="images" in report,
         labelled=labelled, predictions=predictions_view(report) if predicted else None,
         **(labelled_views(report) if labelled else {}),
         speed=speed_view(report), deployment=deployment_view(report), facts=facts_view(report),
     )
 
 
-def nav(labelled: bool, predicted: bool) -> list[tuple[str, str]]:
-    """The page's section links: those of the sections it shows."""
+def nav(labelled: bool, predicted: bool, images: bool = False) -> list[tuple[str, str]]:
+    """The page's section links: those of the sections it shows (no comparison with the
+    study for a run of image files)."""
     shown = [entry for entry in NAV
-             if labelled or entry[0] in ("verdict", "speed", "deployment", "facts")]
+             if (labelled or entry[0] in ("verdict", "speed", "deployment", "facts"))
+             and not (images and entry[0] == "study")]
     if predicted:
         shown.insert(4 if labelled else 1, ("predictions", "Predictions"))
     return shown

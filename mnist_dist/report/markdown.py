@@ -37,7 +37,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         header(report), verdict_markdown(report),
         *((accuracy(report), pairs(report), confusion(report)) if labelled else ()),
         *((predictions_markdown(report),) if "predictions" in report else ()),
-        speed(report), deployment(report), *((study(report),) if labelled else ()),
+        speed(report), deployment(report),
+        *((study(report),) if labelled and "images" not in report else ()),
         facts(report),
     ]
     return "\n\n".join(parts) + "\n"
