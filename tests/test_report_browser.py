@@ -1,4 +1,5 @@
-"""The HTML report in a real headless Chromium: no console errors, every image loads, not blank.
+"""The HTML report in a real headless Chromium: no console errors, every image loads, the
+verdict on the first screen, nothing wider than the window, not blank.
 
 Chromium comes from Debian (`apt-get install -y chromium`); without it this test fails on
 purpose. Set MNIST_DIST_CHROMIUM to use another binary.
@@ -175,6 +176,16 @@ def test_report_renders_in_chromium(report_html: Path, tmp_path: Path) -> None:
                 "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.alt])"
             )
             title = page.evaluate("document.title")
+            # Nothing wider than the window, no section wider than its box; the verdict in view.
+            page_width = page.evaluate("document.documentElement.scrollWidth")
+            overflowing = page.evaluate(
+                "Array.from(document.querySelectorAll('section, table, img'))"
+                ".filter(e => e.getBoundingClientRect().right > window.innerWidth"
+                " || (e.tagName === 'SECTION' && e.scrollWidth > e.clientWidth + 1))"
+                ".map(e => e.id || e.className || e.tagName)")
+            verdict = page.evaluate(
+                "(() => { const h = document.querySelector('#verdict .headline');"
+                " return h ? [h.innerText, h.getBoundingClientRect().bottom] : null; })()")
             shot = screenshot(page)
         finally:
             page.close()
@@ -183,6 +194,8 @@ def test_report_renders_in_chromium(report_html: Path, tmp_path: Path) -> None:
     assert len(images) >= 5
     assert [alt for done, width, alt in images if not (done and width > 0)] == []
     assert title.startswith("MNIST scoring report")
+    assert page_width <= 1366 and overflowing == []
+    assert verdict is not None and verdict[0] and verdict[1] <= 900  # first screen
     assert_not_blank(shot)
 
 
