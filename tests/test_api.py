@@ -201,8 +201,7 @@ def test_the_split_is_checked_once_per_run(
         calls.append(split.name)
         return checked_rows(split)
 
-    monkeypatch.setattr("mnist_dist.scoring.run.checked_rows", counting)
-    monkeypatch.setattr("mnist_dist.scoring.graph.checked_rows", counting)
+    monkeypatch.setattr("mnist_dist.data.splits.checked_rows", counting)
     md.score(labelled_spec(small_store, small_models, tmp_path / "run", throughput=False),
              client=local_client)
     assert calls == ["test"]

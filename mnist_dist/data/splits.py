@@ -129,6 +129,15 @@ def check_complete(split: Split) -> None:
             )
 
 
+def stamped_split(location: str, split: str) -> tuple[str, Split]:
+    """The split's stamp, taken before any read (so a change later is seen), and the split once
+    its shapes, dtypes, labels 0-9 and every chunk are checked (a missing chunk reads as 0)."""
+    stamp = split_stamp(location, split)
+    opened = open_split(location, split)
+    checked_rows(opened)
+    return stamp, opened
+
+
 def check_split(location: str, split: str) -> int:
     """Rows N of a split that can be scored (see `checked_rows`)."""
     return checked_rows(open_split(location, split))

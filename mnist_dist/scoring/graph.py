@@ -23,14 +23,7 @@ import numpy as np
 import zarr
 from distributed import Client, Future, as_completed
 
-from mnist_dist.data.splits import (
-    Split,
-    check_split,
-    checked_rows,
-    open_split,
-    read_rows,
-    split_stamp,
-)
+from mnist_dist.data.splits import Split, check_split, read_rows, split_stamp, stamped_split
 from mnist_dist.errors import DataError
 from mnist_dist.models.cache import ModelPayload, validated_knn
 from mnist_dist.models.outputs import OUTPUT_ARRAYS, predict_partition
@@ -95,7 +88,7 @@ def score_graph(
     """Run the graph on `client`, recording each finished partition under `job.run_dir`;
     `checked` is the split's (`split_stamp`, opened split) when the caller already checked
     it, `files` the model bytes it already read."""
-    stamp, split = checked or checked_split(job)
+    stamp, split = checked or stamped_split(job.store, job.split)
     n_images = int(split.pixels.shape[0])
     labelled = split.labels is not None
     # Predictions are only ever resumed by the run that created them (its run.json names them).
@@ -142,15 +135,6 @@ def score_graph(
                for name, rows in result.misclassified.items()}
     return replace(result, gallery=gallery,
                    samples=prediction_samples(job, result, pixels, read, files))
-
-
-def checked_split(job: ScoreJob) -> tuple[str, Split]:
-    """The split's stamp, taken before any read (so a change later is seen), and the split once
-    its shapes, dtypes, labels 0-9 and every chunk are checked (a missing chunk reads as 0)."""
-    stamp = split_stamp(job.store, job.split)
-    split = open_split(job.store, job.split)
-    checked_rows(split)
-    return stamp, split
 
 
 def checked_markers(

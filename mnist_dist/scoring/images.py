@@ -26,7 +26,7 @@ import zarr
 from distributed import Client
 
 from mnist_dist.cluster import client_for, cluster_faults
-from mnist_dist.data.splits import checked_rows, open_split, split_stamp
+from mnist_dist.data.splits import stamped_split
 from mnist_dist.data.store import store_codec
 from mnist_dist.ensure import trained_models
 from mnist_dist.errors import SpecError, StoreExistsError
@@ -157,9 +157,7 @@ def score_files(
     with client_for(spec.cluster, caller) as client:
         started = time.perf_counter()
         store, built, staging = ingest_into_run(client, paths, labels, names, spec)
-        stamp = split_stamp(store, SPLIT)
-        split = open_split(store, SPLIT)
-        checked_rows(split)
+        stamp, split = stamped_split(store, SPLIT)
         rows = int(split.pixels.chunks[0])  # one partition per chunk
         report = score_on(client, score_spec(spec, store, rows), split, models, rows, stamp)
         failures = copy_failures(client, store, report["outputs"]["predictions"])

@@ -23,7 +23,7 @@ from mnist_dist.cluster import (
     ship_models_if_needed,
 )
 from mnist_dist.data.partitioning import SCORE_BYTES_PER_ROW, partition_rows
-from mnist_dist.data.splits import Split, checked_rows, open_split, split_stamp
+from mnist_dist.data.splits import Split, stamped_split
 from mnist_dist.data.store import ROOT_METADATA, STORE_GROUPS
 from mnist_dist.ensure import trained_models
 from mnist_dist.errors import StoreNotFoundError
@@ -96,9 +96,7 @@ def score_split(spec: ScoreSpec, client: Client | None) -> ScoreResult:
     store, models = ensure_inputs(spec)
     # Here, not on a worker: bad data is one error line; the stamp first, so a change
     # after it is seen.
-    stamp = split_stamp(store, spec.split)
-    split = open_split(store, spec.split)
-    checked_rows(split)
+    stamp, split = stamped_split(store, spec.split)
     rows = spec.partition_rows or partition_rows(spec.partition_mb, SCORE_BYTES_PER_ROW,
                                                  split.pixels.chunks[0])
     with locked_run_folder(spec.out), cluster_faults():
