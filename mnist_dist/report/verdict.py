@@ -24,11 +24,23 @@ def verdict(report: dict[str, Any]) -> list[str]:
     return lines + ([choice] if choice else [])
 
 
+def ranked(report: dict[str, Any]) -> tuple[dict[str, float], str, str]:
+    """Each model's accuracy, then the more accurate model and the other."""
+    accuracy = {m: float(report["models"][m]["accuracy"]) for m in an.MODELS}
+    best, other = sorted(an.MODELS, key=lambda m: -accuracy[m])
+    return accuracy, best, other
+
+
+def batch_ms(report: dict[str, Any], batch_size: int) -> dict[str, float | None]:
+    """Each model's ms/image at `batch_size` in the throughput sweep (None: not measured)."""
+    sweep = report.get("throughput") or []
+    return {m: an.at_batch(an.throughput_series(sweep, m), batch_size) for m in an.MODELS}
+
+
 def accuracy_lines(report: dict[str, Any]) -> list[str]:
     """Which model is more accurate, by how much overall and per digit; where each fails."""
     models = report["models"]
-    accuracy = {m: float(models[m]["accuracy"]) for m in an.MODELS}
-    best, other = sorted(an.MODELS, key=lambda m: -accuracy[m])
+    accuracy, best, other = ranked(report)
     if accuracy[best] == accuracy[other]:
         headline = f"Both models are equally accurate: {pct(accuracy[best])}."
     else:
@@ -82,8 +94,8 @@ def agreement_lines(report: dict[str, Any]) -> list[str]:
 
 def speed_line(report: dict[str, Any]) -> str:
     """Time per image at batch 1 and 1,000 on one worker, or the run's own rates."""
-    series = {m: an.throughput_series(report.get("throughput") or [], m) for m in an.MODELS}
-    ms = {m: [an.at_batch(series[m], b) for b in BATCHES] for m in an.MODELS}
+    at = [batch_ms(report, b) for b in BATCHES]
+    ms = {m: [times[m] for times in at] for m in an.MODELS}
     if all(v is not None for m in an.MODELS for v in ms[m]):
         faster, slower = sorted(an.MODELS, key=lambda m: ms[m][1] or 0.0)
         ratio = (ms[slower][1] or 0.0) / (ms[faster][1] or 1.0)
@@ -112,12 +124,10 @@ def footprint_line(report: dict[str, Any]) -> str:
 def choice_line(report: dict[str, Any]) -> str | None:
     """What the numbers mean for choosing a model for batch scoring (None without a winner)."""
     models = report["models"]
-    accuracy = {m: float(models[m]["accuracy"]) for m in an.MODELS}
-    if accuracy["knn"] == accuracy["mlp"]:
+    accuracy, best, other = ranked(report)
+    if accuracy[best] == accuracy[other]:
         return None
-    best, other = sorted(an.MODELS, key=lambda m: -accuracy[m])
-    speed = {m: an.at_batch(an.throughput_series(report.get("throughput") or [], m), 1000)
-             for m in an.MODELS}
+    speed = batch_ms(report, BATCHES[-1])
     if speed["knn"] is None or speed["mlp"] is None:
         rates = {m: models[m].get("images_per_second") or 0.0 for m in an.MODELS}
         quicker = max(an.MODELS, key=lambda m: rates[m])
