@@ -29,6 +29,8 @@ from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.knn import GemmKnn, KnnModel
 from mnist_dist.scoring.sweep import time_batches
 from tests.helpers import small_knn_model
+from tests.test_bench_page import key_paths
+from tests.test_bench_page import sample as bench_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHTLY = ROOT / "deploy" / "nightly"
@@ -139,10 +141,21 @@ def test_quick_bench_times_the_fixed_cost_on_its_warm_client_only(
                             "fresh_wall_seconds": None}
     rows = {row["figure"]: row["met"] for row in document["targets"]}
     assert {name: rows[name] for name in fixed["met"]} == fixed["met"]
-    for text in (done.stdout, (out / "run" / "bench.html").read_text()):
-        assert "fixed cost: one partition" in text and "md.score (median of 1)" in text
-        assert "fresh LocalCluster, python -m jobs.score  " in text
-        assert "skipped (--quick)" in text
+    assert "fixed cost: one partition" in done.stdout and "md.score (median of 1)" in done.stdout
+    assert "fresh LocalCluster, python -m jobs.score  " in done.stdout
+    assert "skipped (--quick)" in done.stdout
+    page = (out / "run" / "bench.html").read_text()
+    assert "<h2>Fixed cost</h2>" in page and "md.score (median of 1)" in page
+    assert "<td>fresh LocalCluster, python -m jobs.score</td><td>skipped (--quick)</td>" in page
+
+
+@pytest.mark.cluster
+def test_the_pages_sample_has_the_keys_of_a_fresh_quick_run(quick_run: tuple[Any, Path]
+                                                            ) -> None:
+    done, out = quick_run
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads((out / "run" / "bench.json").read_text())
+    assert key_paths(bench_sample()) == key_paths(fresh)
 
 
 def test_sweep_without_baselines_says_so(small_store: Path, small_models: Path) -> None:

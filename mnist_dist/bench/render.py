@@ -1,20 +1,19 @@
-"""Renderings of bench.json: a short text table and an HTML page with embedded PNG plots."""
+"""Renderings of bench.json: a short text table, and the PNG plots of its HTML page (see
+`mnist_dist.bench.page`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from mnist_dist.atomic import write_bytes_atomic
 from mnist_dist.bench.history import KEY_FIGURES, lookup, machine_key
 from mnist_dist.report import plots
 from mnist_dist.report.formats import HYPHEN, data_uri, fixed
-from mnist_dist.report.pages import render_page, stylesheet
 
 TABLE_NAME = "bench.txt"
 HTML_NAME = "bench.html"
 MODEL_LABELS = {
-    "knn": "KNN (GemmKnn, ours)", "sklearn_knn": "KNeighborsClassifier.predict",
+    "knn": "KNN (ours)", "sklearn_knn": "KNeighborsClassifier.predict",
     "mlp": "MLP (onnxruntime, ours)", "keras_mlp": "Keras model.predict",
 }
 DPI = 100
@@ -239,14 +238,7 @@ def trend_plot(records: list[dict[str, Any]]) -> str | None:
 
 
 def write_html(doc: dict[str, Any], records: list[dict[str, Any]], out: Path) -> Path:
-    """bench.html: the table, the plots (PNG embedded) and the trend over the history."""
-    images = [("Throughput vs batch size", throughput_plot(doc)),
-              ("End to end and scaling", end_to_end_plot(doc))]
-    trend = trend_plot(records)
-    if trend:
-        images.append(("Key figures over time (this machine)", trend))
-    page = render_page("bench.html", css=stylesheet("bench.css"), table=table_text(doc),
-                       images=images)
-    path = out / HTML_NAME
-    write_bytes_atomic(path, page.encode("utf-8"))  # replaces a link, never writes through it
-    return path
+    """bench.html: the document's sections as tables, then the plots (see `page.write_page`)."""
+    from mnist_dist.bench.page import write_page  # page imports this module's plots and labels
+
+    return write_page(doc, records, out)
