@@ -3,9 +3,9 @@
 The public API, imported lazily (``import mnist_dist`` loads neither Dask nor the models)::
 
     import mnist_dist as md
-    models = md.load_models("models")          # verified once; pickles by reference
+    models = md.load_models()                  # the data home's models, verified once
     out = models.predict(x)                    # uint8 (n, 784) -> digits, probabilities, ...
-    result = md.score(md.ScoreSpec(store="data/mnist.zarr", split="test"), client=client)
+    result = md.score(md.ScoreSpec(split="test"), client=client)  # the data home's store
     result.predictions                         # every image's predictions, a Dask DataFrame
 
 Each job is `md.<job>(md.<Job>Spec(...), client=None)` (score, ingest, export, prepare, train):
@@ -43,6 +43,9 @@ _EXPORTS = {
     "ScoreResult": ("mnist_dist.scoring.result", "ScoreResult"),
     "ScoreSpec": ("mnist_dist.scoring.spec", "ScoreSpec"),
     "score": ("mnist_dist.scoring.run", "run"),
+    "data_home": ("mnist_dist.settings", "data_home"),
+    "default_models": ("mnist_dist.settings", "default_models"),
+    "default_store": ("mnist_dist.settings", "default_store"),
     "SweepSpec": ("mnist_dist.scoring.sweep", "SweepSpec"),
     "TrainResult": ("mnist_dist.training.result", "TrainResult"),
     "train": ("mnist_dist.training.run", "run"),
@@ -51,8 +54,8 @@ _EXPORTS = {
 __all__ = [
     "ClusterSpec", "ExportResult", "ExportSpec", "ImageScoreSpec", "IngestResult", "IngestSpec",
     "Models", "PrepareResult", "PrepareSpec", "ScoreResult", "ScoreSpec", "SweepSpec",
-    "TrainResult", "TrainSpec", "__version__", "apply_storage_options", "export", "ingest",
-    "installed_versions", "load_models", "prepare", "read_predictions", "render_report",
+    "TrainResult", "TrainSpec", "__version__", "apply_storage_options", "data_home",
+    "default_models", "default_store", "export", "ingest", "installed_versions", "load_models", "prepare", "read_predictions", "render_report",
     "score", "score_images", "train",
 ]
 

@@ -8,6 +8,7 @@ so mapping it over a Dask array loads the models once per worker, never ships th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from mnist_dist.models.inputs import N_PIXELS, check_images
 from mnist_dist.models.knn import GemmKnn
 from mnist_dist.models.mlp import OnnxMlp
 from mnist_dist.models.outputs import MODEL_NAMES, OUTPUT_ARRAYS, check_model_names, timed_outputs
+from mnist_dist.settings import default_models
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,12 @@ def lazy_pixels(images: Any) -> Any:
     return flat.rechunk({1: N_PIXELS})
 
 
-def load_models(location: str = "models", ort_threads: int = 1) -> Models:
-    """Both models of the folder or URL `location`, every artifact verified against its
-    manifest once, here; raises ModelNotFoundError, ArtifactChecksumError or ModelFormatError.
+def load_models(location: str | Path | None = None, ort_threads: int = 1) -> Models:
+    """Both models of the folder or URL `location` (default: the data home's `models`), every
+    artifact verified against its manifest once, here; raises ModelNotFoundError,
+    ArtifactChecksumError or ModelFormatError.
 
     >>> models = load_models("s3://bucket/models")            # doctest: +SKIP
     """
-    return Models(read_models(absolute(str(location))).ref, ort_threads)
+    where = default_models() if location is None else location
+    return Models(read_models(absolute(str(where))).ref, ort_threads)

@@ -35,12 +35,31 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return dask.config.collect_env(as_dask) if as_dask else {}
 
 
+# Settings whose null default means "this name inside the data home".
+IN_DATA_HOME = {"store": "mnist.zarr", "models": "models"}
+
+
 def setting(key: str) -> Any:
-    """The effective value of `key` (e.g. "score.partition-mb"); SpecError for an unknown key."""
+    """The effective value of `key` (e.g. "score.partition-mb"); SpecError for an unknown key.
+
+    An unset `store` or `models` is its place in the data home (`data_home()`).
+    """
     try:
-        return dask.config.get(f"{SECTION}.{key}")
+        value = dask.config.get(f"{SECTION}.{key}")
     except KeyError:
         raise SpecError(f"unknown setting {SECTION}.{key}") from None
+    if value is None and key in IN_DATA_HOME:
+        return str(data_home() / IN_DATA_HOME[key])
+    return value
+
+
+def data_home() -> Path:
+    """The folder that holds the store and the models by default, whatever the working folder:
+    the `home` setting (`MNIST_DIST_HOME`), `~/mnist_dist_data` unless set."""
+    home = dask.config.get(f"{SECTION}.home")
+    if not isinstance(home, str) or not home.strip():
+        raise SpecError(f"setting {SECTION}.home must be a folder path; got {home!r} instead")
+    return Path(home).expanduser().absolute()
 
 
 def package_default(key: str) -> Any:
@@ -89,8 +108,10 @@ def check_settings() -> None:
 
 
 def effective_settings() -> dict[str, Any]:
-    """A copy of the whole `mnist-dist` section as it is now, for a job's report."""
-    return copy.deepcopy(dask.config.get(SECTION))
+    """A copy of the whole `mnist-dist` section as it is now, for a job's report (the store
+    and models where the data home put them)."""
+    section = copy.deepcopy(dask.config.get(SECTION))
+    return {**section, **{key: setting(key) for key in IN_DATA_HOME}}
 
 
 dask.config.update_defaults(load_defaults())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import dask.config
 import pytest
 from distributed import Client, LocalCluster
 
@@ -17,6 +18,17 @@ pytest_plugins = ["tests.conftest_s3"]  # the S3 server fixtures
 
 SMALL_TRAIN = 3000
 SMALL_TEST = 600
+
+
+@pytest.fixture(autouse=True)
+def data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[Path]:
+    """Each test's own data home, in this process and in the jobs it starts: default stores
+    and models never land in the user's."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MNIST_DIST_HOME", str(home))
+    with dask.config.set({"mnist-dist.home": str(home)}):
+        yield home
 
 
 @pytest.fixture(scope="session")

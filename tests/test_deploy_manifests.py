@@ -17,12 +17,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import dask.config
 import pytest
 import yaml
 from dask.utils import parse_bytes
 
 from jobs import score
-from mnist_dist.settings import default_models, default_store
+from mnist_dist.settings import default_models, default_store, package_default
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -380,9 +381,11 @@ def test_compose_volumes_identical_in_workers_and_job(compose: dict[str, Any]) -
     for path in (args.store, args.models, str(args.out)):
         assert under(path, set(job)), f"{path} is not on a shared volume"
     assert not job["/runs"][1], "/runs must be writable: workers write predictions there"
-    # By default the repository folders jobs.train writes are the ones mounted.
-    assert (COMPOSE.parent / job["/data"][0]).resolve() == REPO / default_store().parent
-    assert (COMPOSE.parent / job["/models"][0]).resolve() == REPO / default_models()
+    # By default the data home's store and models (where jobs.train writes them) are mounted.
+    home = Path(package_default("home")).expanduser()
+    with dask.config.set({"mnist-dist.home": str(home)}):
+        assert Path(job["/data"][0]).expanduser() / default_store().name == default_store()
+        assert Path(job["/models"][0]).expanduser() == default_models()
 
 
 # ---------------------------------------------------------------- Compose, object storage

@@ -74,9 +74,9 @@ def test_typed_flags_use_validating_types(name: str) -> None:
 @pytest.mark.parametrize(("name", "flag", "value"), sweep_cases())
 def test_bad_flag_value_is_one_error_line(
     name: str, flag: str, value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], data_home: Path,
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # default outputs (data/, models/, runs/) would land here
+    monkeypatch.chdir(tmp_path)  # default runs/ would land here (store and models: data home)
     main = importlib.import_module(f"jobs.{name}").main
     argv = [f"{flag}={value}"] + (["RUN"] if name == "report" else [])
     with pytest.raises(SystemExit) as exit_info:
@@ -86,6 +86,7 @@ def test_bad_flag_value_is_one_error_line(
     assert len(err.splitlines()) == 1 and err.startswith(f"error: {flag} "), err
     assert "Traceback" not in err
     assert not list(tmp_path.iterdir()), "work started on a bad flag value"
+    assert not list(data_home.iterdir()), "work started on a bad flag value"
 
 
 @pytest.mark.parametrize(

@@ -20,15 +20,16 @@ def score(cwd: Path, *flags: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_split_that_no_built_store_holds_is_named_before_building_anything(
-    tmp_path: Path,
+    tmp_path: Path, data_home: Path,
 ) -> None:
     done = score(tmp_path, "--split", "new", "--out", "r")
     assert done.returncode == EXIT_CODES[StoreNotFoundError], done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "split 'new' not found" in lines[0]
-    assert "data/mnist.zarr" in lines[0] and "--store" in lines[0]
+    assert str(data_home / "mnist.zarr") in lines[0] and "--store" in lines[0]
     assert "building" not in done.stderr and "Traceback" not in done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no store, models or run folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run folder
+    assert sorted(p.name for p in data_home.iterdir()) == []  # no store or models
 
 
 def test_a_store_without_the_split_is_refused_before_missing_models_are_trained(

@@ -24,7 +24,8 @@ import zarr
 dask.config.set({"mnist-dist.score.batch-sizes": [1, 10], "mnist-dist.score.sweep-seconds": 0.01})
 client = Client(LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                              dashboard_address=":0"))
-x = zarr.open_group("data/mnist.zarr", mode="r")["test/images"][:50]
+import mnist_dist as md
+x = zarr.open_group(str(md.default_store()), mode="r")["test/images"][:50]
 """
 AFTER = """
 assert client.status == "running" and client.submit(sum, [1, 2]).result() == 3
@@ -41,10 +42,12 @@ def readme_example() -> str:
 
 @pytest.mark.cluster
 def test_the_readme_example_runs_in_a_jupyter_kernel_and_renders_the_result(
-    small_store: Path, small_models: Path, tmp_path: Path
+    small_store: Path, small_models: Path, tmp_path: Path, data_home: Path
 ) -> None:
-    shutil.copytree(small_store, tmp_path / "data" / "mnist.zarr")
-    shutil.copytree(small_models, tmp_path / "models")
+    # The notebook's folder holds nothing: the store and models are in the data home
+    # (MNIST_DIST_HOME, set by conftest), as they are wherever a notebook runs.
+    shutil.copytree(small_store, data_home / "mnist.zarr")
+    shutil.copytree(small_models, data_home / "models")
     cells = [nbformat.v4.new_code_cell(code) for code in (SETUP, readme_example(), AFTER)]
     notebook = nbformat.v4.new_notebook(cells=cells)
     NotebookClient(notebook, timeout=600, kernel_name="python3",

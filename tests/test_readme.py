@@ -116,10 +116,12 @@ def test_every_job_command_line_parses(path: Path, minimum: int,
     assert not failures, "\n".join(failures)
 
 
-def test_readme_python_blocks_run(small_store: Path, small_models: Path, tmp_path: Path) -> None:
+def test_readme_python_blocks_run(small_store: Path, small_models: Path, tmp_path: Path,
+                                  data_home: Path) -> None:
     # The first block of "## From Python" runs in a Jupyter kernel in tests/test_notebook.py
     # (it needs the notebook's `client` and `x`): skipped here by design. Every other block runs
-    # alone in a fresh interpreter, in a folder holding the README's default paths.
+    # alone in a fresh interpreter, in an empty folder, with the store and models in the data
+    # home (MNIST_DIST_HOME, set by conftest).
     text = README.read_text()
     blocks = code_blocks(text, ("python",))
     section = text[text.index("## From Python"):]
@@ -129,8 +131,8 @@ def test_readme_python_blocks_run(small_store: Path, small_models: Path, tmp_pat
     assert len(others) == len(blocks) - 1
     if not others:
         pytest.skip("README.md has no Python block besides the notebook example")
-    shutil.copytree(small_store, tmp_path / "data" / "mnist.zarr")
-    shutil.copytree(small_models, tmp_path / "models")
+    shutil.copytree(small_store, data_home / "mnist.zarr")
+    shutil.copytree(small_models, data_home / "models")
     for number, block in enumerate(others, start=2):
         done = subprocess.run([sys.executable, "-c", block], check=False, cwd=tmp_path,
                               capture_output=True, text=True, timeout=300)

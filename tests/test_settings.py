@@ -39,7 +39,40 @@ def test_the_defaults_are_the_shipped_yaml() -> None:
     shipped = yaml.safe_load(settings.DEFAULTS_FILE.read_text())["mnist-dist"]
     assert settings.setting("score.partition-mb") == shipped["score"]["partition-mb"] == 20.0
     assert settings.package_default("train.epochs") == shipped["train"]["epochs"] == 10
-    assert settings.effective_settings() == shipped  # nothing overrides them in the tests
+    # Nothing overrides them in the tests but the data home (conftest), which places the
+    # unset store and models.
+    home = settings.data_home()
+    assert settings.effective_settings() == {
+        **shipped, "home": str(home), "store": str(home / "mnist.zarr"),
+        "models": str(home / "models")}
+
+
+PRINT_LOCATIONS = ("import mnist_dist as md; "
+                   "print(md.data_home(), md.default_store(), md.default_models(), sep='\\n')")
+
+
+def test_the_store_and_models_live_in_the_data_home_whatever_the_working_folder(
+    tmp_path: Path,
+) -> None:
+    elsewhere = tmp_path / "notebooks"
+    elsewhere.mkdir()
+    user_home = tmp_path / "user"
+    default = python(PRINT_LOCATIONS, env={"HOME": str(user_home)}, cwd=elsewhere)
+    assert default.stdout.split() == [str(user_home / "mnist_dist_data"),
+                                      str(user_home / "mnist_dist_data" / "mnist.zarr"),
+                                      str(user_home / "mnist_dist_data" / "models")]
+    chosen = python(PRINT_LOCATIONS, env={"MNIST_DIST_HOME": str(tmp_path / "data")},
+                    cwd=elsewhere)
+    assert chosen.stdout.split() == [str(tmp_path / "data"), str(tmp_path / "data/mnist.zarr"),
+                                     str(tmp_path / "data/models")]
+    own_store = python(PRINT_LOCATIONS, env={"MNIST_DIST_HOME": str(tmp_path / "data"),
+                                             "MNIST_DIST_STORE": "/srv/mnist.zarr"})
+    assert own_store.stdout.split()[1:] == ["/srv/mnist.zarr", str(tmp_path / "data/models")]
+
+
+def test_a_data_home_that_is_not_a_path_is_refused() -> None:
+    with dask.config.set({"mnist-dist.home": ""}), pytest.raises(SpecError, match="home"):
+        settings.default_store()
 
 
 def test_library_defaults_and_flag_defaults_read_the_settings() -> None:

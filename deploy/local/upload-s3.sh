@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Copy a local store or model folder to object storage, e.g. after jobs.prepare / jobs.train:
 #
-#   deploy/local/upload-s3.sh data/mnist.zarr s3://BUCKET/mnist.zarr
-#   deploy/local/upload-s3.sh models s3://BUCKET/models
+#   deploy/local/upload-s3.sh ~/mnist_dist_data/mnist.zarr s3://BUCKET/mnist.zarr
+#   deploy/local/upload-s3.sh ~/mnist_dist_data/models s3://BUCKET/models
 #
 # Credentials and endpoint as for the jobs: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_ENDPOINT_URL or ~/.aws. The bucket is created when missing. Readers verify what arrives:

@@ -8,7 +8,7 @@ from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.locations import is_url, local_path
 from mnist_dist.models.artifacts import ARTIFACTS, MANIFEST
 from mnist_dist.publish import exists
-from mnist_dist.settings import package_default
+from mnist_dist.settings import IN_DATA_HOME, data_home, package_default
 from mnist_dist.training.spec import TrainSpec
 
 
@@ -17,7 +17,7 @@ def check_model_folder(spec: TrainSpec) -> None:
     the default model folder, where a later `jobs.score` would silently score them."""
     study = {"epochs": package_default("train.epochs"), "seed": package_default("train.seed"),
              "train_limit": None}
-    folder = Path(package_default("models"))  # the shipped default, whatever flags say
+    folder = data_home() / IN_DATA_HOME["models"]  # the data home's, whatever flags say
     models = str(spec.models)
     if spec.settings() == study or is_url(models) or Path(models).resolve() != folder.resolve():
         return
