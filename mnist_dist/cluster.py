@@ -6,6 +6,7 @@ versions everywhere, and every worker able to read the store and (or else be sen
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -117,13 +118,15 @@ def local_cluster(spec: ClusterSpec) -> LocalCluster:
 def connect(spec: ClusterSpec) -> Iterator[Client]:
     """A client on the requested cluster; a local one is started and torn down here."""
     if spec.scheduler is None:
-        with logging_restored(), local_cluster(spec) as cluster, Client(cluster) as client:
-            log.info("Dask dashboard: %s", client.dashboard_link)
-            quiet_project_errors(client)
-            share_storage_options(client)
-            client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
-            with silent_teardown_on_failure():
-                yield client
+        with logging_restored(), local_cluster(spec) as cluster:
+            with Client(cluster) as client:
+                log.info("Dask dashboard: %s", client.dashboard_link)
+                quiet_project_errors(client)
+                share_storage_options(client)
+                client.register_plugin(IgnoreInterrupts(), name=IgnoreInterrupts.name)
+                with silent_teardown_on_failure():
+                    yield client
+            close_workers(cluster)
         return
     security = spec.tls.security() if spec.tls else None
     try:
@@ -147,6 +150,21 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
         share_storage_options(client)
         with silent_teardown_on_failure():
             yield client
+
+
+# Seconds a LocalCluster's worker process gets to exit on a normal close. Dask's nanny allows
+# 4 and then kills it with a warning; tearing down an interpreter that holds numba,
+# onnxruntime and scipy can take longer on a loaded machine.
+WORKER_EXIT_SECONDS = 30.0
+
+
+def close_workers(cluster: LocalCluster, seconds: float = WORKER_EXIT_SECONDS) -> None:
+    """Close every worker of `cluster`, each given `seconds` to exit before it is killed."""
+    async def close_all() -> None:
+        await asyncio.gather(*(worker.close(timeout=seconds)
+                               for worker in cluster.workers.values()))
+
+    cluster.sync(close_all)
 
 
 @contextlib.contextmanager

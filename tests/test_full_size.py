@@ -1,8 +1,15 @@
-"""The study's figures from full-size training on the default `seed` split (slow: ~3 minutes)."""
+"""The README's main command as a new user runs it, and the study's figures from its full-size
+training on the default `seed` split (slow: ~4 minutes)."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +19,11 @@ import pytest
 
 from mnist_dist.bench.knn_inputs import hard_inputs
 from mnist_dist.data.expand import DeformParams
-from mnist_dist.data.sources import RawMnist
-from mnist_dist.data.store import build_store, open_store
+from mnist_dist.data.store import open_store
 from mnist_dist.models.knn import GemmKnn, load_knn, predict_sklearn
 from mnist_dist.preparation.tasks import generate_partition
-from mnist_dist.training.run import run as train
 from mnist_dist.training.scaler import fit_scaler
-from mnist_dist.training.spec import TrainSpec
+from tests.test_console import TF_NOISE
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +34,51 @@ EXTRA_SEEDS = (0, 1)
 STUDY_MLP_MEAN, STUDY_MLP_EACH = 0.970, 0.967
 
 
+@dataclass(frozen=True)
+class MainCommand:
+    """What the README's main command did: its folder, exit status and console."""
+
+    cwd: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+
 @pytest.fixture(scope="module")
-def full(tmp_path_factory: pytest.TempPathFactory, vendored: RawMnist) -> tuple[Path, dict]:
-    """Seed-split store and models trained with the study's settings (10 epochs, seed 42)."""
-    root = tmp_path_factory.mktemp("full")
-    store = build_store(vendored, root / "mnist.zarr")
-    manifest = train(TrainSpec(store=store, models=root / "models")).manifest
+def main_command(tmp_path_factory: pytest.TempPathFactory) -> MainCommand:
+    """`python -m jobs.score` as a new user runs it, from a folder that is not the repository,
+    with the data home (MNIST_DIST_HOME) empty: it builds the seed-split store, trains the
+    study's models (10 epochs, seed 42) and scores the test split."""
+    home, cwd = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("elsewhere")
+    done = subprocess.run([sys.executable, "-m", "jobs.score"], cwd=cwd, capture_output=True,
+                          text=True, timeout=900, check=False,
+                          env={**os.environ, "MNIST_DIST_HOME": str(home)})
+    return MainCommand(cwd, done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture(scope="module")
+def full(main_command: MainCommand) -> tuple[Path, dict]:
+    """The data home the main command filled: seed-split store and models trained with the
+    study's settings."""
+    assert main_command.returncode == 0, main_command.stderr
+    root = Path(re.search(r"models (\S+) not found: training them", main_command.stderr)[1]
+                ).parent
+    manifest = json.loads((root / "models" / "manifest.json").read_text())
     return root, manifest
+
+
+def test_the_main_command_informs_without_noise_and_points_to_the_report(
+    main_command: MainCommand, full: tuple[Path, dict],
+) -> None:
+    assert not TF_NOISE.search(main_command.stderr), TF_NOISE.findall(main_command.stderr)
+    for noise in ("still alive", "Traceback", "INFO distributed.", "INFO tf2onnx"):
+        assert noise not in main_command.stderr
+    assert "training the MLP" in main_command.stderr  # its silent start announced
+    (run,) = (main_command.cwd / "runs").iterdir()  # only the run lands in the working folder
+    assert sorted(p.name for p in main_command.cwd.iterdir()) == ["runs"]
+    report = run.relative_to(main_command.cwd) / "report.html"
+    assert main_command.stdout.strip().splitlines()[-1] == f"report: {report}"
+    assert sorted(p.name for p in full[0].iterdir()) == ["mnist.zarr", "models"]
 
 
 @pytest.fixture(scope="module")

@@ -273,12 +273,21 @@ class PrintableFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
+def project_or_warning(record: logging.LogRecord) -> bool:
+    """True for the project's own records and for other libraries' warnings and errors: Dask's
+    scheduler chatter and the exporters' INFO lines stay off a job's console."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] == "mnist_dist"
+
+
 def setup_logging(verbose: bool = False) -> None:
-    """Concise INFO logging to stderr (DEBUG with `verbose`), control characters escaped."""
+    """Concise INFO logging of the project to stderr (everything, at DEBUG, with `verbose`),
+    control characters escaped."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     for handler in logging.getLogger().handlers:
         handler.setFormatter(PrintableFormatter(
             "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+        if not verbose:
+            handler.addFilter(project_or_warning)
 
 
 def run_job(job: Callable[[], int], args: argparse.Namespace | None = None) -> int:

@@ -30,7 +30,7 @@ from mnist_dist.errors import StoreNotFoundError
 from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.models.cache import ModelFiles
 from mnist_dist.preparation.store import ensure_store
-from mnist_dist.report.document import build_report, write_report
+from mnist_dist.report.document import build_report, name_samples, write_report
 from mnist_dist.report.render import render_report
 from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
 from mnist_dist.scoring.graph import score_graph
@@ -123,6 +123,8 @@ def score_on(
     for it; returns the report, not yet written (a caller may add sections first)."""
     ref, store = models.ref, split.location
     sweep = spec.measures_throughput(split.labels is not None)
+    log.info("checking the workers (library versions, the store) and loading the models on "
+             "each")
     check_versions(client)
     check_store_readable(client, store, spec.split)
     if sweep:
@@ -151,8 +153,11 @@ def score_on(
     outputs = {"predictions": job.predictions, "models": ref.directory}
     if spec.performance_report:
         outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
-    return build_report(result, dataset, cluster, models.manifest, throughput, outputs,
-                        result.gallery, settings=settings_of(spec))
+    report = build_report(result, dataset, cluster, models.manifest, throughput, outputs,
+                          result.gallery, settings=settings_of(spec))
+    if split.ids is not None:
+        name_samples(report, split.ids)
+    return report
 
 
 def publish_report(report: dict[str, Any], out: Path) -> None:

@@ -24,6 +24,8 @@ def train_and_export_mlp(
 ) -> dict[str, Any]:
     """Train the Keras MLP, export it to ONNX, verify ONNX vs Keras on the whole test split;
     its manifest entry. Images uint8 (n, 784), labels uint8 (n,)."""
+    log.info("training the MLP (784-256-128-64-10, %d epochs, seed %d): loading TensorFlow",
+             epochs, seed)
     from mnist_dist.models.mlp_train import MlpSettings, export_onnx, train_mlp, verify_onnx
 
     settings = MlpSettings(epochs=epochs, seed=seed)
