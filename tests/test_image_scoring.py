@@ -180,6 +180,13 @@ def test_disturbed_digits_score_like_the_store_and_bad_files_are_reported(
     markdown = (tmp_path / "run" / "report.md").read_text()
     for text in (html, markdown):  # the failures are shown, from the bounded section
         assert "Image files" in text and "5_corrupt.png" in text and "failed: image is blank" in text
+    # Every sampled digit is named by its file, the file whose prediction it shows.
+    ids = list(map(str, predictions["ids"][:]))
+    sampled = [item for model in saved["models"].values() for item in model["misclassified"]]
+    sampled += saved["predictions"]["least_confident"] + saved["predictions"]["disagreements"]
+    assert sampled and all(item["id"] == ids[item["index"]] for item in sampled)
+    assert all(int(Path(item["id"]).name[0]) == item["true"] for item in sampled)
+    assert all(f">{Path(item['id']).name}</span>" in html for item in sampled)
 
     # jobs.export of the run: one row per scored file, equal to the predictions store.
     table = pd.read_parquet(md.export(md.ExportSpec(run=tmp_path / "run")).path)

@@ -140,7 +140,7 @@ def test_galleries_show_each_digit_with_its_three_nearest_training_digits(
     first = report["predictions"]["least_confident"][0]
     assert f"training row {first['neighbours'][1]['row']:,}, distance 2" in html
     rows = markdown_table(pages[".md"], "### Least confident MLP predictions")
-    assert [int(r[0].replace(",", "")) for r in rows] == [
+    assert [int(r[0].removeprefix("#").replace(",", "")) for r in rows] == [
         item["index"] for item in report["predictions"]["least_confident"]]
     assert rows[0][2] == "0, 1, 2"
 

@@ -158,6 +158,29 @@ def build_report(
     return report
 
 
+def sample_items(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every sampled digit of `report`: each model's misclassified, the least confident and the
+    disagreeing ones."""
+    items = [item for model in report["models"].values()
+             for item in model.get("misclassified") or []]
+    predictions = report.get("predictions") or {}
+    return items + [item for name in ("least_confident", "disagreements")
+                    for item in predictions.get(name) or []]
+
+
+def name_samples(report: dict[str, Any], ids: Any) -> None:
+    """Give each sampled digit of `report` its `id` from the split's `ids` (N,) array (a run of
+    image files: the file's path), read for those rows only."""
+    items = sample_items(report)
+    if not items:
+        return
+    rows = np.unique(np.array([item["index"] for item in items], dtype=np.int64))
+    names = np.asarray(ids.get_orthogonal_selection((rows,)))
+    found = dict(zip(rows.tolist(), (str(name) for name in names), strict=True))
+    for item in items:
+        item["id"] = found[item["index"]]
+
+
 def write_report(report: dict[str, Any], out: Path) -> Path:
     """Write `out/report.json` atomically, once it matches `report.schema.json` (ReportError
     otherwise); returns its path."""

@@ -140,3 +140,18 @@ def resumed_part(timing: dict[str, Any], n_images: int) -> str:
     if not isinstance(computed, int) or computed == n_images:
         return ""
     return f"; {computed:,} of them in this session"
+
+
+def sample_label(item: Mapping[str, Any]) -> str:
+    """How a sampled digit is named under its image: its file's name (the last part of its
+    `id`) when the split has ids, else `#row`."""
+    if item.get("id") is not None:
+        return str(item["id"]).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or str(item["id"])
+    return f"#{item['index']:,}"
+
+
+def sample_title(item: Mapping[str, Any]) -> str:
+    """The full name of a sampled digit, for a tooltip: its id and row, or its row."""
+    row = f"row {item['index']:,} of the scored split"
+    return row if item.get("id") is None else f"{item['id']} ({row})"
+

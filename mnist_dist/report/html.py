@@ -12,7 +12,7 @@ from typing import Any
 
 from mnist_dist.report import analysis as an
 from mnist_dist.report import heat, plots
-from mnist_dist.report.formats import EN_DASH, FORMATS, count, data_uri
+from mnist_dist.report.formats import EN_DASH, FORMATS, count, data_uri, sample_label, sample_title
 from mnist_dist.report.pages import Num, Row, render_page, stylesheet
 from mnist_dist.report.predictions import predictions_view
 from mnist_dist.report.schema import GALLERY_LIMIT, decode_pixels, is_labelled, meta
@@ -174,7 +174,8 @@ def gallery(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [
         {"uri": data_uri(plots.digit_png(decode_pixels(item))),
          "alt": f"digit {item['true']} predicted as {item['predicted']}",
-         "true": item["true"], "predicted": item["predicted"], "index": f"#{item['index']:,}"}
+         "true": item["true"], "predicted": item["predicted"], "index": sample_label(item),
+         "title": sample_title(item)}
         for item in items
     ]
 

@@ -14,7 +14,16 @@ import numpy as np
 
 from mnist_dist.report import heat, plots
 from mnist_dist.report.analysis import LABELS
-from mnist_dist.report.formats import FORMATS, count, data_uri, markdown_table, numeric_align, pct
+from mnist_dist.report.formats import (
+    FORMATS,
+    count,
+    data_uri,
+    markdown_table,
+    numeric_align,
+    pct,
+    sample_label,
+    sample_title,
+)
 from mnist_dist.report.pages import Num, Row
 from mnist_dist.report.schema import GALLERY_LIMIT, decode_pixels
 
@@ -93,7 +102,7 @@ def gallery(section: dict[str, Any], name: str) -> list[dict[str, Any]]:
     """Up to GALLERY_LIMIT sampled digits, each with its nearest training digits."""
     return [
         {"uri": data_uri(plots.digit_png(decode_pixels(item))), "alt": f"digit #{item['index']}",
-         "caption": caption(item), "index": f"#{item['index']:,}",
+         "caption": caption(item), "index": sample_label(item), "title": sample_title(item),
          "neighbours": [
              {"uri": data_uri(plots.digit_png(decode_pixels(n))),
               "alt": f"training digit {n['row']}",
@@ -127,10 +136,10 @@ def predictions_markdown(report: dict[str, Any]) -> str:
             ["top probability", "images", "share"], rows, numeric_align(3))
     for name, title in GALLERIES:
         items = (section.get(name) or [])[:GALLERY_LIMIT]
-        rows = [[f"{item['index']:,}", caption(item),
+        rows = [[sample_label(item), caption(item),
                  ", ".join(f"{n['row']:,}" for n in item.get("neighbours") or [])]
                 for item in items]
         text += f"\n\n### {title}\n\n" + (markdown_table(
-            ["row", "predictions", "nearest training rows"], rows, numeric_align(1) + ["---"] * 2)
+            ["image", "predictions", "nearest training rows"], rows, ["---"] * 3)
             if rows else "None sampled.")
     return text

@@ -122,7 +122,8 @@ MODEL_FIELDS: dict[str, Kind] = {
     "accuracy": NUMBER, **SPEED_FIELDS, "misclassified": OPTIONAL_LIST,
 }
 ARTIFACT_FIELDS: dict[str, Kind] = {"bytes": FINITE, "sha256": OPTIONAL_TEXT}
-GALLERY_FIELDS: dict[str, Kind] = {"index": INTEGER, "true": ANY, "predicted": ANY}
+GALLERY_FIELDS: dict[str, Kind] = {"index": INTEGER, "true": ANY, "predicted": ANY,
+                                   "id": OPTIONAL_TEXT}
 DIGIT: Kind = ("a digit 0-9", lambda v: is_integer(v) and 0 <= v <= 9, True)
 PREDICTION_FIELDS: dict[str, Kind] = {
     "counts": ("an object", lambda v: isinstance(v, dict), False),
@@ -137,7 +138,7 @@ CONFIDENCE_FIELDS: dict[str, Kind] = {
 THRESHOLD_FIELDS: dict[str, Kind] = {"below": FINITE, "count": INTEGER, "share": OPTIONAL_NUMBER}
 SAMPLE_FIELDS: dict[str, Kind] = {
     "index": INTEGER, "true": DIGIT, "knn": DIGIT, "mlp": DIGIT, "probability": OPTIONAL_NUMBER,
-    "neighbours": OPTIONAL_LIST,
+    "neighbours": OPTIONAL_LIST, "id": OPTIONAL_TEXT,
 }
 NEIGHBOUR_FIELDS: dict[str, Kind] = {"row": INTEGER, "distance": OPTIONAL_NUMBER}
 SWEEP_FIELDS: dict[str, Kind] = {
