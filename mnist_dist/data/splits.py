@@ -4,21 +4,26 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.array import _shards_initialized
 from zarr.core.sync import sync
 
 from mnist_dist.data.sources import N_PIXELS
 from mnist_dist.data.store import (
     ALL_CHUNKS_WRITTEN,
+    METADATA_ERRORS,
     PREPARE_HINT,
     STORE_FORMAT,
     as_array,
+    check_chunk_shape,
+    readable_metadata,
     zarr_array,
 )
 from mnist_dist.errors import DataError, StoreNotFoundError
@@ -27,19 +32,65 @@ from mnist_dist.locations import folder_stamp
 log = logging.getLogger(__name__)
 
 
-def missing_chunks(array: zarr.Array) -> list[str]:
-    """Keys (e.g. `c/3/0`) of the chunks of `array` absent from its store: Zarr would read them
-    as the fill value, so a split with any missing would be scored as blank digits."""
-    if array.nchunks_initialized == array.nchunks:
-        return []
+def missing_chunks(array: zarr.Array, limit: int | None = None) -> tuple[int, list[str]]:
+    """How many chunks of `array` are absent from its store, and the keys (e.g. `c/3/0`) of the
+    first `limit` of them (None: all). Zarr would read them as the fill value, so a split with
+    any missing would be scored as blank digits. Costs one listing of the stored keys, however
+    many chunks the metadata claims."""
     aa = array._async_array  # zarr names chunks only through its private helpers
-    present = set(sync(_shards_initialized(aa)))
-    return [key for key in aa._iter_shard_keys() if key not in present]
+    grid = tuple(aa._shard_grid_shape)
+    present = stored_chunk_keys(array, grid)
+    count = math.prod(grid) - len(present)
+    if count == 0:
+        return 0, []
+    keys = (array.metadata.encode_chunk_key(index) for index in grid_indices(grid))
+    absent = (key for key in keys if key not in present)
+    return count, list(itertools.islice(absent, limit))
+
+
+def grid_indices(grid: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+    """Every index of a chunk grid in row-major order, one at a time (a grid of 10^9 chunks
+    costs nothing until iterated)."""
+    for flat in range(math.prod(grid)):
+        index = []
+        for side in reversed(grid):
+            flat, i = divmod(flat, side)
+            index.append(i)
+        yield tuple(reversed(index))
+
+
+def stored_chunk_keys(array: zarr.Array, grid: tuple[int, ...]) -> set[str]:
+    """Keys of the chunks (shards, when sharded) of `array` present in its store and inside
+    its chunk grid `grid`."""
+    aa = array._async_array
+    prefix = aa.store_path.path
+
+    async def listing() -> list[str]:
+        return [key async for key in aa.store_path.store.list_prefix(prefix=prefix)]
+
+    start = len(prefix) + 1 if prefix else 0
+    return {key for key in (k[start:] for k in sync(listing()))
+            if chunk_index(array, key, grid) is not None}
+
+
+def chunk_index(array: zarr.Array, key: str, grid: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The grid index a stored key names, None when it names no chunk of `grid`."""
+    encoding = array.metadata.chunk_key_encoding
+    separator = getattr(encoding, "separator", "/")
+    parts = key.split(separator)
+    if parts[:1] == ["c"] and len(parts) == len(grid) + 1:
+        parts = parts[1:]
+    if len(parts) != len(grid) or not all(part.isdigit() for part in parts):
+        return None
+    index = tuple(int(part) for part in parts)
+    if any(i >= side for i, side in zip(index, grid, strict=True)):
+        return None
+    return index if array.metadata.encode_chunk_key(index) == key else None
 
 
 def absent_row_chunks(array: zarr.Array) -> set[int]:
     """Indices of the absent chunks of an array chunked along its rows only."""
-    missing = set(missing_chunks(array))
+    missing = set(missing_chunks(array)[1])
     if not missing:
         return set()
     rows = -(-array.shape[0] // array.chunks[0])
@@ -78,19 +129,26 @@ def open_split(location: str, split: str) -> Split:
     StoreNotFoundError naming the store or split when either is missing."""
     try:
         root = zarr.open_group(location, mode="r")  # type: ignore[arg-type]
-    except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as exc:
+    except FileNotFoundError as exc:
         raise StoreNotFoundError(f"store {location} not found ({exc})") from exc
-    try:
-        group = root[split]
-    except KeyError:
-        found = ", ".join(sorted(root.group_keys())) or "none"
-        raise StoreNotFoundError(f"{location}: split {split!r} not found in the store "
-                                 f"(its groups: {found})") from None
-    if not isinstance(group, zarr.Group):
-        raise DataError(f"{location}: {split} is an array, not a group; expected a split group")
-    members = dict(group.members())
+    except METADATA_ERRORS as exc:
+        raise StoreNotFoundError(f"store {location} not found "
+                                 f"({' '.join(str(exc).split())[:200]})") from exc
+    with readable_metadata(f"{location}/{split}"):
+        group = root.get(split)
+        if group is None:
+            found = ", ".join(sorted(root.group_keys())) or "none"
+            raise StoreNotFoundError(f"{location}: split {split!r} not found in the store "
+                                     f"(its groups: {found})")
+        if not isinstance(group, zarr.Group):
+            raise DataError(f"{location}: {split} is an array, not a group; expected a split "
+                            "group")
+        members = dict(group.members())
     arrays = {name: as_array(members[name], location, f"{split}/{name}") if name in members
               else None for name in ("images", "labels", "ids")}
+    for name, array in arrays.items():
+        if array is not None:
+            check_chunk_shape(array, f"{location}/{split}/{name}")
     return Split(location, split, store_attrs=dict(root.attrs), **arrays)
 
 
@@ -114,17 +172,17 @@ def check_complete(split: Split) -> None:
     for name, array in (("images", split.images), ("labels", split.labels)):
         if array is None:
             continue
-        missing = missing_chunks(array)
-        if missing and not every_chunk_written(split, array):
+        count, first = missing_chunks(array, limit=5)
+        if count and not every_chunk_written(split, array):
             log.info("%s/%s: %d chunk(s) absent, read as the fill value %s (its writer "
                      "did not record writing every chunk)", split.where, name,
-                     len(missing), array.fill_value)
+                     count, array.fill_value)
             continue
-        if missing:
-            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more"
-                                               if len(missing) > 5 else "")
+        if count:
+            shown = ", ".join(first) + (f" and {count - len(first)} more"
+                                        if count > len(first) else "")
             raise DataError(
-                f"{split.where}/{name} is missing {len(missing)} chunk(s): {shown}; "
+                f"{split.where}/{name} is missing {count} chunk(s): {shown}; "
                 f"expected every chunk (rebuild the store: {PREPARE_HINT} --force)"
             )
 

@@ -17,9 +17,10 @@ for canonical), `n_train`, `n_test`, `chunk_rows`, `code_version`. A store's pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,13 @@ from zarr.core.array_spec import ArrayConfigParams
 
 import mnist_dist
 from mnist_dist.data.sources import N_PIXELS, RawMnist
-from mnist_dist.errors import DataError, SpecError, StoreExistsError, StoreNotFoundError
+from mnist_dist.errors import (
+    DataError,
+    MnistDistError,
+    SpecError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
 from mnist_dist.locations import is_url, local_path
 from mnist_dist.provenance import describe_differences
 from mnist_dist.publish import built_aside, exists
@@ -185,11 +192,39 @@ def open_store(path: Path | str) -> zarr.Group:
     """Open the store at `path` (a local path or URL) read-only; StoreNotFoundError if it is missing or incomplete."""
     group = open_root(path)
     for name in ARRAY_NAMES:
-        if name not in group:
+        with readable_metadata(f"{path}/{name}"):
+            found = name in group
+        if not found:
             raise StoreNotFoundError(
                 f"store {path} lacks array {name}; {PREPARE_HINT} --store {path} --force"
             )
     return group
+
+
+# What zarr-python raises for metadata it cannot read (bad or deeply nested JSON, an unknown
+# codec, a negative chunk shape, a fill value outside the data type, a bad chunk-key separator).
+METADATA_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, KeyError,
+                   zarr.errors.BaseZarrError)
+
+
+@contextlib.contextmanager
+def readable_metadata(where: str) -> Iterator[None]:
+    """DataError naming `where` when the Zarr metadata read inside is not valid."""
+    try:
+        yield
+    except MnistDistError:
+        raise
+    except METADATA_ERRORS as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise DataError(f"{where}: unreadable Zarr metadata ({reason}); expected a store "
+                        "written by mnist-dist or zarr-python") from exc
+
+
+def check_chunk_shape(array: zarr.Array, where: str) -> None:
+    """DataError unless every chunk dimension of `array` is positive."""
+    if any(side <= 0 for side in array.chunks):
+        raise DataError(f"{where}: chunk shape {list(array.chunks)} in its Zarr metadata; "
+                        "expected positive chunk sides")
 
 
 def open_root(path: Path | str) -> zarr.Group:
@@ -198,9 +233,14 @@ def open_root(path: Path | str) -> zarr.Group:
         raise StoreNotFoundError(f"store {path} not found; {PREPARE_HINT} --store {path}")
     try:
         group = zarr.open_group(str(path), mode="r")
-    except (FileNotFoundError, ValueError, zarr.errors.BaseZarrError) as exc:
+    except FileNotFoundError as exc:
         raise StoreNotFoundError(
             f"store {path} not found ({exc}); {PREPARE_HINT} --store {path}"
+        ) from exc
+    except METADATA_ERRORS as exc:
+        raise StoreNotFoundError(
+            f"store {path} not found ({' '.join(str(exc).split())[:200]}); "
+            f"{PREPARE_HINT} --store {path}"
         ) from exc
     if group.attrs.get("format") != STORE_FORMAT:
         raise StoreNotFoundError(

@@ -61,11 +61,12 @@ def check_predictions(group: zarr.Group, where: str) -> zarr.Array:
             raise DataError(f"{where}/{name} must have shape {shape}, one row per image; "
                             f"got {zarr_array(where, name).shape} instead")
     for name in ("knn", "mlp", "mlp_probabilities", "ids"):
-        missing = missing_chunks(zarr_array(where, name)) if name in group else []
-        if missing:  # every chunk is written, even all zeros: an absent one was lost
+        count, first = missing_chunks(zarr_array(where, name), limit=3) if name in group \
+            else (0, [])
+        if count:  # every chunk is written, even all zeros: an absent one was lost
             raise DataError(
-                f"{where}/{name} is missing {len(missing)} chunk(s) ({', '.join(missing[:3])}"
-                f"{', …' if len(missing) > 3 else ''}): the predictions of some rows were "
+                f"{where}/{name} is missing {count} chunk(s) ({', '.join(first)}"
+                f"{', …' if count > 3 else ''}): the predictions of some rows were "
                 "lost; expected every chunk (score the split again with a new --out)"
             )
     return mlp
