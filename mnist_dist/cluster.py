@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator, Mapping
@@ -27,7 +28,7 @@ from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
 from mnist_dist.data.splits import open_split, rows_of
-from mnist_dist.errors import ClusterError, MnistDistError, SpecError
+from mnist_dist.errors import DISK_FULL, REFUSED, ClusterError, MnistDistError, SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, preload
 from mnist_dist.settings import setting_field
@@ -238,21 +239,36 @@ def silence_logs() -> None:
 
 
 class QuietProjectErrors(WorkerPlugin):
-    """Workers do not log a task's mnist-dist error ("Compute Failed"): the client reports it
-    as one error line. Other failures are logged as before."""
+    """Workers do not log a task's mnist-dist error or refused file operation ("Compute
+    Failed"), nor the tasks the client then cancels: the client reports the failure as one
+    error line. Other failures are logged as before."""
 
     name = "mnist-dist-quiet-project-errors"
 
     def setup(self, worker: Any) -> None:
         logging.getLogger("distributed.worker").addFilter(project_error_filter)
+        logging.getLogger("distributed.worker.state_machine").addFilter(cancelled_task_filter)
+
+
+# How a worker's log record shows an OSError: its class name, errno and message.
+OS_ERROR_TEXT = re.compile(r"\b\w*Error\((\d+), ")
 
 
 def project_error_filter(record: logging.LogRecord) -> bool:
-    """False for a worker's "Compute Failed" record of an mnist-dist error."""
+    """False for a worker's "Compute Failed" record of an mnist-dist error or of a file
+    operation the system refused (a full disk, say)."""
     if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
         return True
     text = " ".join(str(arg) for arg in record.args)
-    return not any(f"{name}(" in text for name in project_error_names())
+    if any(f"{name}(" in text for name in project_error_names()):
+        return False
+    return not any(int(code) in DISK_FULL | REFUSED for code in OS_ERROR_TEXT.findall(text))
+
+
+def cancelled_task_filter(record: logging.LogRecord) -> bool:
+    """False for a worker's warning about a task the client cancelled after a failure."""
+    return not (str(record.msg).startswith("Async instruction for")
+                and "cancelled" in record.getMessage())
 
 
 def project_error_names(cls: type[Exception] = MnistDistError) -> set[str]:

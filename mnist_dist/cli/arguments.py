@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import dask.config
 
-from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for
+from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for, from_os_error
 from mnist_dist.settings import SECTION, check_settings, setting
 from mnist_dist.storage import parse_storage_options
 
@@ -299,8 +300,27 @@ def run_job(job: Callable[[], int], args: argparse.Namespace | None = None) -> i
         with dask.config.set({f"{SECTION}.{key}": value for key, value in given.items()}):
             return job()
     except MnistDistError as err:
-        print(f"error: {printable(' '.join(str(err).splitlines()))}", file=sys.stderr)
-        return exit_code_for(err)
+        return error_line(err)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # the contract: one line, never a traceback
+        meaning = from_os_error(err) if isinstance(err, OSError) else None
+        if meaning is not None:  # a file operation the system refused, e.g. a full disk
+            return error_line(meaning)
+        if os.environ.get(TRACEBACK_VARIABLE):
+            raise
+        reason = " ".join(str(err).split())[:300] or "no message"
+        print(f"error: unexpected {type(err).__name__}: {printable(reason)} (a bug in "
+              f"mnist-dist or a library; {TRACEBACK_VARIABLE}=1 shows where)", file=sys.stderr)
+        return 1
+
+
+# Set (to anything) to get the traceback of an unexpected error instead of its one line.
+TRACEBACK_VARIABLE = "MNIST_DIST_TRACEBACK"
+
+
+def error_line(err: MnistDistError) -> int:
+    """Print `err` as one `error: …` line; its exit code."""
+    print(f"error: {printable(' '.join(str(err).splitlines()))}", file=sys.stderr)
+    return exit_code_for(err)

@@ -17,7 +17,7 @@ from typing import Any
 from distributed import Client
 
 from mnist_dist.cluster import ClusterSpec, client_for
-from mnist_dist.errors import StoreExistsError
+from mnist_dist.errors import StoreExistsError, file_faults
 from mnist_dist.exporting.graph import PARQUET_METADATA, export_frame, write_frame
 from mnist_dist.exporting.result import ExportResult
 from mnist_dist.exporting.source import locate
@@ -36,7 +36,8 @@ def run(spec: ExportSpec, *, client: Client | None = None) -> ExportResult:
     >>> result = md.export(md.ExportSpec(run="runs/nb"), client=client)  # doctest: +SKIP
     >>> result.path, result.rows                                         # doctest: +SKIP
     """
-    with storage_errors(locations=(str(spec.target()),)):
+    with storage_errors(locations=(str(spec.target()),)), \
+            file_faults(f"writing {spec.target()}"):
         return write_table(spec, client)
 
 

@@ -26,12 +26,13 @@ from mnist_dist.data.partitioning import SCORE_BYTES_PER_ROW, partition_rows
 from mnist_dist.data.splits import Split, stamped_split
 from mnist_dist.data.store import ROOT_METADATA, STORE_GROUPS
 from mnist_dist.ensure import trained_models
-from mnist_dist.errors import StoreNotFoundError
+from mnist_dist.errors import StoreNotFoundError, file_faults
 from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.models.cache import ModelFiles
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, name_samples, write_report
 from mnist_dist.report.render import render_report
+from mnist_dist.report.schema import REPORT_NAME
 from mnist_dist.run_state import PERFORMANCE_REPORT, locked_run_folder
 from mnist_dist.scoring.graph import score_graph
 from mnist_dist.scoring.result import ScoreResult
@@ -99,7 +100,10 @@ def score_split(spec: ScoreSpec, client: Client | None) -> ScoreResult:
     stamp, split = stamped_split(store, spec.split)
     rows = spec.partition_rows or partition_rows(spec.partition_mb, SCORE_BYTES_PER_ROW,
                                                  split.pixels.chunks[0])
-    with locked_run_folder(spec.out), cluster_faults():
+    with locked_run_folder(spec.out), \
+            file_faults(f"writing {spec.out}" + (f" and {spec.predictions}"
+                                                 if spec.predictions else ""),
+                        then="free some and finish the run with --resume"), cluster_faults():
         report = score_and_report(spec, split, models, rows, client, stamp)
     return ScoreResult(report=report, out=spec.out)
 
@@ -163,7 +167,10 @@ def score_on(
 def publish_report(report: dict[str, Any], out: Path) -> None:
     """report.json, report.html and report.md of `report` in the run folder `out`."""
     write_report(report, out)
-    render_report(report, out)
+    with file_faults(f"writing the renderings of {out / REPORT_NAME}",
+                     then=f"report.json is written: once fixed, `python -m jobs.report {out}` "
+                     "renders report.html and report.md"):
+        render_report(report, out)
 
 
 def settings_of(spec: ScoreSpec) -> dict[str, Any]:
