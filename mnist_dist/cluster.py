@@ -7,32 +7,35 @@ versions everywhere, and every worker able to read the store and (or else be sen
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
 import os
-import re
-import signal
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
 from dask.system import cpu_count
-from distributed import Client, Future, KilledWorker, LocalCluster, WorkerPlugin
+from distributed import Client, Future, KilledWorker, LocalCluster
 from distributed.client import FutureCancelledError
+from distributed.comm import connect as connect_comm
 from distributed.comm.core import CommClosedError
 from distributed.security import Security
 from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
 from mnist_dist.data.splits import open_split, rows_of
-from mnist_dist.errors import DISK_FULL, REFUSED, ClusterError, MnistDistError, SpecError
+from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, preload
 from mnist_dist.settings import setting_field
-from mnist_dist.storage import PROTOCOL, apply_storage_options
+from mnist_dist.worker_plugins import (
+    IgnoreInterrupts,
+    quiet_project_errors,
+    share_storage_options,
+    silence_logs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +133,7 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
             close_workers(cluster)
         return
     security = spec.tls.security() if spec.tls else None
+    probe_scheduler(spec.scheduler, spec.connect_timeout, security)
     try:
         client = Client(spec.scheduler, timeout=spec.connect_timeout, security=security)
     except (OSError, TimeoutError, TypeError, ValueError) as exc:
@@ -151,6 +155,36 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
         share_storage_options(client)
         with silent_teardown_on_failure():
             yield client
+
+
+def probe_scheduler(address: str, timeout: float, security: Security | None) -> None:
+    """ClusterError unless a Dask scheduler answers at `address` within `timeout` seconds in
+    all: a server of another kind (an HTTP server, say) accepts the connection and never
+    answers Dask's handshake, which Dask's own connect timeout does not bound."""
+    args = security.get_connection_args("client") if security else {}
+
+    async def identity() -> Any:
+        comm = await connect_comm(address, timeout=timeout, **args)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(identity(), timeout)
+
+    # In a thread of its own: the caller's thread may run an event loop (a notebook's).
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        try:
+            reply = pool.submit(asyncio.run, bounded()).result()
+        except (OSError, TimeoutError, ValueError, TypeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ClusterError(f"cannot reach Dask scheduler {address} within {timeout:g}s "
+                               f"({reason})") from exc
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        raise ClusterError(f"{address} answered, but not as a Dask scheduler; expected the "
+                           "address of one (tcp://HOST:8786 or tls://HOST:8786)")
 
 
 # Seconds a LocalCluster's worker process gets to exit on a normal close. Dask's nanny allows
@@ -219,66 +253,6 @@ def cluster_faults() -> Iterator[None]:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise ClusterError(f"lost the connection to the Dask scheduler ({reason}); "
                            "rerun with --resume once the cluster is back") from exc
-
-
-class IgnoreInterrupts(WorkerPlugin):
-    """A LocalCluster's worker processes do not stop on SIGINT: Ctrl-C reaches the whole
-    process group, and the job (not each worker, with a traceback) handles it and closes the
-    cluster; until then the worker only falls silent."""
-
-    name = "mnist-dist-ignore-interrupts"
-
-    def setup(self, worker: Any) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, lambda *_: silence_logs())
-
-
-def silence_logs() -> None:
-    """No more log records from this process: it is being torn down after an interrupt."""
-    logging.disable(logging.CRITICAL)
-
-
-class QuietProjectErrors(WorkerPlugin):
-    """Workers do not log a task's mnist-dist error or refused file operation ("Compute
-    Failed"), nor the tasks the client then cancels: the client reports the failure as one
-    error line. Other failures are logged as before."""
-
-    name = "mnist-dist-quiet-project-errors"
-
-    def setup(self, worker: Any) -> None:
-        logging.getLogger("distributed.worker").addFilter(project_error_filter)
-        logging.getLogger("distributed.worker.state_machine").addFilter(cancelled_task_filter)
-
-
-# How a worker's log record shows an OSError: its class name, errno and message.
-OS_ERROR_TEXT = re.compile(r"\b\w*Error\((\d+), ")
-
-
-def project_error_filter(record: logging.LogRecord) -> bool:
-    """False for a worker's "Compute Failed" record of an mnist-dist error or of a file
-    operation the system refused (a full disk, say)."""
-    if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
-        return True
-    text = " ".join(str(arg) for arg in record.args)
-    if any(f"{name}(" in text for name in project_error_names()):
-        return False
-    return not any(int(code) in DISK_FULL | REFUSED for code in OS_ERROR_TEXT.findall(text))
-
-
-def cancelled_task_filter(record: logging.LogRecord) -> bool:
-    """False for a worker's warning about a task the client cancelled after a failure."""
-    return not (str(record.msg).startswith("Async instruction for")
-                and "cancelled" in record.getMessage())
-
-
-def project_error_names(cls: type[Exception] = MnistDistError) -> set[str]:
-    """Names of `cls` and every subclass of it."""
-    return {cls.__name__}.union(*(project_error_names(sub) for sub in cls.__subclasses__()))
-
-
-def quiet_project_errors(client: Client) -> None:
-    """Install QuietProjectErrors on every worker, present and future."""
-    client.register_plugin(QuietProjectErrors(), name=QuietProjectErrors.name)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -390,21 +364,3 @@ def ship_models_if_needed(
     return client.scatter(files or ModelPayload.read(ref), broadcast=True, hash=True)
 
 
-STORAGE_PLUGIN = "mnist-dist-storage-options"
-
-
-class StorageOptionsPlugin(WorkerPlugin):
-    """Applies the client's storage options on each worker, including workers started later."""
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        self.options = dict(options)
-
-    def setup(self, worker: Any) -> None:
-        apply_storage_options(self.options)
-
-
-def share_storage_options(client: Client) -> None:
-    """Send this process's S3 options (never credentials) to every worker, present and future."""
-    options = fsspec.config.conf.get(PROTOCOL, {})
-    if options:
-        client.register_plugin(StorageOptionsPlugin(options), name=STORAGE_PLUGIN)

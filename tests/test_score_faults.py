@@ -16,14 +16,10 @@ import dask
 import pytest
 from distributed import Client, LocalCluster
 
-from mnist_dist.cluster import (
-    ort_threads_for,
-    project_error_filter,
-    quiet_project_errors,
-    workers_info,
-)
+from mnist_dist.cluster import ort_threads_for, workers_info
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.scoring.sweep import SweepSpec, check_sweep_memory, run_on_one_worker
+from mnist_dist.worker_plugins import project_error_filter, quiet_project_errors
 from tests.test_cluster_processes import (
     FAST,
     process_cluster,

@@ -21,7 +21,7 @@ from typing import Any
 import dask
 import numpy as np
 import zarr
-from distributed import Client, Future, as_completed
+from distributed import Client, Future
 
 from mnist_dist.data.splits import Split, check_split, read_rows, split_stamp, stamped_split
 from mnist_dist.errors import DataError
@@ -38,6 +38,7 @@ from mnist_dist.scoring.samples import PIXELS, SamplePixels
 from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.scoring.summaries import combine_summaries
 from mnist_dist.scoring.tasks import score_block
+from mnist_dist.waiting import as_they_finish
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def score_graph(
     to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
     rows_done = 0
     try:
-        for finished, future in enumerate(as_completed(futures), start=1):
+        for finished, future in enumerate(as_they_finish(client, futures), start=1):
             outcome = future.result()
             candidates = outcome.pop(PIXELS)
             marker = {**outcome, "run_id": run.run_id}

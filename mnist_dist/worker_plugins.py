@@ -1,0 +1,98 @@
+"""The project's Dask worker plugins, installed on every worker present and future: workers
+that stay silent on Ctrl-C (the job handles it), do not log failures the client reports as one
+line, and use the client's object-storage options."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+from distributed import Client, WorkerPlugin
+
+from mnist_dist.errors import DISK_FULL, REFUSED, MnistDistError
+from mnist_dist.storage import PROTOCOL, apply_storage_options
+
+
+class IgnoreInterrupts(WorkerPlugin):
+    """A LocalCluster's worker processes do not stop on SIGINT: Ctrl-C reaches the whole
+    process group, and the job (not each worker, with a traceback) handles it and closes the
+    cluster; until then the worker only falls silent."""
+
+    name = "mnist-dist-ignore-interrupts"
+
+    def setup(self, worker: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, lambda *_: silence_logs())
+
+
+def silence_logs() -> None:
+    """No more log records from this process: it is being torn down after an interrupt."""
+    logging.disable(logging.CRITICAL)
+
+
+class QuietProjectErrors(WorkerPlugin):
+    """Workers do not log a task's mnist-dist error or refused file operation ("Compute
+    Failed"), nor the tasks the client then cancels: the client reports the failure as one
+    error line. Other failures are logged as before."""
+
+    name = "mnist-dist-quiet-project-errors"
+
+    def setup(self, worker: Any) -> None:
+        logging.getLogger("distributed.worker").addFilter(project_error_filter)
+        logging.getLogger("distributed.worker.state_machine").addFilter(cancelled_task_filter)
+
+
+# How a worker's log record shows an OSError: its class name, errno and message.
+OS_ERROR_TEXT = re.compile(r"\b\w*Error\((\d+), ")
+
+
+def project_error_filter(record: logging.LogRecord) -> bool:
+    """False for a worker's "Compute Failed" record of an mnist-dist error or of a file
+    operation the system refused (a full disk, say)."""
+    if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
+        return True
+    text = " ".join(str(arg) for arg in record.args)
+    if any(f"{name}(" in text for name in project_error_names()):
+        return False
+    return not any(int(code) in DISK_FULL | REFUSED for code in OS_ERROR_TEXT.findall(text))
+
+
+def cancelled_task_filter(record: logging.LogRecord) -> bool:
+    """False for a worker's warning about a task the client cancelled after a failure."""
+    return not (str(record.msg).startswith("Async instruction for")
+                and "cancelled" in record.getMessage())
+
+
+def project_error_names(cls: type[Exception] = MnistDistError) -> set[str]:
+    """Names of `cls` and every subclass of it."""
+    return {cls.__name__}.union(*(project_error_names(sub) for sub in cls.__subclasses__()))
+
+
+def quiet_project_errors(client: Client) -> None:
+    """Install QuietProjectErrors on every worker, present and future."""
+    client.register_plugin(QuietProjectErrors(), name=QuietProjectErrors.name)
+
+
+STORAGE_PLUGIN = "mnist-dist-storage-options"
+
+
+class StorageOptionsPlugin(WorkerPlugin):
+    """Applies the client's storage options on each worker, including workers started later."""
+
+    def __init__(self, options: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+
+    def setup(self, worker: Any) -> None:
+        apply_storage_options(self.options)
+
+
+def share_storage_options(client: Client) -> None:
+    """Send this process's S3 options (never credentials) to every worker, present and future."""
+    options = fsspec.config.conf.get(PROTOCOL, {})
+    if options:
+        client.register_plugin(StorageOptionsPlugin(options), name=STORAGE_PLUGIN)
