@@ -18,6 +18,7 @@ from distributed import Client, get_task_stream
 
 import mnist_dist as md
 from jobs import export
+from mnist_dist.errors import EXIT_CODES, DataError
 from mnist_dist.exporting.graph import export_frame
 from mnist_dist.exporting.source import locate
 from mnist_dist.models.artifacts import ModelRef
@@ -151,7 +152,23 @@ def bad_runs(tmp_path: Path, store: Path) -> dict[str, Path]:
     make_run(gone, store)
     shutil.rmtree(gone / "predictions.zarr")
     runs["no predictions"] = gone
+    altered = tmp_path / "digit-200"
+    altered.mkdir()
+    make_run(altered, store)
+    knn = zarr.open_array(str(altered / "predictions.zarr" / "knn"), mode="r+")
+    knn[300] = 200
+    runs["a digit of 200"] = altered
     return runs
+
+
+def test_predictions_holding_no_digit_are_refused_naming_the_row(
+    tmp_path: Path, small_store: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = bad_runs(tmp_path, small_store)["a digit of 200"]
+    assert export.main([str(run), "--format", "csv"]) == EXIT_CODES[DataError]
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {run / 'predictions.zarr'}/knn: row 300 holds 200; "
+                           "expected a digit 0-9")
 
 
 def test_a_bad_run_is_one_error_line_and_writes_nothing(

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mnist_dist.data.store import zarr_array
+from mnist_dist.errors import DataError
 from mnist_dist.exporting.source import Source
 
 ID_STRINGS = pd.StringDtype("pyarrow")  # the same dtype in every partition and in the meta
@@ -20,8 +21,8 @@ def partition_frame(rows: tuple[int, int], source: Source) -> pd.DataFrame:
     """
     start, stop = rows
     where = source.predictions
-    knn = np.asarray(zarr_array(where, "knn")[start:stop])
-    mlp = np.asarray(zarr_array(where, "mlp")[start:stop])
+    knn = digits(zarr_array(where, "knn")[start:stop], f"{where}/knn", start)
+    mlp = digits(zarr_array(where, "mlp")[start:stop], f"{where}/mlp", start)
     proba = np.asarray(zarr_array(where, "mlp_probabilities")[start:stop], dtype=np.float32)
     ids = (pd.array(np.asarray(zarr_array(where, "ids")[start:stop]).astype(object),
                     dtype=ID_STRINGS) if source.has_ids else np.arange(start, stop, dtype=np.int64))
@@ -33,6 +34,20 @@ def partition_frame(rows: tuple[int, int], source: Source) -> pd.DataFrame:
     if source.labels is not None:
         frame["label"] = np.asarray(zarr_array(*source.labels)[start:stop], dtype=np.uint8)
     return frame
+
+
+def digits(values: np.ndarray, where: str, start: int) -> np.ndarray:
+    """`values`, the predicted digits of rows `start…`, as uint8 (n,); DataError naming the
+    first row that holds no digit 0-9 (a predictions store edited or corrupted)."""
+    values = np.asarray(values)
+    wrong = np.flatnonzero(values > 9) if values.dtype.kind == "u" else \
+        np.flatnonzero((values < 0) | (values > 9))
+    if values.dtype.kind not in "iu" or wrong.size:
+        row = start + int(wrong[0]) if wrong.size else start
+        shown = values[wrong[0]] if wrong.size else values.dtype
+        raise DataError(f"{where}: row {row} holds {shown}; expected a digit 0-9 (the "
+                        "predictions were altered: score the split again with a new --out)")
+    return values.astype(np.uint8)
 
 
 def as_spreadsheet_text(ids: pd.Series) -> pd.Series:
