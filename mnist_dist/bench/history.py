@@ -4,7 +4,9 @@ machine, and regressions beyond a noise-aware threshold."""
 from __future__ import annotations
 
 import json
+import math
 import statistics
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ KEY_FIGURES: dict[str, bool] = {
     "figures.dask_over_in_process": True,
     "figures.max_worker_peak_rss": False,
 }
+# The fields of a record the history reads, where present, and their JSON types.
+RECORD_FIELDS: dict[str, type] = {"created": str, "machine": dict, "figures": dict}
 WINDOW = 10
 MIN_RUNS = 3
 FLOOR = 0.10
@@ -44,7 +48,7 @@ class Regression:
 
 
 def lookup(record: dict[str, Any], path: str) -> float | None:
-    """The number at dotted `path` in `record`, or None when absent or not a number."""
+    """The number at dotted `path` in `record`, or None when absent or not a finite float."""
     value: Any = record
     for part in path.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -52,27 +56,45 @@ def lookup(record: dict[str, Any], path: str) -> float | None:
         value = value[part]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        return None
+    return number if math.isfinite(number) else None
 
 
 def machine_key(record: dict[str, Any]) -> str:
     """Runs are compared only on the same kind of machine: CPU model, cores, memory."""
-    machine = record.get("machine", {})
+    machine = record.get("machine")
+    if not isinstance(machine, dict):
+        machine = {}
     return f"{machine.get('cpu')}|{machine.get('cores')}|{machine.get('memory_bytes')}"
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
-    """Every record of the JSON-lines history at `path` (none when it does not exist)."""
+    """Every record of the JSON-lines history at `path` (none when it does not exist);
+    SpecError naming the file and line of one that is no JSON object."""
     if not path.is_file():
         return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise SpecError(f"{path}:{number}: not a JSON record ({exc})") from exc
-    return records
+    return [parse_record(line, f"{path}:{number}")
+            for number, line in enumerate(path.read_bytes().splitlines(), start=1)
+            if line.strip()]
+
+
+def parse_record(line: str | bytes, where: str) -> dict[str, Any]:
+    """The JSON object on one history line (`where` names it); SpecError if it is none."""
+    try:
+        record = json.loads(line)
+    except RecursionError as exc:
+        raise SpecError(f"{where}: not a JSON record (nested too deeply to read)") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{where}: not a JSON record ({exc})") from exc
+    except ValueError as exc:  # json's int parsing: more digits than Python converts
+        raise SpecError(f"{where}: not a JSON record (a number of more than "
+                        f"{sys.get_int_max_str_digits()} digits)") from exc
+    if not isinstance(record, dict):
+        raise SpecError(f"{where}: not a JSON object; got {type(record).__name__} instead")
+    return record
 
 
 def check_history(path: Path, schema: str) -> None:
@@ -93,12 +115,15 @@ def check_history(path: Path, schema: str) -> None:
 
 
 def is_record(line: bytes, schema: str) -> bool:
-    """True when `line` is a JSON object of `schema` (a bench record)."""
+    """True when `line` is a JSON object of `schema` (a bench record) whose fields that the
+    regression check and the trend plot read have their types."""
     try:
-        record = json.loads(line)
-    except ValueError:
+        record = parse_record(line, "a history line")
+    except SpecError:
         return False
-    return isinstance(record, dict) and record.get("schema") == schema
+    return record.get("schema") == schema and all(
+        isinstance(record[name], kind) for name, kind in RECORD_FIELDS.items() if name in record
+    )
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+import sys
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -45,11 +46,14 @@ REQUIRED = REQUIRED_UNLABELLED + tuple(
 
 @cache
 def document_validator() -> Any:
-    """The JSON Schema validator of `report.schema.json` (jsonschema, draft 2020-12)."""
+    """The JSON Schema validator of `report.schema.json` (jsonschema, draft 2020-12), whose
+    numbers are JSON's: finite (Python's json reads and writes NaN and Infinity too)."""
     import jsonschema  # only where a report is written or checked: keeps --help fast
 
     text = resources.files("mnist_dist.report").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-    return jsonschema.Draft202012Validator(json.loads(text))
+    base = jsonschema.Draft202012Validator
+    types = base.TYPE_CHECKER.redefine("number", lambda checker, value: is_finite(value))
+    return jsonschema.validators.extend(base, type_checker=types)(json.loads(text))
 
 
 def check_document(report: dict[str, Any]) -> None:
@@ -60,8 +64,17 @@ def check_document(report: dict[str, Any]) -> None:
     error = jsonschema.exceptions.best_match(document_validator().iter_errors(report))
     if error is not None:
         field = ".".join(map(str, error.absolute_path)) or "(the document)"
-        message = error.message if len(error.message) <= 200 else error.message[:200] + " …"
+        message = short_message(error.message, error.instance)
         raise ReportError(f"report field {field} does not match {SCHEMA_FILE}: {message}")
+
+
+def short_message(message: str, instance: Any, limit: int = 200) -> str:
+    """A schema error's `message` of at most about `limit` characters: a long value it starts
+    with (e.g. a number of 4,000 digits) is cut short, so what was expected still shows."""
+    value = repr(instance)
+    if len(value) > 40 and message.startswith(value):
+        message = f"{value[:20]}… ({len(value):,} characters){message[len(value):]}"
+    return message if len(message) <= limit else message[:limit] + " …"
 
 
 def is_number(value: Any) -> bool:
@@ -75,8 +88,8 @@ def is_integer(value: Any) -> bool:
 
 
 def is_finite(value: Any) -> bool:
-    """A number, not NaN or infinite."""
-    return is_number(value) and math.isfinite(value)
+    """A number, not NaN or infinite (an int of any size is finite)."""
+    return is_integer(value) or (is_number(value) and math.isfinite(value))
 
 
 def is_positive(value: Any) -> bool:
@@ -150,7 +163,16 @@ SWEEP_FIELDS: dict[str, Kind] = {
 
 
 def read_report(path: Path) -> dict[str, Any]:
-    """Load and check a report.json; ReportError says what is missing or wrong."""
+    """Load and check a report.json: the fields the renderer needs, then `report.schema.json`;
+    ReportError says what is missing or wrong."""
+    report = load_report(path)
+    check_report(report)
+    check_document(report)
+    return report
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    """The JSON object in the file at `path`; ReportError naming the file unless it holds one."""
     if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read
         raise ReportError(f"report {path} must be a regular file; got a folder, FIFO, socket "
                           "or device instead")
@@ -161,9 +183,14 @@ def read_report(path: Path) -> dict[str, Any]:
         raise ReportError(message) from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReportError(f"report {path} must be readable JSON; got {exc} instead") from exc
+    except RecursionError as exc:
+        raise ReportError(f"report {path} must be readable JSON; got arrays or objects nested "
+                          "too deeply to read instead") from exc
+    except ValueError as exc:  # json's int parsing: more digits than sys.get_int_max_str_digits
+        raise ReportError(f"report {path} must be readable JSON; got a number of more than "
+                          f"{sys.get_int_max_str_digits()} digits instead") from exc
     if not isinstance(report, dict):
         raise ReportError(f"report {path} must be a JSON object; got {type(report).__name__}")
-    check_report(report)
     return report
 
 
