@@ -16,14 +16,17 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+from dask.system import cpu_count
 
 from mnist_dist.bench.knn_inputs import hard_inputs
 from mnist_dist.data.expand import DeformParams
 from mnist_dist.data.store import open_store
 from mnist_dist.models.knn import GemmKnn, load_knn, predict_sklearn
 from mnist_dist.preparation.tasks import generate_partition
+from mnist_dist.settings import package_default
 from mnist_dist.training.scaler import fit_scaler
 from tests.test_console import TF_NOISE
+from tests.test_score_job import check_report
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +82,18 @@ def test_the_main_command_informs_without_noise_and_points_to_the_report(
     report = run.relative_to(main_command.cwd) / "report.html"
     assert main_command.stdout.strip().splitlines()[-1] == f"report: {report}"
     assert sorted(p.name for p in full[0].iterdir()) == ["mnist.zarr", "models"]
+
+
+def test_the_main_command_builds_everything_offline_and_reports(
+    main_command: MainCommand, full: tuple[Path, dict],
+) -> None:
+    assert "building it from the vendored MNIST" in main_command.stderr
+    assert "training them" in main_command.stderr
+    (run,) = (main_command.cwd / "runs").iterdir()
+    report = json.loads((run / "report.json").read_text())
+    check_report(report, 14_000, tuple(package_default("score.batch-sizes")),
+                 workers=cpu_count())
+    assert report["models"]["knn"]["accuracy"] == pytest.approx(0.9465)
 
 
 @pytest.fixture(scope="module")

@@ -223,6 +223,41 @@ def test_job_main_prints_the_table(
         score_job.parse_args(["--images", "x", "--labels", "l.csv", "--labels-from-names"])
 
 
+def test_an_interrupted_image_run_resumes_without_ingesting_again(
+    trained: Trained, local_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(40):
+        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(folder / f"{trained.y_test[i]}_{i}.png")
+    write_bad_files(folder)
+    run = tmp_path / "run"
+    flags = ["--images", str(folder), "--labels-from-names", "--models", str(trained.models),
+             "--out", str(run), "--scheduler", local_client.scheduler.address]
+    assert score_job.main(flags) == 12  # three files cannot be scored
+    before = json.loads((run / "report.json").read_text())
+    knn = zarr.open_group(str(run / "predictions.zarr"), mode="r")["knn"][:]
+    markers = sorted((run / "partitions").iterdir())
+    assert len(markers) >= 2
+    for path in (run / "report.json", markers[-1]):  # stopped before the last partition
+        path.unlink()
+    ingested = (run / "images.zarr").stat().st_mtime_ns
+    capsys.readouterr()
+    assert score_job.main([*flags, "--resume"]) == 12
+    assert "scored 40 of 43 image files (3 failed)" in capsys.readouterr().out
+    after = json.loads((run / "report.json").read_text())
+    assert (run / "images.zarr").stat().st_mtime_ns == ingested  # not ingested again
+    assert after["dataset"]["partitions_computed"] == 1
+    assert np.array_equal(zarr.open_group(str(run / "predictions.zarr"), mode="r")["knn"][:], knn)
+    for model in ("knn", "mlp"):
+        assert after["models"][model]["confusion"] == before["models"][model]["confusion"]
+    assert after["images"]["n_failed"] == before["images"]["n_failed"] == 3
+    (run / "report.json").unlink()
+    (folder / "0_extra.png").write_bytes((folder / f"{trained.y_test[0]}_0.png").read_bytes())
+    assert score_job.main([*flags, "--resume"]) == 13  # other files: refused, not mixed
+    assert "holds a run of other image files (43 then, 44 now)" in capsys.readouterr().err
+
+
 def test_cli_subprocess_reports_failed_files_with_exit_code_12(
     trained: Trained, tmp_path: Path
 ) -> None:

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 import zarr
-from dask.system import cpu_count
 
 from jobs import score as score_job
 from jobs import train as train_job
@@ -126,21 +122,3 @@ def test_train_job_writes_verified_models(
     assert abs(manifest["models"]["mlp"]["test_accuracy"] * 600 - correct) <= 1
     assert "knn: test accuracy" in capsys.readouterr().out
     assert train_job.main(["--store", str(small_store), "--models", str(models)]) == 5
-
-
-@pytest.mark.slow
-def test_main_command_on_a_fresh_folder_builds_everything(tmp_path: Path) -> None:
-    """What a new user runs: no store, no models; the job builds both, offline, and reports."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    # One epoch keeps it quick; such models may not go into the default folder.
-    command = [sys.executable, "-m", "jobs.score", "--epochs", "1", "--models", "quick-models",
-               "--no-progress", *FAST_SWEEP]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "building it from the vendored MNIST" in done.stderr
-    assert "training them" in done.stderr
-    (run,) = (tmp_path / "runs").iterdir()
-    report = json.loads((run / "report.json").read_text())
-    check_report(report, 14_000, (1, 10, 100), workers=cpu_count())
-    assert report["models"]["knn"]["accuracy"] == pytest.approx(0.9465)

@@ -148,6 +148,7 @@ def ensure_inputs(spec: BenchSpec) -> ModelRef:
 def run_bench(spec: BenchSpec) -> dict[str, Any]:
     """Run every measurement; returns the bench document (also written under `spec.out`)."""
     check_outputs(spec.out, spec.history)
+    past = history.read_history(spec.history) if spec.history is not None else []  # before work
     ref = ensure_inputs(spec)
     store = str(spec.store.resolve())
     spec.out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +221,7 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
     }
     document["figures"] = figures(document)
     document["targets"] = targets(document["figures"]) + fixed_cost.target_rows(fixed)
-    finish(document, spec)
+    finish(document, spec, past)
     return document
 
 
@@ -381,11 +382,10 @@ def targets(values: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def finish(document: dict[str, Any], spec: BenchSpec) -> None:
-    """Compare with and append to the history, then write bench.json, the table and the page."""
-    past: list[dict[str, Any]] = []
+def finish(document: dict[str, Any], spec: BenchSpec, past: list[dict[str, Any]]) -> None:
+    """Compare with the history read before the work (`past`) and append to it, then write
+    bench.json, the table and the page."""
     if spec.history is not None:
-        past = history.read_history(spec.history)
         found = history.find_regressions(document, past)
         document["regressions"] = history.regressions_as_dicts(found)
         document["history"] = {"path": str(spec.history), "earlier_runs": len(past),

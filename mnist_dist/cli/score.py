@@ -132,7 +132,7 @@ def score_images(args: argparse.Namespace) -> int:
         images=tuple(args.images), models=args.models, store=args.store,
         labels=args.labels, labels_from_names=args.labels_from_names,
         save_preprocessed=args.save_preprocessed, cluster=cluster_spec(args),
-        train_epochs=args.epochs,
+        train_epochs=args.epochs, resume=args.resume,
         **({"out": args.out} if args.out else {}),
     )
     md.apply_storage_options(args.storage_options)

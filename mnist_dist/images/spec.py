@@ -36,6 +36,7 @@ class ImageScoreSpec:
     partition_files: int = setting_field("images.partition-files")
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     train_epochs: int = setting_field("train.epochs")
+    resume: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "store", str(self.store))  # a Path from a Python caller

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import dask.array as da
+import numpy as np
 import zarr
 from distributed import Client
 
 from mnist_dist.cluster import client_for, cluster_faults
-from mnist_dist.data.splits import stamped_split
+from mnist_dist.data.splits import open_split, stamped_split
 from mnist_dist.data.store import store_codec
 from mnist_dist.ensure import trained_models
 from mnist_dist.errors import SpecError, StoreExistsError
@@ -38,7 +39,7 @@ from mnist_dist.ingestion.result import Built
 from mnist_dist.ingestion.run import ingest_files
 from mnist_dist.locations import absolute
 from mnist_dist.models.cache import ModelFiles
-from mnist_dist.run_state import locked_run_folder
+from mnist_dist.run_state import locked_run_folder, run_started
 from mnist_dist.scoring.result import ScoreResult
 from mnist_dist.scoring.run import publish_report, score_on
 from mnist_dist.scoring.spec import ScoreSpec
@@ -94,7 +95,8 @@ def ingest_into_run(
     location, what was built and the staging facts (partitions, seconds)."""
     store = spec.out.resolve() / STORE_NAME
     if store.exists():
-        raise StoreExistsError(f"{store} exists (an earlier attempt); choose a new --out")
+        raise StoreExistsError(f"{store} exists (an earlier attempt); finish that run with "
+                               "--resume, or choose a new --out")
     threads = max(1, sum(client.nthreads().values()))
     layout = run_layout(len(paths), threads)
     size = max(1, min(spec.partition_files, math.ceil(len(paths) / threads)))
@@ -112,11 +114,33 @@ def ingest_into_run(
     return str(store), built, facts
 
 
+def ingested_before(out: Path, paths: Sequence[str], labels: Sequence[int] | None
+                    ) -> tuple[str, Built, dict[str, Any]]:
+    """The run store an earlier attempt of this run ingested, checked to hold these files (the
+    same paths and labels; the split's stamp then guards its content), as `ingest_into_run`
+    returns it."""
+    store = str(out.resolve() / STORE_NAME)
+    split = open_split(store, SPLIT)
+    failed = zarr.open_group(store, mode="r")[f"{SPLIT}/failures/file"]
+    ingested = [str(i) for i in np.asarray(split.ids[:])] if split.ids is not None else []
+    scored = set(ingested) | {str(f) for f in np.asarray(failed[:])}
+    if len(scored) != len(paths) or not scored.issuperset(paths):
+        raise SpecError(f"--resume: {out} holds a run of other image files ({len(scored)} then, "
+                        f"{len(paths)} now); pass the same files, or choose a new --out")
+    if labels is not None and split.labels is not None:
+        given = dict(zip(paths, labels, strict=True))
+        if [given[i] for i in ingested] != np.asarray(split.labels[:]).tolist():
+            raise SpecError(f"--resume: the labels differ from those of the run in {out}; "
+                            "pass the same labels, or choose a new --out")
+    built = Built(len(ingested), int(failed.shape[0]), 0.0, {})
+    return store, built, {"file_partitions": 0, "ingest_seconds": 0.0, "store": store}
+
+
 def copy_failures(client: Client, store: str, predictions: str) -> zarr.Group:
     """The split's failures/{file,reason} copied into the predictions store on the workers;
     returns the copy."""
     source = zarr.open_group(store, mode="r")[f"{SPLIT}/failures"]
-    target = zarr.open_group(predictions, mode="r+").create_group("failures")
+    target = zarr.open_group(predictions, mode="r+").create_group("failures", overwrite=True)
     n = int(source["file"].shape[0])
     layout = Layout(int(source["file"].chunks[0]), source["file"].compressors)
     pairs = []
@@ -156,7 +180,10 @@ def score_files(
     docstring)."""
     with client_for(spec.cluster, caller) as client:
         started = time.perf_counter()
-        store, built, staging = ingest_into_run(client, paths, labels, names, spec)
+        if spec.resume and run_started(spec.out):  # the files were ingested: score the rest
+            store, built, staging = ingested_before(spec.out, paths, labels)
+        else:
+            store, built, staging = ingest_into_run(client, paths, labels, names, spec)
         stamp, split = stamped_split(store, SPLIT)
         rows = int(split.pixels.chunks[0])  # one partition per chunk
         report = score_on(client, score_spec(spec, store, rows), split, models, rows, stamp)
@@ -172,8 +199,8 @@ def score_spec(spec: ImageScoreSpec, store: str, rows: int) -> ScoreSpec:
     """The score run over the run's own store: its split `images` in partitions of `rows`, no
     throughput sweep (that evaluates the models, not the files)."""
     return ScoreSpec(store=store, models=spec.models, out=spec.out, split=SPLIT,
-                     partition_rows=rows, cluster=spec.cluster, throughput=False, train_epochs=spec.train_epochs,
-                     show_progress=False)
+                     partition_rows=rows, cluster=spec.cluster, throughput=False,
+                     train_epochs=spec.train_epochs, show_progress=False, resume=spec.resume)
 
 
 def score_images(spec: ImageScoreSpec, *, client: Client | None = None) -> ScoreResult:
