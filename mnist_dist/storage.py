@@ -1,65 +1,249 @@
-"""Object storage (S3): options, credentials, checks and errors for stores, models, predictions.
+"""Object storage (S3 and other fsspec URLs): options, credentials, checks and errors for
+stores, models, predictions.
 
 Credentials and the endpoint come from where botocore looks for them, on the client and on
 each worker alike: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (`AWS_SESSION_TOKEN`),
 `AWS_ENDPOINT_URL`, `AWS_PROFILE` and `~/.aws`. Anything else for `s3fs.S3FileSystem` (an
-endpoint, timeouts, addressing style) is `--storage-options JSON`: applied through fsspec's
-config here and, by a worker plugin, on every worker. Credentials are refused there, so no
-secret travels in task arguments or lands in reports, logs or error messages.
+endpoint, timeouts, addressing style) is `--storage-options JSON`: checked against what s3fs and
+botocore take, applied through fsspec's config here and, by a worker plugin, on every worker.
+Secrets are refused there, at any depth, so none travels in task arguments or lands in reports,
+logs or error messages.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 
-from mnist_dist.errors import MnistDistError, StorageError
+from mnist_dist.errors import MnistDistError, SpecError, StorageError
+from mnist_dist.locations import is_remote, is_url, scheme_problem
 
 PROTOCOL = "s3"
-# s3fs/botocore keywords that carry a secret; they belong in the environment or ~/.aws.
-CREDENTIAL_KEYS = frozenset({
-    "key", "secret", "token", "password", "anon_key",
-    "aws_access_key_id", "aws_secret_access_key", "aws_session_token",
-})
+# Option names that carry a secret, compared in lower case without `_` and `-`: whole names
+# (s3fs's key and its alias username) and parts (aws_secret_access_key, aws_session_token,
+# SSECustomerKey and x-amz-server-side-encryption-customer-key, passwords, API keys).
+SECRET_NAMES = frozenset({"key", "anonkey", "username"})
+SECRET_PARTS = ("secret", "password", "passwd", "token", "credential", "accesskey",
+                "customerkey", "privatekey", "apikey")
 SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
-def credential_keys(options: Mapping[str, Any]) -> list[str]:
-    """Keys of `options`, at any depth, that would carry a credential."""
-    found = []
-    for key, value in options.items():
-        if key.lower() in CREDENTIAL_KEYS:
-            found.append(key)
-        if isinstance(value, Mapping):
-            found += credential_keys(value)
-    return found
+MAX_SHOWN = 60  # characters of a refused option value shown in an error message
+MAX_TEXT_SHOWN = 200  # characters of a refused --storage-options shown
+MAX_DEPTH = 16  # s3fs options nest 3 or 4 deep (config_kwargs.retries.max_attempts)
+
+Kind = tuple[str, Callable[[Any], bool]]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_endpoint(value: Any) -> bool:
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # e.g. an unclosed [IPv6 address
+        return False
+    return parts is not None and parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+FLAG: Kind = ("true or false", lambda v: isinstance(v, bool))
+TEXT: Kind = ("a string", lambda v: isinstance(v, str))
+OBJECT: Kind = ("a JSON object", lambda v: isinstance(v, dict))
+COUNT: Kind = ("an integer from 1 to 2**31 - 1",
+               lambda v: _is_number(v) and isinstance(v, int) and 0 < v < 2**31)
+SECONDS: Kind = ("a number of seconds > 0 and <= 86400", lambda v: _is_number(v) and 0 < v <= 86400)
+ENDPOINT: Kind = ("an http:// or https:// URL", _is_endpoint)
+KIND_OF_DEFAULT: dict[type, Kind] = {bool: FLAG, int: COUNT, str: TEXT}
+# s3fs options whose default (None) tells no type, and those s3fs passes on to fsspec's
+# listings cache and aiobotocore's session.
+S3FS_KINDS: dict[str, Kind] = {
+    "endpoint_url": ENDPOINT, "client_kwargs": OBJECT, "config_kwargs": OBJECT,
+    "s3_additional_kwargs": OBJECT, "default_block_size": COUNT,
+    "use_listings_cache": FLAG, "listings_expiry_time": SECONDS, "max_paths": COUNT,
+    "skip_instance_cache": FLAG, "profile": TEXT, "session_vars": OBJECT,
+    "include_builtin_handlers": FLAG,
+}
+NOT_SETTABLE = frozenset({"session", "loop", "asynchronous", "event_hooks"})  # Python objects
+CONFIG_KINDS: dict[str, Kind] = {  # botocore.config.Config's options (botocore checks few)
+    "connect_timeout": SECONDS, "read_timeout": SECONDS, "max_pool_connections": COUNT,
+    "request_min_compression_size_bytes": COUNT, "region_name": TEXT, "signature_version": TEXT,
+    "user_agent": TEXT, "user_agent_extra": TEXT, "user_agent_appid": TEXT,
+    "defaults_mode": TEXT, "parameter_validation": FLAG, "tcp_keepalive": FLAG,
+    "inject_host_prefix": FLAG, "use_dualstack_endpoint": FLAG, "use_fips_endpoint": FLAG,
+    "ignore_configured_endpoint_urls": FLAG, "disable_request_compression": FLAG,
+    "proxies": OBJECT, "proxies_config": OBJECT, "s3": OBJECT, "retries": OBJECT,
+    "client_context_params": OBJECT, "connector_args": OBJECT, "warm_up_loader_caches": FLAG,
+}
+CLIENT_KINDS: dict[str, Kind] = {"region_name": TEXT, "api_version": TEXT, "use_ssl": FLAG,
+                                 "endpoint_url": ENDPOINT, "aws_account_id": TEXT}
+
+
+def is_secret_name(name: object) -> bool:
+    """True for an option name that carries a secret (case, `_` and `-` ignored)."""
+    plain = re.sub(r"[^a-z0-9]", "", str(name).lower())
+    return plain in SECRET_NAMES or any(part in plain for part in SECRET_PARTS)
+
+
+def has_password(text: str) -> bool:
+    """True for a URL with a password in it (`http://user:password@proxy:3128`)."""
+    try:
+        return "@" in text and bool(urlsplit(text.strip()).password)
+    except ValueError:  # not a URL urllib can split, e.g. an unclosed [IPv6 address
+        return False
+
+
+def credential_keys(options: Any, where: str = "") -> list[str]:
+    """Where `options` holds a secret, at any depth of objects and lists: the path of each key
+    named like one (`s3_additional_kwargs.SSECustomerKey`, `client_kwargs.x[0].token`) and of
+    each URL with a password. Names only: the values are never shown."""
+    if isinstance(options, Mapping):
+        found = []
+        for key, value in options.items():
+            path = f"{where}.{key}" if where else str(key)
+            found += [path] if is_secret_name(key) else credential_keys(value, path)
+        return found
+    if isinstance(options, list | tuple):
+        return [path for i, value in enumerate(options)
+                for path in credential_keys(value, f"{where}[{i}]")]
+    return [where or "the value"] if isinstance(options, str) and has_password(options) else []
+
+
+def without_secrets(options: Any) -> Any:
+    """A copy of `options` without what `credential_keys` finds: the options fit to send to
+    workers (credentials reach them from their own environment)."""
+    if isinstance(options, Mapping):
+        return {key: without_secrets(value) for key, value in options.items()
+                if not is_secret_name(key)}
+    if isinstance(options, list | tuple):
+        return [without_secrets(value) for value in options
+                if not (isinstance(value, str) and has_password(value))]
+    return options
+
+
+def too_deep(options: Any) -> bool:
+    """True when objects and lists in `options` nest deeper than MAX_DEPTH."""
+    pending = [(options, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, Mapping | list | tuple):
+            if depth >= MAX_DEPTH:
+                return True
+            items = value.values() if isinstance(value, Mapping) else value
+            pending += [(item, depth + 1) for item in items]
+    return False
+
+
+def shown(value: Any) -> str:
+    """`value` as JSON for a message, cut to MAX_SHOWN characters."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}…"
+
+
+def kinds_problem(options: Mapping[str, Any], kinds: Mapping[str, Kind | None],
+                  where: str = "") -> str | None:
+    """The first option of `options` not in `kinds` or not of its kind, named, or None."""
+    for name, value in options.items():
+        path = f"{where}{name}"
+        if name not in kinds:
+            return f"unknown option {path!r} (known: {', '.join(sorted(kinds))})"
+        kind = kinds[name]
+        if kind is not None and not kind[1](value):
+            return f"{path} expects {kind[0]}, not {shown(value)}"
+    return None
+
+
+def s3fs_kinds() -> dict[str, Kind | None] | None:
+    """Every option `s3fs.S3FileSystem` takes, with its kind where known; None without s3fs."""
+    try:
+        import s3fs
+    except ImportError:
+        return None
+    parameters = inspect.signature(s3fs.S3FileSystem.__init__).parameters.values()
+    kinds: dict[str, Kind | None] = {
+        p.name: KIND_OF_DEFAULT.get(type(p.default)) for p in parameters
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
+        and p.name not in NOT_SETTABLE and not is_secret_name(p.name)}
+    return {**kinds, **S3FS_KINDS}
+
+
+def config_problem(config: Mapping[str, Any]) -> str | None:
+    """What is wrong with `config_kwargs` (botocore's Config), naming the option, or None."""
+    from aiobotocore.config import AioConfig
+    from botocore.config import Config
+
+    kinds: dict[str, Kind | None] = dict.fromkeys(Config.OPTION_DEFAULTS)
+    problem = kinds_problem(config, {**kinds, **CONFIG_KINDS}, "config_kwargs.")
+    if problem is None:
+        try:
+            AioConfig(**config)
+        except Exception as exc:  # noqa: BLE001 - botocore's checks raise several types
+            return f"config_kwargs: {' '.join(str(exc).split())}"
+    return problem
+
+
+def storage_options_problem(options: Mapping[str, Any]) -> str | None:
+    """What is wrong with `options` as `s3fs.S3FileSystem` keywords (the first problem, naming
+    the option; secrets aside: see `credential_keys`), or None. Unchecked without s3fs."""
+    kinds = s3fs_kinds() if options else None
+    if kinds is None:
+        return None
+    for name in options:
+        if name in NOT_SETTABLE:
+            return f"{name} takes a Python object and cannot be set here"
+    return (kinds_problem(options, kinds)
+            or kinds_problem(options.get("client_kwargs") or {}, CLIENT_KINDS, "client_kwargs.")
+            or config_problem(options.get("config_kwargs") or {}))
+
+
+def credentials_refused(secrets: list[str]) -> str:
+    """Why options holding `secrets` (their paths) are refused; the values never shown."""
+    named = ", ".join(map(repr, secrets))
+    return (f"must not hold credentials or other secrets ({named}): options travel to every "
+            "worker; give credentials through the environment "
+            "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, HTTPS_PROXY) or ~/.aws instead")
 
 
 def parse_storage_options(text: str) -> dict[str, Any]:
-    """argparse type: a JSON object of `s3fs.S3FileSystem` keywords without credentials."""
+    """argparse type: a JSON object of `s3fs.S3FileSystem` keywords without secrets."""
     import argparse
 
+    quoted = repr(text if len(text) <= MAX_TEXT_SHOWN else f"{text[:MAX_TEXT_SHOWN]}…")
     try:
         options = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         options = None
-    if not isinstance(options, dict):
+    if not isinstance(options, dict) or too_deep(options):
         raise argparse.ArgumentTypeError(
-            f"must be a JSON object such as '{{\"endpoint_url\": \"http://127.0.0.1:8333\"}}'; "
-            f"got {text!r} instead")
-    if credential_keys(options):
+            f"must be a JSON object such as '{{\"endpoint_url\": \"http://127.0.0.1:8333\"}}'"
+            f" nested at most {MAX_DEPTH} deep; got {quoted} instead")
+    secrets = credential_keys(options)
+    if secrets:
         raise argparse.ArgumentTypeError(
-            f"must not hold credentials ({', '.join(credential_keys(options))}); set "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws instead; got a JSON object "
-            "with them instead")
+            f"{credentials_refused(secrets)}; got a JSON object with them instead")
+    problem = storage_options_problem(options)
+    if problem:
+        raise argparse.ArgumentTypeError(
+            f"must be s3fs.S3FileSystem options: {problem}; got {quoted} instead")
     return options
 
 
 def apply_storage_options(options: Mapping[str, Any]) -> None:
-    """Make `options` the defaults of every S3 filesystem this process opens from now on."""
+    """Make `options` the defaults of every S3 filesystem this process opens from now on;
+    SpecError naming the option when one is a secret or not what s3fs takes."""
+    if too_deep(options):
+        raise SpecError(f"storage options must nest at most {MAX_DEPTH} deep")
+    secrets = credential_keys(options)
+    problem = credentials_refused(secrets) if secrets else storage_options_problem(options)
+    if problem:
+        raise SpecError(f"storage options {problem}" if secrets else
+                        f"storage options: {problem}")
     fsspec.config.conf.setdefault(PROTOCOL, {}).update(options)
 
 
@@ -77,27 +261,101 @@ def is_s3(location: str) -> bool:
     return location.split("://", 1)[0] in ("s3", "s3a") if "://" in location else False
 
 
-def check_buckets(locations: Mapping[str, str]) -> None:
-    """StorageError naming the flag unless each S3 location's bucket is reachable and exists.
-
-    `locations` maps a flag (`--store`) to its location; non-S3 ones are skipped.
-    """
+def check_buckets(locations: Mapping[str, Any]) -> None:
+    """Before any work, each URL of `locations` (a flag such as `--store` to its location;
+    plain paths skipped): SpecError when no installed back end opens it, StorageError naming
+    the flag unless its S3 bucket exists or its server answers."""
     for flag, location in locations.items():
-        if not is_s3(location):
+        location = str(location or "")
+        if not is_url(location):
             continue
-        bucket = location.split("://", 1)[1].split("/", 1)[0]
-        with storage_errors(f"{flag} {location}"):
-            fs, _ = fsspec.core.url_to_fs(location)
-            try:
-                fs.info(bucket)
-            except FileNotFoundError as exc:
-                raise StorageError(f"{flag} {location}: bucket {bucket!r} does not exist "
-                                   f"at {endpoint(fs)}; create it first") from exc
+        problem = scheme_problem(location)
+        if problem:
+            raise SpecError(f"{flag} {location}: {problem}")
+        if is_s3(location):
+            check_bucket(flag, location)
+        else:
+            check_reachable(flag, location)
+
+
+def check_bucket(flag: str, location: str) -> None:
+    """StorageError naming the flag unless the bucket of the S3 `location` is reachable and
+    exists."""
+    bucket = location.split("://", 1)[1].split("/", 1)[0]
+    with storage_errors(f"{flag} {location}"):
+        fs, _ = fsspec.core.url_to_fs(location)
+        try:
+            fs.info(bucket)
+        except FileNotFoundError as exc:
+            raise StorageError(f"{flag} {location}: bucket {bucket!r} does not exist "
+                               f"at {endpoint(fs)}; create it first") from exc
+
+
+def check_reachable(flag: str, location: str) -> None:
+    """StorageError naming the flag when the server of a remote `location` does not answer,
+    SpecError when fsspec cannot open it at all. A missing path, and an OSError of a local one
+    (a zip file not there), are left to the job to name."""
+    try:
+        fs, path = fsspec.core.url_to_fs(location)
+        fs.info(path)
+    except FileNotFoundError as exc:
+        if is_connection_failure(exc.__cause__):  # fsspec's http hides it as a missing file
+            raise unreachable(flag, location, exc.__cause__) from exc
+    except Exception as exc:  # each back end fails in its own way: aiohttp, ftplib, paramiko…
+        if is_remote(location):
+            raise unreachable(flag, location, exc) from exc
+        if isinstance(exc, OSError):
+            raise
+        raise SpecError(f"{flag} {location}: fsspec cannot open it ({reason(exc)})") from exc
+
+
+def is_connection_failure(exc: BaseException | None) -> bool:
+    """True when `exc` says a server could not be reached (refused, timed out, cut off)."""
+    if exc is None or isinstance(exc, FileNotFoundError):
+        return False
+    if isinstance(exc, OSError):
+        return True
+    try:
+        from aiohttp import ClientConnectionError
+    except ImportError:
+        return False
+    return isinstance(exc, ClientConnectionError)
+
+
+def unreachable(flag: str, location: str, exc: BaseException) -> StorageError:
+    """The StorageError of a remote `location` whose server failed with `exc`."""
+    if isinstance(exc, PermissionError):
+        what = "access refused"
+    else:
+        what = "cannot reach it" if is_connection_failure(exc) else "cannot read it"
+    return StorageError(f"{flag} {location}: {what} ({reason(exc)})")
+
+
+def reason(exc: BaseException) -> str:
+    """`exc` as one short line, its type named, credentials redacted."""
+    return redact(f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:300])
 
 
 def endpoint(fs: Any) -> str:
     """The endpoint an S3 filesystem talks to (AWS when none is configured)."""
     return getattr(fs, "endpoint_url", None) or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+
+
+def botocore_failure(chain: list[BaseException | None]) -> str | None:
+    """What went wrong with S3 in the exception `chain` (an error, its cause and context), or
+    None when botocore (the `s3` extra) raised none of it or is not installed."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    except ImportError:
+        return None
+    exc = chain[0]
+    if any(isinstance(e, NoCredentialsError) for e in chain):
+        return "no credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws)"
+    if isinstance(exc, PermissionError) and any(isinstance(e, ClientError) for e in chain):
+        return f"access refused: check the credentials ({exc})"
+    if isinstance(exc, BotoCoreError):
+        return f"cannot reach object storage ({exc}); rerun with --resume once it is back"
+    return None
 
 
 def storage_failure(exc: BaseException, remote: bool = False) -> str | None:
@@ -106,35 +364,26 @@ def storage_failure(exc: BaseException, remote: bool = False) -> str | None:
     With `remote`, any OSError counts: raised on a worker, it arrives without its botocore
     cause, and the job's data lives in object storage.
     """
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
-    chain = [exc, exc.__cause__, exc.__context__]
-    if any(isinstance(e, NoCredentialsError) for e in chain):
-        return "no credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws)"
-    if isinstance(exc, PermissionError) and any(isinstance(e, ClientError) for e in chain):
-        return f"access refused: check the credentials ({exc})"
-    if isinstance(exc, BotoCoreError):
-        return f"cannot reach object storage ({exc}); rerun with --resume once it is back"
-    if remote and isinstance(exc, OSError):
+    problem = botocore_failure([exc, exc.__cause__, exc.__context__])
+    if problem is None and remote and isinstance(exc, OSError):
         return f"object storage failed ({exc}); rerun with --resume once it is back"
-    return None
+    return problem
 
 
 @contextlib.contextmanager
-def storage_errors(what: str = "object storage", locations: tuple[str, ...] = ()
+def storage_errors(what: str = "object storage", locations: tuple[Any, ...] = ()
                    ) -> Iterator[None]:
     """Turn botocore/s3fs failures into one StorageError line naming `what`, secrets redacted.
 
-    When any of `locations` is on S3, every OSError of the job is taken for a storage one.
+    When any of `locations` is on a server (s3://, http://, gs://…), every OSError of the job
+    is taken for a storage one.
     """
     try:
         yield
     except MnistDistError:
         raise
     except Exception as exc:
-        problem = storage_failure(exc, remote=any(map(is_s3, locations)))
+        problem = storage_failure(exc, remote=any(is_remote(str(loc or "")) for loc in locations))
         if problem is None:
             raise
         raise StorageError(redact(f"{what}: {problem}")) from exc
-
-

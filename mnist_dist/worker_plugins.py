@@ -15,7 +15,7 @@ import fsspec
 from distributed import Client, WorkerPlugin
 
 from mnist_dist.errors import DISK_FULL, REFUSED, MnistDistError
-from mnist_dist.storage import PROTOCOL, apply_storage_options
+from mnist_dist.storage import PROTOCOL, apply_storage_options, without_secrets
 
 
 class IgnoreInterrupts(WorkerPlugin):
@@ -93,6 +93,7 @@ class StorageOptionsPlugin(WorkerPlugin):
 
 def share_storage_options(client: Client) -> None:
     """Send this process's S3 options (never credentials) to every worker, present and future."""
-    options = fsspec.config.conf.get(PROTOCOL, {})
+    # Without secrets: fsspec's own config files and FSSPEC_S3_* variables may hold some.
+    options = without_secrets(fsspec.config.conf.get(PROTOCOL, {}))
     if options:
         client.register_plugin(StorageOptionsPlugin(options), name=STORAGE_PLUGIN)

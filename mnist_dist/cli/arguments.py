@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import dask.config
 
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for, from_os_error
+from mnist_dist.locations import is_url, local_path, scheme_problem
 from mnist_dist.settings import SECTION, check_settings, setting
 from mnist_dist.storage import parse_storage_options
 
@@ -196,10 +197,25 @@ def plain_name(text: str) -> str:
 
 
 def non_empty(text: str) -> str:
-    """argparse type: a non-empty path or URL."""
+    """argparse type: a non-empty path, or a URL that an installed fsspec back end opens (a
+    store, models) or Dask connects to (a scheduler)."""
     if not text.strip():
         _refuse("a path or URL", text)
+    problem = scheme_problem(text)
+    if problem and not is_dask_address(text):
+        _refuse(f"a path or a URL this machine can open: {problem}", text)
     return text
+
+
+def is_dask_address(text: str) -> bool:
+    """True for an address of a Dask transport, such as `tcp://host:8786`."""
+    from distributed.comm.registry import get_backend  # here: Dask loads slowly (--help)
+
+    try:
+        get_backend(text.split("://", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def bind_address(text: str) -> str:
@@ -212,8 +228,12 @@ def bind_address(text: str) -> str:
 
 
 def path_arg(text: str) -> Path:
-    """argparse type: a non-empty local path."""
-    return Path(non_empty(text))
+    """argparse type: a non-empty local path (`file://` URLs too, as their path)."""
+    if is_url(text):
+        _refuse("a local path (this flag takes no URL)", text)
+    if not local_path(text).strip():
+        _refuse("a path", text)
+    return Path(local_path(text))
 
 
 def add_storage_options_argument(parser: argparse.ArgumentParser) -> None:
