@@ -15,6 +15,7 @@ from jobs import report as report_job
 from mnist_dist.bench import history
 from mnist_dist.bench import run as bench_run
 from mnist_dist.errors import EXIT_CODES, ReportError, SpecError, StoreExistsError
+from tests.test_output_locations import no_bench_work  # noqa: F401 - a fixture
 
 SAMPLE = Path(__file__).parent / "data" / "report-sample.json"
 PLANTED = "__planted__"  # replaced by the raw JSON text of the hostile value
@@ -153,18 +154,6 @@ def test_reading_a_history_line_that_is_no_object_names_file_and_line(
     path = history_file(tmp_path, line)
     with pytest.raises(SpecError, match=rf"^{re.escape(str(path))}:2: not a JSON (object|record)"):
         history.read_history(path)
-
-
-class ReachedWork(BaseException):  # passes the job boundary, which turns Exceptions into a line
-    """Raised where the bench would start its work: the history checks passed."""
-
-
-@pytest.fixture()
-def no_bench_work(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Stop `jobs.bench` where its work would begin (building inputs, starting a cluster)."""
-    def stop(spec: bench_run.BenchSpec) -> None:
-        raise ReachedWork(str(spec.out))
-    monkeypatch.setattr(bench_run, "ensure_inputs", stop)
 
 
 HOSTILE_LINES = [
