@@ -32,6 +32,11 @@ COMPOSE = DEPLOY / "docker" / "compose.yaml"
 COMPOSE_S3 = DEPLOY / "docker" / "compose.s3.yaml"
 K8S = DEPLOY / "kubernetes"
 K8S_S3 = K8S / "s3"
+K8S_MONITORING = K8S / "monitoring"
+MONITORING = DEPLOY / "monitoring"
+COMPOSE_MONITORING = DEPLOY / "docker" / "compose.monitoring.yaml"
+# The annotations a Prometheus that scrapes annotated pods reads (besides prometheus.io/port).
+SCRAPED = {"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"}
 DASK_API = "kubernetes.dask.org/v1"
 SCORE_MODULE = ["python", "-m", "jobs.score"]
 # Variables the Dask operator injects into the pods it creates.
@@ -564,7 +569,8 @@ def test_kustomization_builds() -> None:
                            text=True, timeout=30)
     assert built.returncode == 0, built.stderr
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(built.stdout)}
-    assert kinds == {("PersistentVolumeClaim", "mnist-dist-shared"), ("DaskCluster", "mnist-dist")}
+    assert kinds == {("PersistentVolumeClaim", "mnist-dist-shared"), ("DaskCluster", "mnist-dist"),
+                     ("DaskAutoscaler", "mnist-dist")}
 
 
 # ---------------------------------------------------------------- Kubernetes, object storage
@@ -719,3 +725,158 @@ def test_kustomization_s3_builds() -> None:
     kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(built.stdout)}
     assert kinds == {("ConfigMap", "mnist-dist-s3"), ("PersistentVolumeClaim", "mnist-dist-runs"),
                      ("DaskCluster", "mnist-dist-s3")}
+
+
+# ---------------------------------------------------------------- metrics and autoscaling
+
+def test_the_image_serves_metrics() -> None:
+    # Dask's /metrics serve nothing without prometheus_client; the image installs the project
+    # (`pip install .[extras]`), so a base dependency is in it.
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(re.match(r"prometheus[-_]client\b", dep) for dep in project["dependencies"])
+    assert dockerfile_extras() is not None  # exactly one `pip install` of the project
+
+
+def dask_groups(*resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The scheduler and worker specs of DaskClusters and DaskJobs, by where they are."""
+    found = {}
+    for resource in resources:
+        spec = resource["spec"]["cluster"]["spec"] if resource["kind"] == "DaskJob" \
+            else resource["spec"]
+        for role in ("scheduler", "worker"):
+            found[f"{resource['metadata']['name']} {role}"] = spec[role]
+    return found
+
+
+def dashboard_port(group: dict[str, Any], role: str) -> int:
+    """The containerPort named http-dashboard of a scheduler or worker spec."""
+    ports = {p["name"]: p["containerPort"] for p in containers(group["spec"])[role]["ports"]}
+    return ports["http-dashboard"]
+
+
+def test_kubernetes_schedulers_and_workers_announce_their_metrics(
+    cluster: dict[str, Any], daskjob: dict[str, Any],
+    s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any],
+) -> None:
+    # The operator copies spec.{scheduler,worker}.metadata onto the pods it creates.
+    for where, group in dask_groups(cluster, daskjob, s3_cluster, s3_daskjob).items():
+        role = where.rsplit(" ", 1)[1]
+        port = dashboard_port(group, role)
+        assert group["metadata"]["annotations"] == {**SCRAPED, "prometheus.io/port": str(port)}, \
+            where
+        args = containers(group["spec"])[role]["args"]
+        if role == "worker":  # a worker's dashboard port is random unless given
+            assert flag(args, "--dashboard-address") == str(port), where
+        else:
+            assert "--dashboard-address" not in args and port == 8787, where  # Dask's default
+
+
+def test_autoscaler_scales_the_standing_cluster(cluster: dict[str, Any]) -> None:
+    (scaler,) = load_docs(K8S / "autoscaler.yaml")
+    assert (scaler["apiVersion"], scaler["kind"]) == (DASK_API, "DaskAutoscaler")
+    spec = scaler["spec"]
+    assert spec["cluster"] == cluster["metadata"]["name"]
+    assert 1 <= spec["minimum"] <= cluster["spec"]["worker"]["replicas"] <= spec["maximum"]
+    (kustomization,) = load_docs(K8S / "kustomization.yaml")
+    assert "autoscaler.yaml" in kustomization["resources"]
+
+
+def test_prometheus_operator_monitors_select_every_mnist_dist_scheduler_and_worker(
+    cluster: dict[str, Any], daskjob: dict[str, Any],
+    s3_cluster: dict[str, Any], s3_daskjob: dict[str, Any],
+) -> None:
+    (kustomization,) = load_docs(K8S_MONITORING / "kustomization.yaml")
+    monitors = {doc["kind"]: doc for resource in kustomization["resources"]
+                for doc in load_docs(K8S_MONITORING / resource)}
+    assert set(monitors) == {"ServiceMonitor", "PodMonitor"}
+    assert {m["apiVersion"] for m in monitors.values()} == {"monitoring.coreos.com/v1"}
+    (service_endpoint,) = monitors["ServiceMonitor"]["spec"]["endpoints"]
+    (pod_endpoint,) = monitors["PodMonitor"]["spec"]["podMetricsEndpoints"]
+    assert service_endpoint["path"] == pod_endpoint["path"] == "/metrics"
+    # The operator labels the scheduler Service and the worker pods with the resource's own
+    # labels (a DaskJob's reach its cluster) and dask.org/component.
+    for resource in (cluster, daskjob, s3_cluster, s3_daskjob):
+        for kind, component in (("ServiceMonitor", "scheduler"), ("PodMonitor", "worker")):
+            selector = monitors[kind]["spec"]["selector"]["matchLabels"]
+            labels = {**resource["metadata"]["labels"], "dask.org/component": component}
+            assert selector.items() <= labels.items(), f"{kind} misses {resource['kind']}"
+    for name, spec in scheduler_specs(cluster, daskjob).items():
+        ports = {p["name"]: p["targetPort"] for p in spec["service"]["ports"]}
+        assert ports[service_endpoint["port"]] == "http-dashboard", name
+    for where, group in dask_groups(cluster, daskjob).items():
+        if where.endswith("worker"):
+            ports = {p["name"] for p in containers(group["spec"])["worker"]["ports"]}
+            assert pod_endpoint["port"] in ports, where
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
+def test_kustomization_monitoring_builds() -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(K8S_MONITORING)], check=False,
+                           capture_output=True, text=True, timeout=30)
+    assert built.returncode == 0, built.stderr
+    kinds = {(doc["kind"], doc["metadata"]["name"]) for doc in yaml.safe_load_all(built.stdout)}
+    assert kinds == {("ServiceMonitor", "mnist-dist-scheduler"),
+                     ("PodMonitor", "mnist-dist-workers")}
+
+
+def test_prometheus_scrapes_the_compose_scheduler_and_every_worker(
+    compose: dict[str, Any],
+) -> None:
+    (config,) = load_docs(MONITORING / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    services = compose["services"]
+    port = {name: flag(services[name]["command"], "--dashboard-address").rsplit(":", 1)[1]
+            for name in ("scheduler", "worker")}
+    assert jobs["dask-scheduler"]["static_configs"] == [{"targets": [f"scheduler:{port['scheduler']}"]}]
+    (workers,) = jobs["dask-workers"]["dns_sd_configs"]  # one address per worker container
+    assert workers["names"] == ["worker"] and str(workers["port"]) == port["worker"]
+    assert workers["type"] == "A"
+    assert {job.get("metrics_path", "/metrics") for job in jobs.values()} == {"/metrics"}
+
+
+def test_prometheus_kubernetes_job_keeps_the_annotated_dashboard_ports(
+    cluster: dict[str, Any],
+) -> None:
+    (config,) = load_docs(MONITORING / "prometheus-kubernetes.yml")
+    (job,) = config["scrape_configs"]
+    assert job["kubernetes_sd_configs"] == [{"role": "pod"}]
+    keep = {rule["source_labels"][0]: rule["regex"] for rule in job["relabel_configs"]
+            if rule.get("action") == "keep"}
+    assert keep.pop("__meta_kubernetes_pod_label_app_kubernetes_io_name") == \
+        cluster["metadata"]["labels"]["app.kubernetes.io/name"]
+    assert keep.pop("__meta_kubernetes_pod_annotation_prometheus_io_scrape") == \
+        SCRAPED["prometheus.io/scrape"]
+    port_name = keep.pop("__meta_kubernetes_pod_container_port_name")
+    assert not keep, f"unexpected filters: {keep}"
+    for role in ("scheduler", "worker"):
+        group = cluster["spec"][role]
+        ports = {p["name"]: p["containerPort"] for p in containers(group["spec"])[role]["ports"]}
+        assert str(ports[port_name]) == group["metadata"]["annotations"]["prometheus.io/port"]
+
+
+def test_compose_monitoring_watches_the_compose_cluster(compose: dict[str, Any]) -> None:
+    (doc,) = load_docs(COMPOSE_MONITORING)
+    services = doc["services"]
+    assert set(services) == {"prometheus", "grafana"} and not set(services) & set(compose["services"])
+    for name, service in services.items():
+        assert all(str(p).startswith("127.0.0.1:") for p in service["ports"]), name
+        assert not service["image"].endswith(":latest") and ":" in service["image"], name
+        assert set(service["depends_on"]) <= set(services) | set(compose["services"]), name
+
+    def mounted(service: dict[str, Any]) -> dict[str, Path]:
+        # Paths resolve against the first file's folder, deploy/docker, like compose.yaml's.
+        pairs = (volume.split(":")[:2] for volume in service["volumes"])
+        return {target: (COMPOSE.parent / source).resolve() for source, target in pairs}
+
+    prometheus, grafana = mounted(services["prometheus"]), mounted(services["grafana"])
+    assert prometheus["/etc/prometheus/prometheus.yml"] == MONITORING / "prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+    provisioning = grafana["/etc/grafana/provisioning"]
+    (datasource,) = load_docs(provisioning / "datasources" / "prometheus.yaml")[0]["datasources"]
+    assert (datasource["type"], datasource["url"]) == ("prometheus", "http://prometheus:9090")
+    assert "127.0.0.1:9090:9090" in services["prometheus"]["ports"]
+    (provider,) = load_docs(provisioning / "dashboards" / "mnist-dist.yaml")[0]["providers"]
+    folder = provider["options"]["path"]
+    assert grafana[folder] == MONITORING / "grafana" / "dashboards"
+    home = Path(services["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"])
+    assert home.parent == Path(folder) and (grafana[folder] / home.name).is_file()

@@ -1,0 +1,1 @@
+"""Watching a run from outside: the job's own Prometheus metrics, served by the Dask scheduler."""
