@@ -33,7 +33,7 @@ _EXPORTS = {
     "ClusterSpec": ("mnist_dist.cluster", "ClusterSpec"),
     "ImageScoreSpec": ("mnist_dist.images.spec", "ImageScoreSpec"),
     "score_images": ("mnist_dist.scoring.images", "score_images"),
-    "apply_storage_options": ("mnist_dist.storage", "apply_storage_options"),
+    "apply_storage_options": ("mnist_dist.storage_options", "apply_storage_options"),
     "render_report": ("mnist_dist.report.render", "render_run"),
     "Models": ("mnist_dist.predictor", "Models"),
     "load_models": ("mnist_dist.predictor", "load_models"),

@@ -2,6 +2,7 @@
 
 Also the start-up checks a real cluster needs before any work is submitted: compatible library
 versions everywhere, and every worker able to read the store and (or else be sent) the models.
+Workers the scheduler cannot reach are left out of the job first (see `reachability`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from tornado.iostream import StreamClosedError
 
 from mnist_dist import installed_versions
 from mnist_dist.data.splits import open_split, rows_of
-from mnist_dist.errors import ClusterError, SpecError
+from mnist_dist.errors import ClusterError, DataError, SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, preload
+from mnist_dist.reachability import answers, drop_unreachable_workers, workers_info
 from mnist_dist.settings import setting_field
 from mnist_dist.worker_plugins import (
     IgnoreInterrupts,
@@ -68,6 +70,7 @@ class ClusterSpec:
 
     Local defaults: one single-threaded worker process per core, bound to 127.0.0.1. `tls` (or
     Dask's `distributed.comm.tls` config) secures the connection to a `tls://` scheduler.
+    `connect_timeout` bounds the wait for the scheduler, and then for each worker to answer it.
     """
 
     scheduler: str | None = None
@@ -151,6 +154,8 @@ def connect(spec: ClusterSpec) -> Iterator[Client]:
                     f"Dask scheduler {spec.scheduler} has no workers "
                     f"after {spec.connect_timeout:g}s"
                 ) from exc
+        # Before the plugins: registering one waits on every worker the scheduler knows.
+        drop_unreachable_workers(client, spec.connect_timeout)
         quiet_project_errors(client)
         share_storage_options(client)
         with silent_teardown_on_failure():
@@ -210,6 +215,7 @@ def client_for(spec: ClusterSpec, client: Client | None = None) -> Iterator[Clie
         with connect(spec) as own:
             yield own
         return
+    drop_unreachable_workers(client, spec.connect_timeout)
     quiet_project_errors(client)
     share_storage_options(client)
     yield client
@@ -221,11 +227,12 @@ LOST_SCHEDULER = (CommClosedError, FutureCancelledError, StreamClosedError)
 
 @contextlib.contextmanager
 def silent_teardown_on_failure() -> Iterator[None]:
-    """Inside a client's lifetime: after Ctrl-C or a lost scheduler, the client's (and a local
-    cluster's) teardown logs nothing; its warnings and tracebacks are expected then."""
+    """Inside a client's lifetime: after a failure (Ctrl-C, a lost scheduler, an error the job
+    reports as its one line), the client's (and a local cluster's) teardown logs nothing; its
+    warnings (workers still busy, killed) and tracebacks are expected then."""
     try:
         yield
-    except (KeyboardInterrupt, *LOST_SCHEDULER):
+    except (Exception, KeyboardInterrupt):
         silence_logs()
         raise
 
@@ -267,7 +274,7 @@ def check_versions(client: Client) -> None:
     except ValueError as exc:
         summary = " ".join(str(exc).split())
         raise ClusterError(f"library versions differ across the cluster: {summary}") from exc
-    problems = version_mismatches(package_versions(), client.run(package_versions))
+    problems = version_mismatches(package_versions(), answers(client, package_versions))
     if problems:
         raise ClusterError(f"library versions differ across the cluster: {problems[0]}")
 
@@ -286,12 +293,15 @@ def version_mismatches(
 
 def probe_store(store: str, split: str) -> str | None:
     """On a worker: None if it can read the split's images and labels (when it has them),
-    else the reason."""
+    else the reason. A chunk that cannot be decoded is the data's fault, not the worker's: the
+    partition that reads it names it (or, with --keep-going, fails alone)."""
     try:
         opened = open_split(store, split)
         for name, array in (("images", opened.images), ("labels", opened.labels)):
             if array is not None:
                 rows_of(array, f"{opened.where}/{name}", 0, 1)
+    except DataError:
+        return None
     except Exception as exc:  # noqa: BLE001 - any failure is reported back as text
         return f"{type(exc).__name__}: {exc}"
     return None
@@ -299,7 +309,7 @@ def probe_store(store: str, split: str) -> str | None:
 
 def check_store_readable(client: Client, store: str, split: str) -> None:
     """Fail early, naming the worker, when any worker cannot read the store."""
-    for worker, problem in client.run(probe_store, store, split).items():
+    for worker, problem in answers(client, probe_store, store, split).items():
         if problem:
             raise ClusterError(
                 f"worker {worker} cannot read store {store} (split {split!r}): {problem}"
@@ -310,16 +320,7 @@ def workers_without_models(client: Client, ref: ModelRef, ort_threads: int = 1
                            ) -> dict[str, str]:
     """Workers that cannot read the models at `ref.directory`, with the reason; the others
     have loaded them (`cache.preload`), before any task arrives."""
-    return {w: p for w, p in client.run(preload, ref, ort_threads).items() if p}
-
-
-def workers_info(client: Client) -> dict[str, dict[str, Any]]:
-    """Every worker's scheduler record (address → host, nthreads, memory_limit, …), fresh.
-
-    Asked of the scheduler directly: `client.scheduler_info()` returns a cache that the
-    client's periodic refresh can overwrite with an empty `workers` at any moment.
-    """
-    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+    return {w: p for w, p in answers(client, preload, ref, ort_threads).items() if p}
 
 
 def ort_threads_for(client: Client) -> int:
@@ -328,7 +329,7 @@ def ort_threads_for(client: Client) -> int:
     Computed per host (all workers on a host share its cores); the smallest host value wins.
     """
     # cpu_count honours CPU affinity and container (cgroup) quotas, unlike os.cpu_count.
-    cores = client.run(cpu_count)
+    cores = answers(client, cpu_count)
     threads_per_host: dict[str, int] = {}
     cores_per_host: dict[str, int] = {}
     for address, info in workers_info(client).items():

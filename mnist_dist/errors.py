@@ -70,6 +70,11 @@ class StorageError(MnistDistError, OSError):
     """Object storage cannot be reached, refuses the credentials, or lacks the bucket."""
 
 
+class PartitionsFailedError(MnistDistError):
+    """Some partitions of a `--keep-going` run could not be read or scored; the report covers
+    the others and names each failed one with its cause (`--resume` retries them)."""
+
+
 class FileSystemError(MnistDistError, OSError):
     """A file or folder cannot be read or written: permission, a read-only file system, a file
     where a folder should be, or another refusal of the operating system."""
@@ -90,7 +95,9 @@ EXIT_CODES: dict[type[MnistDistError], int] = {
     ModelFormatError: 14,
     StorageError: 15,
     FileSystemError: 16,
+    PartitionsFailedError: 17,
 }
+
 
 def exit_code_for(error: MnistDistError) -> int:
     """Exit code for an mnist-dist error: the most specific match, else 1.

@@ -4,7 +4,8 @@
 checksums, outputs) and a random `run_id`; each finished partition leaves
 `OUT/partitions/NNNNNN.json` (its rows, confusion counts, misclassified sample and timings, and
 the `run_id`), written atomically after its predictions are in the Zarr store. A resumed run
-recomputes only the partitions without a marker; a marker of another run, of other rows, or a
+recomputes only the partitions without a marker (a `--keep-going` run's failed partitions
+have `NNNNNN.failed.json` instead, naming the cause); a marker of another run, of other rows, or a
 file that is no marker of this run's partitions is refused, never counted. `OUT/run.lock` names the process running
 in the folder (pid, host, start time): a second run on the same folder is refused while it
 lives, and a lock whose process died on this host is taken over.
@@ -34,6 +35,11 @@ RUN_FILE = "run.json"
 PARTITIONS_DIR = "partitions"
 LOCK_FILE = "run.lock"
 PERFORMANCE_REPORT = "dask-performance.html"
+# A `--images` run's own store and its staging store, made before run.json: an attempt stopped
+# while ingesting leaves them, marked with IMAGES_RUN_ATTRIBUTE, for `--resume` to replace.
+IMAGES_STORE = "images.zarr"
+IMAGES_STAGING = "images-staging.zarr"
+IMAGES_RUN_ATTRIBUTE = "mnist-dist-images-run"
 # Files a run writes into its folder: each must be a file (or absent), never a folder.
 RUN_FILES = (RUN_FILE, REPORT_NAME, HTML_NAME, MARKDOWN_NAME, LOCK_FILE, PERFORMANCE_REPORT)
 
@@ -47,6 +53,11 @@ def new_run_folder(kind: str) -> Path:
 def marker_path(run_dir: Path, index: int) -> Path:
     """Where the marker of partition `index` lives."""
     return run_dir / PARTITIONS_DIR / f"{index:06d}.json"
+
+
+def failure_path(run_dir: Path, index: int) -> Path:
+    """Where a `--keep-going` run records why partition `index` failed (until it is scored)."""
+    return run_dir / PARTITIONS_DIR / f"{index:06d}.failed.json"
 
 
 def prepare_out(out: Path) -> bool:
@@ -95,13 +106,30 @@ def check_run_folder(out: Path) -> None:
 
 def foreign_files(out: Path) -> list[str]:
     """Names in the folder `out` of a run not yet started that its start did not leave: all
-    but a run lock, an empty partitions folder and the temporary files of both."""
+    but a run lock, an empty partitions folder, the temporary files of both, and the stores of
+    a `--images` run stopped while it ingested its files."""
     def ours(entry: Path) -> bool:
         if entry.name == PARTITIONS_DIR:
             return entry.is_dir() and not entry.is_symlink() and not any(entry.iterdir())
+        if entry.name in (IMAGES_STORE, IMAGES_STAGING):
+            return interrupted_ingest(out)
         return entry.name == LOCK_FILE or entry.name.startswith(
             (f".{RUN_FILE}.", f".{LOCK_FILE}.", f"{LOCK_FILE}.stale-"))
     return sorted(entry.name for entry in out.iterdir() if not ours(entry))
+
+
+def interrupted_ingest(out: Path) -> bool:
+    """True when `out` holds the store of a `--images` run stopped while it ingested its files
+    (a folder marked with IMAGES_RUN_ATTRIBUTE when the run created it)."""
+    store = out / IMAGES_STORE
+    try:
+        if store.is_symlink() or not store.is_dir():
+            return False
+        metadata = json.loads((store / "zarr.json").read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return False
+    attributes = metadata.get("attributes") if isinstance(metadata, dict) else None
+    return isinstance(attributes, dict) and attributes.get(IMAGES_RUN_ATTRIBUTE) is True
 
 
 @contextlib.contextmanager
@@ -276,7 +304,8 @@ def finished_partitions(
     folder = run_dir / PARTITIONS_DIR
     names = sorted(path.name for path in folder.glob("*.json"))
     expected = {marker_path(run_dir, index).name: index for index in range(len(ranges))}
-    strays = [name for name in names if name not in expected]
+    failed = {failure_path(run_dir, index).name for index in range(len(ranges))}
+    strays = [name for name in names if name not in expected and name not in failed]
     if strays:
         raise DataError(
             f"{folder} holds {len(strays)} file(s) that are no partition marker of this run "
@@ -285,7 +314,7 @@ def finished_partitions(
             "remove them or choose a new --out"
         )
     markers = {}
-    for name in names:
+    for name in (name for name in names if name in expected):  # failed ones are retried
         index = expected[name]
         markers[index] = check_marker(folder / name, run_id, index, ranges[index])
     return markers
@@ -305,5 +334,12 @@ def check_marker(path: Path, run_id: str, index: int, rows: tuple[int, int]) -> 
 
 
 def write_marker(run_dir: Path, marker: dict[str, Any]) -> None:
-    """Record one finished partition."""
-    write_json_atomic(marker_path(run_dir, int(marker["index"])), marker)
+    """Record one finished partition (no longer failed, if an earlier session failed it)."""
+    index = int(marker["index"])
+    write_json_atomic(marker_path(run_dir, index), marker)
+    failure_path(run_dir, index).unlink(missing_ok=True)
+
+
+def write_failure(run_dir: Path, failure: dict[str, Any]) -> None:
+    """Record why one partition failed: its index, rows, cause and the run's id."""
+    write_json_atomic(failure_path(run_dir, int(failure["index"])), failure)

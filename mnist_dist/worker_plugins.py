@@ -15,7 +15,7 @@ import fsspec
 from distributed import Client, WorkerPlugin
 
 from mnist_dist.errors import DISK_FULL, REFUSED, MnistDistError
-from mnist_dist.storage import PROTOCOL, apply_storage_options, without_secrets
+from mnist_dist.storage_options import PROTOCOL, apply_storage_options, without_secrets
 
 
 class IgnoreInterrupts(WorkerPlugin):
@@ -52,12 +52,13 @@ OS_ERROR_TEXT = re.compile(r"\b\w*Error\((\d+), ")
 
 
 def project_error_filter(record: logging.LogRecord) -> bool:
-    """False for a worker's "Compute Failed" record of an mnist-dist error or of a file
-    operation the system refused (a full disk, say)."""
+    """False for a worker's "Compute Failed" record of an mnist-dist error, of object storage
+    failing (a timeout, a refusal: the client names it) or of a file operation the system
+    refused (a full disk, say)."""
     if not str(record.msg).startswith("Compute Failed") or not isinstance(record.args, tuple):
         return True
     text = " ".join(str(arg) for arg in record.args)
-    if any(f"{name}(" in text for name in project_error_names()):
+    if any(f"{name}(" in text for name in project_error_names() | storage_error_names()):
         return False
     return not any(int(code) in DISK_FULL | REFUSED for code in OS_ERROR_TEXT.findall(text))
 
@@ -68,7 +69,16 @@ def cancelled_task_filter(record: logging.LogRecord) -> bool:
                 and "cancelled" in record.getMessage())
 
 
-def project_error_names(cls: type[Exception] = MnistDistError) -> set[str]:
+def storage_error_names() -> set[str]:
+    """Names of botocore's errors (timeouts, refused requests) and of fsspec's timeout."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # no s3fs here: no object storage either
+        return set()
+    return {"FSTimeoutError"} | project_error_names(BotoCoreError) | project_error_names(ClientError)
+
+
+def project_error_names(cls: type[BaseException] = MnistDistError) -> set[str]:
     """Names of `cls` and every subclass of it."""
     return {cls.__name__}.union(*(project_error_names(sub) for sub in cls.__subclasses__()))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from distributed import Client
 
 from jobs import score as score_job
 from mnist_dist.data.splits import grid_indices, missing_chunks, open_split
@@ -110,3 +111,28 @@ def test_missing_chunks_counts_from_the_listing_and_names_the_first(small_store:
     split = open_split(str(small_store), "test")
     assert missing_chunks(split.images) == (0, [])
     assert list(grid_indices((2, 3))) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+@pytest.mark.parametrize(("shape", "message"), [
+    ([600, 784], "chunk(s) c/0/0 cannot be decoded"),
+    ([100, 784], "missing 3 chunk(s): c/3/0, c/4/0, c/5/0"),
+    ([250, 392], "missing 3 chunk(s): c/0/1, c/1/1, c/2/1"),
+], ids=["larger than stored", "smaller than stored", "split columns"])
+def test_legal_chunk_metadata_that_the_stored_chunks_do_not_match_is_one_data_error(
+    shape: list[int], message: str, small_store: Path, small_models: Path,
+    local_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = tmp_path / "hostile.zarr"
+    shutil.copytree(small_store, store)
+    meta = store / "test" / "images" / "zarr.json"
+    document = json.loads(meta.read_text())
+    chunk_shape(shape)(document)
+    meta.write_text(json.dumps(document))
+    code = score_job.main(["--store", str(store), "--models", str(small_models),
+                           "--out", str(tmp_path / "run"), "--no-progress",
+                           "--scheduler", local_client.scheduler.address])
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == EXIT_CODES[DataError], lines  # the data's fault, not a worker's (9)
+    assert len(errors) == 1 and message in errors[0] and "hostile.zarr/test/images" in errors[0]
+    assert not any("Traceback" in line for line in lines)

@@ -20,11 +20,11 @@ from jobs import score as score_job
 from mnist_dist.cli import arguments as cli
 from mnist_dist.errors import EXIT_CODES, SpecError, StorageError
 from mnist_dist.locations import is_remote, scheme_problem, url_protocols
-from mnist_dist.storage import (
+from mnist_dist.storage import storage_errors
+from mnist_dist.storage_options import (
     apply_storage_options,
     credential_keys,
     parse_storage_options,
-    storage_errors,
     without_secrets,
 )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -256,6 +258,45 @@ def test_an_interrupted_image_run_resumes_without_ingesting_again(
     (folder / "0_extra.png").write_bytes((folder / f"{trained.y_test[0]}_0.png").read_bytes())
     assert score_job.main([*flags, "--resume"]) == 13  # other files: refused, not mixed
     assert "holds a run of other image files (43 then, 44 now)" in capsys.readouterr().err
+
+
+def test_an_image_run_stopped_while_ingesting_resumes_by_ingesting_again(
+    trained: Trained, local_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(20):
+        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(folder / f"{trained.y_test[i]}_{i}.png")
+    run = tmp_path / "run"
+    flags = ["--images", str(folder), "--labels-from-names", "--models", str(trained.models),
+             "--out", str(run), "--scheduler", local_client.scheduler.address]
+    assert score_job.main(flags) == 0
+    before = json.loads((run / "report.json").read_text())
+    # What an attempt killed while ingesting leaves: its run store (half written), a staging
+    # store and the lock of a process that is gone; no run.json, no partition yet.
+    for name in ("report.json", "report.html", "report.md", "run.json"):
+        (run / name).unlink()
+    for name in ("partitions", "predictions.zarr"):
+        shutil.rmtree(run / name)
+    shutil.rmtree(run / "images.zarr" / "images" / "labels")
+    (run / "images-staging.zarr").mkdir()
+    (run / "run.lock").write_text(json.dumps({"pid": 2**22 + 1, "host": socket.gethostname(),
+                                              "started": "2026-01-01T00:00:00"}))  # no such pid
+    capsys.readouterr()
+    assert score_job.main(flags) == 5  # a new run never replaces it
+    assert "finish that run with --resume" in capsys.readouterr().err
+    assert score_job.main([*flags, "--resume"]) == 0
+    after = json.loads((run / "report.json").read_text())
+    for model in ("knn", "mlp"):
+        assert after["models"][model]["confusion"] == before["models"][model]["confusion"]
+    assert not (run / "images-staging.zarr").exists()
+    # A store of that name that no run of ours made is the user's: refused, kept.
+    mine = tmp_path / "mine"
+    zarr.open_group(str(mine / "images.zarr"), mode="w").attrs["note"] = "mine"
+    assert score_job.main([*flags[:-4], "--out", str(mine), "--resume",
+                           "--scheduler", local_client.scheduler.address]) == 5
+    assert "that no run created (images.zarr)" in capsys.readouterr().err
+    assert zarr.open_group(str(mine / "images.zarr"), mode="r").attrs["note"] == "mine"
 
 
 def test_cli_subprocess_reports_failed_files_with_exit_code_12(

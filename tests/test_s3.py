@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,6 +235,36 @@ def test_the_s3_server_stopped_mid_run_is_one_error_line_and_resume_completes(
     reference = predictions_at(str(local_run / "predictions.zarr"))
     for name, values in predictions_at(predictions).items():
         np.testing.assert_array_equal(values, reference[name])
+
+
+@pytest.mark.cluster
+def test_the_s3_server_paused_mid_run_is_given_up_on_in_bounded_time_in_one_line(
+    s3_server: S3Server, s3_inputs: tuple[str, str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A server that accepts connections but never answers (SIGSTOP): only timeouts end the
+    # wait. Short ones from the settings here; the defaults bound it the same way.
+    for name, value in {"CONNECT_TIMEOUT": "1", "READ_TIMEOUT": "1", "ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(f"MNIST_DIST_STORAGE__{name}", value)
+    run = tmp_path / "run"
+    _, args = long_s3_run(s3_inputs, run)
+    job = start_job(*args)
+    group = int((s3_server.state / "weed.pid").read_text())
+    try:
+        wait_for_markers(run, 2, job)
+        os.killpg(group, signal.SIGSTOP)
+        paused = time.monotonic()
+        _, stderr = job.communicate(timeout=150)
+        waited = time.monotonic() - paused
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    assert job.returncode == STORAGE_EXIT, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--resume once it is back" in errors[0], stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]  # nor a worker's
+    # s3fs tries each request 5 times, each try waits a read timeout; a few requests in turn.
+    assert waited < 40, waited
+    print(f"gave up {waited:.1f} s after the pause")
 
 
 @pytest.mark.cluster

@@ -27,7 +27,7 @@ import dask.config
 from mnist_dist.errors import ClusterError, MnistDistError, exit_code_for, from_os_error
 from mnist_dist.locations import is_url, local_path, scheme_problem
 from mnist_dist.settings import SECTION, check_settings, setting
-from mnist_dist.storage import parse_storage_options
+from mnist_dist.storage_options import parse_storage_options
 
 if TYPE_CHECKING:
     from mnist_dist.cluster import ClusterSpec

@@ -24,10 +24,11 @@ from mnist_dist.cli.arguments import (
     plain_name,
     positive_int,
     positive_mib,
+    printable,
     run_job,
     setup_logging,
 )
-from mnist_dist.errors import ImageInputError, exit_code_for
+from mnist_dist.errors import ImageInputError, PartitionsFailedError, exit_code_for
 
 
 def build_parser(prog: str = "python -m jobs.score") -> JobArgumentParser:
@@ -44,7 +45,11 @@ def build_parser(prog: str = "python -m jobs.score") -> JobArgumentParser:
                         help="Zarr store the workers write (default: OUT/predictions.zarr)")
     add_storage_options_argument(parser)
     parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted run in --out: only missing partitions")
+                        help="continue an interrupted run in --out: only missing or failed "
+                        "partitions")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="a partition that cannot be read or scored fails alone: the "
+                        "others are scored and reported, the exit code is 17")
     parser.add_argument("--split", type=plain_name, default=from_setting("score.split"),
                         help="store group to score (default: %(default)s)")
     partitions = parser.add_mutually_exclusive_group()
@@ -116,13 +121,20 @@ def score(args: argparse.Namespace) -> int:
         throughput=args.sweep,
         train_epochs=args.epochs,
         show_progress=sys.stdout.isatty() if args.progress is None else args.progress,
-        performance_report=args.performance_report,
+        performance_report=args.performance_report, keep_going=args.keep_going,
         **({"out": args.out} if args.out else {}),
     )
     md.apply_storage_options(args.storage_options)
     result = md.score(spec)
-    print(result.summary())
+    print(printable(result.summary()))
     print(f"report: {result.report_html}")
+    failed = result.failed_partitions
+    if failed:
+        print(f"error: {len(failed)} of {result.report['dataset']['partitions']} partitions "
+              f"could not be scored (see FAILED above and in report.json); "
+              f"`python -m jobs.score --resume --out {spec.out} …` with the same flags retries "
+              "them", file=sys.stderr)
+        return exit_code_for(PartitionsFailedError())
     return 0
 
 

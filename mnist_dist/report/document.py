@@ -152,6 +152,10 @@ def build_report(
         "versions": manifest.get("versions", {}),
         "effective_settings": effective_settings() if settings is None else settings,
     }
+    if result.failed:  # --keep-going: the figures cover the other partitions
+        report["failed_partitions"] = [
+            {key: failure[key] for key in ("index", "start", "stop", "cause")}
+            for failure in result.failed]
     if result.predictions is not None:
         report["predictions"] = predictions_section(result.predictions, result.n_images,
                                                     result.labelled, result.samples)
@@ -199,9 +203,16 @@ def summary_text(report: dict[str, Any]) -> str:
         f"({timing['images_per_second']:,.0f} images/s, "
         f"{report['cluster']['workers']} workers, {report['cluster']['threads']} threads)"
     )
+    lines = [line, *failed_lines(report.get("failed_partitions") or [])]
     if report["schema"] == SCHEMA:
-        return "\n".join([line, *digit_lines(report["models"])])
-    return "\n".join([line, *prediction_lines(report["predictions"])])
+        return "\n".join([*lines, *digit_lines(report["models"])])
+    return "\n".join([*lines, *prediction_lines(report["predictions"])])
+
+
+def failed_lines(failed: list[dict[str, Any]]) -> list[str]:
+    """Terminal lines of the partitions a --keep-going run could not score, one each."""
+    return [f"FAILED partition {row['index']} (rows {row['start']:,}-{row['stop']:,}): "
+            f"{row['cause']}" for row in failed]
 
 
 def prediction_lines(section: dict[str, Any]) -> list[str]:

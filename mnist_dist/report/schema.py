@@ -125,7 +125,10 @@ TOP_FIELDS: dict[tuple[str, ...], Kind] = {
     ("cluster", "worker_rss_bytes"): OPTIONAL_OBJECT,
     ("timing", "wall_seconds"): NUMBER, ("timing", "images_per_second"): NUMBER,
     ("throughput",): OPTIONAL_LIST, ("outputs",): OPTIONAL_OBJECT, ("versions",): OPTIONAL_OBJECT,
+    ("failed_partitions",): OPTIONAL_LIST,
 }
+FAILED_FIELDS: dict[str, Kind] = {"index": INTEGER, "start": INTEGER, "stop": INTEGER,
+                                  "cause": TEXT}
 SPEED_FIELDS: dict[str, Kind] = {
     "task_seconds": OPTIONAL_NUMBER, "seconds": OPTIONAL_NUMBER,
     "images_per_second": OPTIONAL_NUMBER, "train_seconds": OPTIONAL_NUMBER,
@@ -219,6 +222,8 @@ def check_report(report: dict[str, Any]) -> None:
         check_predictions(report["predictions"])
     for i, row in enumerate(report.get("throughput") or []):
         check_object(row, f"throughput.{i}", SWEEP_FIELDS)
+    for i, row in enumerate(report.get("failed_partitions") or []):
+        check_object(row, f"failed_partitions.{i}", FAILED_FIELDS)
 
 
 def is_labelled(report: dict[str, Any]) -> bool:

@@ -18,10 +18,26 @@ BATCHES = (1, 1000)  # the batch sizes the verdict quotes time per image at
 
 def verdict(report: dict[str, Any]) -> list[str]:
     """The verdict's sentences: the headline first."""
-    lines = accuracy_lines(report) if is_labelled(report) else agreement_lines(report)
+    lines = failure_lines(report)
+    lines += accuracy_lines(report) if is_labelled(report) else agreement_lines(report)
     lines += [speed_line(report), footprint_line(report)]
     choice = choice_line(report) if is_labelled(report) else None
     return lines + ([choice] if choice else [])
+
+
+def failure_lines(report: dict[str, Any]) -> list[str]:
+    """The partitions a --keep-going run could not score, first: how many, which, and why."""
+    failed = report.get("failed_partitions") or []
+    if not failed:
+        return []
+    rows = sum(row["stop"] - row["start"] for row in failed)
+    first = failed[0]
+    scored = count(report["dataset"]["n_images"])
+    line = (f"INCOMPLETE: {count(len(failed))} partition(s), {count(rows)} images, could not be "
+            f"scored; every figure below covers the other {scored} images. The first, "
+            f"partition {first['index']} (rows {count(first['start'])}-{count(first['stop'])}): "
+            f"{first['cause']}. Rerun with --resume to retry them.")
+    return [line]
 
 
 def ranked(report: dict[str, Any]) -> tuple[dict[str, float], str, str]:

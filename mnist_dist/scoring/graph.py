@@ -5,7 +5,8 @@ every selected model, writes its per-row outputs (digits, MLP probabilities, KNN
 distances) into the Zarr chunks that match the partition, and returns only counts (confusion
 when the split has labels, predicted digits, agreement, confidence), bounded samples and timings. The client records each
 finished partition (see `run_state.py`), so a run survives lost workers (Dask recomputes their
-tasks; writes are idempotent) and an interrupted run resumes where it stopped.
+tasks; writes are idempotent) and an interrupted run resumes where it stopped. With
+`keep_going`, a partition whose data cannot be read fails alone and is recorded as failed.
 """
 
 from __future__ import annotations
@@ -14,20 +15,28 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 import dask
 import numpy as np
 import zarr
-from distributed import Client, Future
+from distributed import Client, Future, KilledWorker
 
 from mnist_dist.data.splits import Split, check_split, read_rows, split_stamp, stamped_split
-from mnist_dist.errors import DataError
+from mnist_dist.errors import DataError, FileSystemError, PartitionsFailedError
 from mnist_dist.models.cache import ModelPayload, validated_knn
 from mnist_dist.models.outputs import OUTPUT_ARRAYS, predict_partition
-from mnist_dist.run_state import marker_path, run_started, start_run, write_marker
+from mnist_dist.observability.metrics import job_started, partition_done, partition_failed
+from mnist_dist.run_state import (
+    RunRecord,
+    marker_path,
+    run_started,
+    start_run,
+    write_failure,
+    write_marker,
+)
 from mnist_dist.scoring.predictions import (
     check_new_predictions,
     lost_partitions,
@@ -38,6 +47,7 @@ from mnist_dist.scoring.samples import PIXELS, SamplePixels
 from mnist_dist.scoring.spec import ScoreJob
 from mnist_dist.scoring.summaries import combine_summaries
 from mnist_dist.scoring.tasks import score_block
+from mnist_dist.storage import storage_failure
 from mnist_dist.waiting import as_they_finish
 
 log = logging.getLogger(__name__)
@@ -106,36 +116,101 @@ def score_graph(
              f"{n_images:,}", len(tasks), "" if len(tasks) == 1 else "s",
              f"{job.partition_rows:,}", len(done))
     start = time.perf_counter()
-    futures = client.compute(list(tasks.values()))
-    markers = dict(done)
-    pixels = SamplePixels(job.sample_misclassified)
-    for marker in done.values():
-        pixels.add(marker, None)
-    to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
-    rows_done = 0
-    try:
-        for finished, future in enumerate(as_they_finish(client, futures), start=1):
-            outcome = future.result()
-            candidates = outcome.pop(PIXELS)
-            marker = {**outcome, "run_id": run.run_id}
-            write_marker(job.run_dir, marker)
-            markers[marker["index"]] = marker
-            pixels.add(marker, candidates)
-            rows_done += marker["stop"] - marker["start"]
-            if show_progress:
-                progress_line(finished, len(futures), rows_done, to_score - rows_done,
-                              time.perf_counter() - start)
-    except Exception:
-        check_split_unchanged(job, stamp)  # a task that read a split being replaced fails
-        raise
+    found = collect(client, job, run, ranges, tasks, done, stamp, show_progress)
     wall = time.perf_counter() - start
     check_split_unchanged(job, stamp)
-    result = combine(markers, job, n_images, len(tasks), wall, labelled, computed=to_score)
+    failed = found.failed
+    if failed and not found.markers:
+        first = failed[min(failed)]
+        raise PartitionsFailedError(
+            f"every partition failed; the first, partition {first['index']} "
+            f"(rows {first['start']}-{first['stop']}): {first['cause']}")
+    failed_rows = sum(failure["stop"] - failure["start"] for failure in failed.values())
+    to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
+    result = combine(found.markers, job, n_images - failed_rows, len(tasks), wall, labelled,
+                     computed=to_score - failed_rows)
+    result = replace(result, partitions=len(ranges),
+                     failed=[failed[index] for index in sorted(failed)])
+    pixels = found.pixels
     read = partial(pick_rows, split.pixels)  # rows no task of this run returned
     gallery = {name: pixels.rows(rows[:, 0].tolist(), read)
                for name, rows in result.misclassified.items()}
     return replace(result, gallery=gallery,
                    samples=prediction_samples(job, result, pixels, read, files))
+
+
+@dataclass
+class Collected:
+    """What the client gathered of a run: every finished partition's marker (this session's and
+    earlier ones), the failed partitions' records, the sampled pixels."""
+
+    markers: dict[int, dict[str, Any]]
+    failed: dict[int, dict[str, Any]]
+    pixels: SamplePixels
+
+
+def collect(
+    client: Client, job: ScoreJob, run: RunRecord, ranges: list[tuple[int, int]],
+    tasks: dict[int, Any], done: dict[int, dict[str, Any]], stamp: str, show_progress: bool,
+) -> Collected:
+    """Compute `tasks` and record each partition as it finishes (with `job.keep_going`, a
+    failed one too), on top of the `done` ones of earlier sessions; `stamp` is the split's."""
+    futures = client.compute(list(tasks.values()))
+    index_of = {future.key: index for future, index in zip(futures, tasks)}
+    found = Collected(dict(done), {}, SamplePixels(job.sample_misclassified))
+    for marker in done.values():
+        found.pixels.add(marker, None)
+    to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
+    job_started(client, run.run_id, len(tasks), to_score)  # the scheduler's /metrics
+    rows_done, start = 0, time.perf_counter()
+    try:
+        for finished, future in enumerate(as_they_finish(client, futures), start=1):
+            index = index_of[future.key]
+            fault = partition_fault(future) if job.keep_going else None
+            if fault is not None:
+                found.failed[index] = record_failure(job, run.run_id, index, ranges[index], fault)
+                partition_failed(client, run.run_id, index)
+            else:
+                marker = {**future.result(), "run_id": run.run_id}
+                candidates = marker.pop(PIXELS)
+                write_marker(job.run_dir, marker)
+                partition_done(client, run.run_id, marker)
+                found.markers[index] = marker
+                found.pixels.add(marker, candidates)
+                rows_done += marker["stop"] - marker["start"]
+            if show_progress:
+                progress_line(finished, len(futures), rows_done, to_score - rows_done,
+                              time.perf_counter() - start)
+    except Exception as exc:
+        if storage_failure(exc) is None:  # no use listing a store whose server is gone
+            check_split_unchanged(job, stamp)  # a task read a split being replaced
+        raise
+    return found
+
+
+# What fails one partition, not the run, with --keep-going: its data cannot be read or
+# decoded, a file of it is refused, or it killed every worker that tried it.
+PARTITION_FAULTS = (DataError, FileSystemError, KilledWorker)
+
+
+def partition_fault(future: Future) -> BaseException | None:
+    """The error of a finished partition task when it is one of PARTITION_FAULTS, else None."""
+    if future.status != "error":
+        return None
+    error = future.exception()
+    return error if isinstance(error, PARTITION_FAULTS) else None
+
+
+def record_failure(job: ScoreJob, run_id: str, index: int, rows: tuple[int, int],
+                   error: BaseException) -> dict[str, Any]:
+    """Record and announce that partition `index` (its `rows`) failed with `error`."""
+    cause = f"{type(error).__name__}: {' '.join(str(error).split())}"
+    failure = {"index": index, "start": rows[0], "stop": rows[1], "cause": cause,
+               "run_id": run_id}
+    write_failure(job.run_dir, failure)
+    log.warning("partition %d (rows %d-%d) failed, the others go on (--keep-going): %s",
+                index, rows[0], rows[1], cause)
+    return failure
 
 
 def checked_markers(

@@ -39,7 +39,14 @@ from mnist_dist.ingestion.result import Built
 from mnist_dist.ingestion.run import ingest_files
 from mnist_dist.locations import absolute
 from mnist_dist.models.cache import ModelFiles
-from mnist_dist.run_state import locked_run_folder, run_started
+from mnist_dist.run_state import (
+    IMAGES_RUN_ATTRIBUTE,
+    IMAGES_STAGING,
+    IMAGES_STORE,
+    interrupted_ingest,
+    locked_run_folder,
+    run_started,
+)
 from mnist_dist.scoring.result import ScoreResult
 from mnist_dist.scoring.run import publish_report, score_on
 from mnist_dist.scoring.spec import ScoreSpec
@@ -48,9 +55,7 @@ from mnist_dist.storage import storage_errors
 
 log = logging.getLogger(__name__)
 
-STORE_NAME = "images.zarr"  # the run's own store, in the run folder
 SPLIT = "images"
-STAGING_NAME = "images-staging.zarr"
 
 
 def check_save_folder(folder: Path, names: Sequence[str]) -> None:
@@ -93,19 +98,25 @@ def ingest_into_run(
 ) -> tuple[str, Built, dict[str, Any]]:
     """The files ingested on the workers into `OUT/images.zarr/images`; returns the store's
     location, what was built and the staging facts (partitions, seconds)."""
-    store = spec.out.resolve() / STORE_NAME
-    if store.exists():
+    store = spec.out.resolve() / IMAGES_STORE
+    staging = spec.out.resolve() / IMAGES_STAGING
+    if store.exists() and not (spec.resume and interrupted_ingest(spec.out)):
         raise StoreExistsError(f"{store} exists (an earlier attempt); finish that run with "
                                "--resume, or choose a new --out")
+    if store.exists():
+        log.info("the last attempt stopped while it ingested the files: ingesting them again")
+        shutil.rmtree(store)
+        shutil.rmtree(staging, ignore_errors=True)
     threads = max(1, sum(client.nthreads().values()))
     layout = run_layout(len(paths), threads)
     size = max(1, min(spec.partition_files, math.ceil(len(paths) / threads)))
-    staging = spec.out.resolve() / STAGING_NAME
     save = None
     if spec.save_preprocessed is not None and names is not None:
         save = (str(spec.save_preprocessed.resolve()), names)
     try:
-        split = zarr.open_group(str(store), mode="w-").create_group(SPLIT)
+        root = zarr.open_group(str(store), mode="w-")
+        root.attrs[IMAGES_RUN_ATTRIBUTE] = True  # ours, should this attempt stop (see run_state)
+        split = root.create_group(SPLIT)
         built = ingest_files(client, paths, labels, split, str(staging), layout, size, save)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -119,7 +130,7 @@ def ingested_before(out: Path, paths: Sequence[str], labels: Sequence[int] | Non
     """The run store an earlier attempt of this run ingested, checked to hold these files (the
     same paths and labels; the split's stamp then guards its content), as `ingest_into_run`
     returns it."""
-    store = str(out.resolve() / STORE_NAME)
+    store = str(out.resolve() / IMAGES_STORE)
     split = open_split(store, SPLIT)
     failed = zarr.open_group(store, mode="r")[f"{SPLIT}/failures/file"]
     ingested = [str(i) for i in np.asarray(split.ids[:])] if split.ids is not None else []
@@ -166,6 +177,9 @@ def run_image_scoring(spec: ImageScoreSpec, *, client: Client | None = None) -> 
     # Before any work: a malformed model is one error line.
     models = trained_models(absolute(spec.models), absolute(spec.store), spec.train_epochs)
     with locked_run_folder(spec.out), cluster_faults():
+        if run_started(spec.out) and not spec.resume:  # before anything is ingested into it
+            raise StoreExistsError(f"{spec.out} holds an unfinished run; pass --resume to "
+                                   "continue it or choose a new --out")
         if spec.save_preprocessed is not None:
             make_save_folder(spec.save_preprocessed)
         log.info("scoring %d image files", len(paths))

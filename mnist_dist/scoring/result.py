@@ -43,6 +43,8 @@ class ScoreCounts:
     # Pixels (k, 784) of each model's misclassified sample (the gallery), labelled splits only.
     gallery: dict[str, np.ndarray] = field(default_factory=dict)
     images_computed: int = 0
+    # The partitions that failed (--keep-going): index, start, stop, cause, run_id.
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ class ScoreResult:
     def summary(self) -> str:
         """The terminal summary: images, time, rate, and per-digit accuracy or predicted digits."""
         return summary_text(self.report)
+
+    @property
+    def failed_partitions(self) -> list[dict[str, Any]]:
+        """Partitions a `keep_going` run could not read or score: index, start, stop, cause."""
+        return list(self.report.get("failed_partitions") or [])
 
     @property
     def n_failed(self) -> int:

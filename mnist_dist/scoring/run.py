@@ -138,7 +138,7 @@ def score_on(
     job = ScoreJob(
         store=store, run_dir=spec.out, models=ref, predictions=spec.predictions,
         split=spec.split, partition_rows=rows, ort_threads=ort_threads,
-        model_names=spec.model_names, resume=spec.resume,
+        model_names=spec.model_names, resume=spec.resume, keep_going=spec.keep_going,
     )
     started = time.perf_counter()
     with optional_performance_report(spec):
@@ -146,7 +146,10 @@ def score_on(
                              checked=(stamp, split), files=models.files)
     log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
     throughput = []
-    if sweep:
+    if sweep and result.failed:
+        log.warning("no throughput sweep: %d partition(s) could not be scored",
+                    len(result.failed))
+    elif sweep:
         log.info("measuring throughput vs batch size %s", list(spec.sweep.batch_sizes))
         throughput = measure_on_one_worker(client, ref, store, spec.split, spec.sweep,
                                            ort_threads, payload)
@@ -209,7 +212,8 @@ def optional_performance_report(spec: ScoreSpec) -> Iterator[None]:
 
 
 def worker_memory(client: Client) -> dict[str, int]:
-    """Resident memory of each worker process after the run (models loaded), in bytes."""
-    return client.run(rss)
+    """Resident memory of each worker process that answers after the run (models loaded), in
+    bytes; one the scheduler lost touch with meanwhile is left out, as the run is done."""
+    return {w: r for w, r in client.run(rss, on_error="return").items() if isinstance(r, int)}
 
 

@@ -48,6 +48,7 @@ class ScoreSpec:
     show_progress: bool = True
     performance_report: bool = False
     resume: bool = False
+    keep_going: bool = False  # a partition that cannot be read or scored fails alone
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))  # a str from a Python caller
@@ -55,6 +56,8 @@ class ScoreSpec:
         if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
             raise SpecError(f"partition_rows must be an integer >= 1, or None for partition_mb; "
                             f"got {rows!r} instead")
+        if not isinstance(self.keep_going, bool):
+            raise SpecError(f"keep_going must be True or False; got {self.keep_going!r} instead")
         if self.throughput is not None and not isinstance(self.throughput, bool):
             raise SpecError(f"throughput must be True, False or None (only for a labelled "
                             f"split); got {self.throughput!r} instead")
@@ -86,6 +89,7 @@ class ScoreJob:
     model_names: tuple[str, ...] = MODEL_NAMES
     sample_misclassified: int = 12
     resume: bool = False
+    keep_going: bool = False
 
     def __post_init__(self) -> None:
         if self.partition_rows < 1:
