@@ -250,8 +250,27 @@ def storage_defaults() -> dict[str, Any]:
 
 def use_storage_defaults() -> None:
     """Add `storage_defaults` to this process's S3 options where these name none (the user's
-    `--storage-options` and fsspec configuration win)."""
+    `--storage-options` and fsspec configuration win), and make uploads time out."""
     merge_missing(fsspec.config.conf.setdefault(PROTOCOL, {}), storage_defaults())
+    uploads_without_expect_continue()
+
+
+def uploads_without_expect_continue() -> None:
+    """S3 sessions made from now on in this process send no `Expect: 100-continue` (botocore
+    adds it to every upload): under aiohttp the wait for `100 Continue` has no timeout, so a
+    server that stops answering would hang an upload forever, not for a read timeout."""
+    try:
+        from botocore import handlers
+    except ImportError:  # no s3fs here: no object storage either
+        return
+    hook = ("before-call.s3", drop_expect_header, handlers.REGISTER_LAST)
+    if hook not in handlers.BUILTIN_HANDLERS:
+        handlers.BUILTIN_HANDLERS.append(hook)
+
+
+def drop_expect_header(params: dict[str, Any], **kwargs: Any) -> None:
+    """Botocore's `before-call` hook: the request goes without `Expect: 100-continue`."""
+    params.get("headers", {}).pop("Expect", None)
 
 
 def merge_missing(target: dict[str, Any], defaults: Mapping[str, Any]) -> None:

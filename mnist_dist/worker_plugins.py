@@ -15,7 +15,12 @@ import fsspec
 from distributed import Client, WorkerPlugin
 
 from mnist_dist.errors import DISK_FULL, REFUSED, MnistDistError
-from mnist_dist.storage_options import PROTOCOL, apply_storage_options, without_secrets
+from mnist_dist.storage_options import (
+    PROTOCOL,
+    apply_storage_options,
+    uploads_without_expect_continue,
+    without_secrets,
+)
 
 
 class IgnoreInterrupts(WorkerPlugin):
@@ -99,6 +104,7 @@ class StorageOptionsPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         apply_storage_options(self.options)
+        uploads_without_expect_continue()
 
 
 def share_storage_options(client: Client) -> None:

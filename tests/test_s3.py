@@ -267,6 +267,42 @@ def test_the_s3_server_paused_mid_run_is_given_up_on_in_bounded_time_in_one_line
     print(f"gave up {waited:.1f} s after the pause")
 
 
+UPLOAD_TO_A_PAUSED_SERVER = """
+import os, signal, sys, time
+import fsspec
+from mnist_dist.storage_options import use_storage_defaults
+use_storage_defaults()  # what every job does first
+fs = fsspec.filesystem("s3")
+fs.pipe_file("mnist/paused/warm", b"x")  # a pooled connection to the server
+os.killpg(int(sys.argv[1]), signal.SIGSTOP)
+started = time.monotonic()
+try:
+    fs.pipe_file("mnist/paused/upload", b"digits" * 1000)
+except OSError as exc:
+    print(type(exc).__name__, round(time.monotonic() - started, 1))
+finally:
+    os.killpg(int(sys.argv[1]), signal.SIGCONT)
+"""
+
+
+def test_an_upload_to_a_paused_s3_server_times_out_like_a_read(
+    s3_server: S3Server, s3_inputs: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # botocore sends every upload with `Expect: 100-continue`, whose wait has no timeout
+    # under aiohttp: without the project's fix this upload never returns.
+    for name, value in {"CONNECT_TIMEOUT": "1", "READ_TIMEOUT": "1", "ATTEMPTS": "1"}.items():
+        monkeypatch.setenv(f"MNIST_DIST_STORAGE__{name}", value)
+    group = (s3_server.state / "weed.pid").read_text().strip()
+    try:
+        done = subprocess.run([sys.executable, "-c", UPLOAD_TO_A_PAUSED_SERVER, group],
+                              capture_output=True, text=True, timeout=90, check=False)
+    finally:
+        os.killpg(int(group), signal.SIGCONT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    error, seconds = done.stdout.split()  # a timeout (an OSError), not a wait without end
+    assert error == "ReadTimeoutError" and float(seconds) < 60  # 5 tries of a 1 s timeout
+
+
 @pytest.mark.cluster
 def test_a_worker_killed_mid_run_on_s3_changes_nothing(
     isolated_cluster: str, s3_inputs: tuple[str, str], local_run: Path, tmp_path: Path
