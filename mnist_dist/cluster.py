@@ -1,4 +1,5 @@
-"""Connecting to Dask: a LocalCluster sized to the machine, or an existing scheduler (tcp/tls).
+"""Connecting to Dask: a LocalCluster sized to the machine or adaptive (`local_cluster`), or an
+existing scheduler (tcp/tls).
 
 Also the start-up checks a real cluster needs before any work is submitted: compatible library
 versions everywhere, and every worker able to read the store and (or else be sent) the models.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dask.system import cpu_count
-from distributed import Client, Future, KilledWorker, LocalCluster
+from distributed import Client, Future, KilledWorker
 from distributed.client import FutureCancelledError
 from distributed.comm import connect as connect_comm
 from distributed.comm.core import CommClosedError
@@ -28,6 +29,7 @@ from tornado.iostream import StreamClosedError
 from mnist_dist import installed_versions
 from mnist_dist.data.splits import open_split, rows_of
 from mnist_dist.errors import ClusterError, DataError, SpecError
+from mnist_dist.local_cluster import adapt_range, close_workers, local_cluster
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, preload
 from mnist_dist.reachability import answers, drop_unreachable_workers, workers_info
@@ -68,9 +70,11 @@ class TlsFiles:
 class ClusterSpec:
     """Where to run: `scheduler` address, or a LocalCluster of `n_workers` x `threads_per_worker`.
 
-    Local defaults: one single-threaded worker process per core, bound to 127.0.0.1. `tls` (or
-    Dask's `distributed.comm.tls` config) secures the connection to a `tls://` scheduler.
-    `connect_timeout` bounds the wait for the scheduler, and then for each worker to answer it.
+    Local defaults: one single-threaded worker process per core, bound to 127.0.0.1. `adapt`
+    (MIN, MAX) makes the LocalCluster adaptive instead: MIN workers, up to MAX under load (a
+    cluster of your own adapts by its own means). `tls` (or Dask's `distributed.comm.tls`
+    config) secures the connection to a `tls://` scheduler. `connect_timeout` bounds the wait
+    for the scheduler, and then for each worker to answer it.
     """
 
     scheduler: str | None = None
@@ -79,8 +83,11 @@ class ClusterSpec:
     connect_timeout: float = setting_field("cluster.connect-timeout")
     dashboard_address: str = setting_field("cluster.dashboard-address")
     tls: TlsFiles | None = None
+    adapt: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        if self.adapt is not None:
+            object.__setattr__(self, "adapt", checked_adapt(self.adapt, self))
         if self.n_workers is not None and self.n_workers < 1:
             raise SpecError(f"n_workers must be >= 1; got {self.n_workers} instead")
         if self.threads_per_worker < 1:
@@ -94,31 +101,21 @@ class ClusterSpec:
             )
 
 
-def on_loopback(address: str) -> str:
-    """`:PORT` as `127.0.0.1:PORT`: a LocalCluster's dashboard binds every interface only when
-    a host (e.g. 0.0.0.0) is named."""
-    return f"127.0.0.1{address}" if address.startswith(":") else address
-
-
-def local_cluster(spec: ClusterSpec) -> LocalCluster:
-    """Start a LocalCluster on 127.0.0.1 sized so workers x threads equals the cores."""
-    cores = cpu_count()
-    n_workers = spec.n_workers or max(1, cores // spec.threads_per_worker)
-    log.info("starting LocalCluster: %d workers x %d threads", n_workers, spec.threads_per_worker)
-    try:
-        return LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=spec.threads_per_worker,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=on_loopback(spec.dashboard_address),
-            silence_logs=logging.WARNING,
-        )
-    except (OSError, RuntimeError) as exc:  # distributed wraps start-up failures in RuntimeError
-        raise ClusterError(
-            f"cannot start a LocalCluster (dashboard {spec.dashboard_address}): "
-            f"{' '.join(str(exc).split())}"
-        ) from exc
+def checked_adapt(adapt: object, spec: ClusterSpec) -> tuple[int, int]:
+    """`adapt` as (MIN, MAX) with 1 <= MIN <= MAX, for a LocalCluster of no fixed size; else
+    SpecError."""
+    if (not isinstance(adapt, (tuple, list)) or len(adapt) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in adapt)):
+        raise SpecError(f"adapt must be (MIN, MAX), two worker counts; got {adapt!r} instead")
+    low, high = adapt
+    if not 1 <= low <= high:
+        raise SpecError(f"adapt must be (MIN, MAX) with 1 <= MIN <= MAX; got {adapt!r} instead")
+    if spec.scheduler is not None:
+        raise SpecError("adapt sizes a LocalCluster; a cluster at a scheduler's address adapts "
+                        "by its own means (e.g. the Dask operator's DaskAutoscaler)")
+    if spec.n_workers is not None:
+        raise SpecError("adapt and n_workers both size the LocalCluster; give one of them")
+    return int(low), int(high)
 
 
 @contextlib.contextmanager
@@ -190,21 +187,6 @@ def probe_scheduler(address: str, timeout: float, security: Security | None) -> 
     if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
         raise ClusterError(f"{address} answered, but not as a Dask scheduler; expected the "
                            "address of one (tcp://HOST:8786 or tls://HOST:8786)")
-
-
-# Seconds a LocalCluster's worker process gets to exit on a normal close. Dask's nanny allows
-# 4 and then kills it with a warning; tearing down an interpreter that holds numba,
-# onnxruntime and scipy can take longer on a loaded machine.
-WORKER_EXIT_SECONDS = 30.0
-
-
-def close_workers(cluster: LocalCluster, seconds: float = WORKER_EXIT_SECONDS) -> None:
-    """Close every worker of `cluster`, each given `seconds` to exit before it is killed."""
-    async def close_all() -> None:
-        await asyncio.gather(*(worker.close(timeout=seconds)
-                               for worker in cluster.workers.values()))
-
-    cluster.sync(close_all)
 
 
 @contextlib.contextmanager
@@ -327,28 +309,39 @@ def ort_threads_for(client: Client) -> int:
     """onnxruntime intra-op threads per session so that Dask threads x ORT threads <= cores.
 
     Computed per host (all workers on a host share its cores); the smallest host value wins.
+    An adaptive LocalCluster counts the MAX workers it may grow to, not those present now.
     """
     # cpu_count honours CPU affinity and container (cgroup) quotas, unlike os.cpu_count.
     cores = answers(client, cpu_count)
     threads_per_host: dict[str, int] = {}
     cores_per_host: dict[str, int] = {}
-    for address, info in workers_info(client).items():
+    workers = workers_info(client)
+    for address, info in workers.items():
         host = info["host"]
         threads_per_host[host] = threads_per_host.get(host, 0) + info["nthreads"]
         cores_per_host[host] = cores.get(address) or 1
+    growth = adapt_range(client.cluster)
+    if growth:  # a LocalCluster: every worker to come shares this host, with as many threads
+        most = max(info["nthreads"] for info in workers.values())
+        threads_per_host = {h: max(n, growth[1] * most) for h, n in threads_per_host.items()}
     return max(1, min(cores_per_host[h] // threads_per_host[h] for h in threads_per_host))
 
 
 def cluster_facts(client: Client) -> dict[str, Any]:
-    """Scheduler address, worker count and threads, for the report."""
+    """Scheduler address, worker count and threads (and an adaptive cluster's range of
+    workers), for the report."""
     workers = workers_info(client)
-    return {
+    facts: dict[str, Any] = {
         "scheduler": client.scheduler.address,
         "workers": len(workers),
         "threads": sum(w["nthreads"] for w in workers.values()),
         "threads_per_worker": sorted({w["nthreads"] for w in workers.values()}),
         "memory_limit_per_worker": sorted({w.get("memory_limit", 0) for w in workers.values()}),
     }
+    growth = adapt_range(client.cluster)
+    if growth:
+        facts["adapt"] = list(growth)
+    return facts
 
 
 def ship_models_if_needed(

@@ -20,7 +20,7 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import dask.config
 
@@ -244,9 +244,38 @@ def add_storage_options_argument(parser: argparse.ArgumentParser) -> None:
                         "(credentials: AWS_* variables or ~/.aws)")
 
 
+def worker_range(text: str) -> tuple[int, int]:
+    """argparse type: `MIN:MAX` LocalCluster workers, 1 <= MIN <= MAX <= MAX_WORKERS."""
+    low, colon, high = text.partition(":")
+    try:
+        values = (_parse_int(low, 1, MAX_WORKERS), _parse_int(high, 1, MAX_WORKERS))
+    except argparse.ArgumentTypeError:
+        values = (0, 0)
+    if not colon or not 1 <= values[0] <= values[1]:
+        _refuse(f"MIN:MAX, worker counts from 1 to {MAX_WORKERS} with MIN <= MAX", text)
+    return values
+
+
+class Excludes(argparse.Action):
+    """Stores the value, refusing it together with any flag of `excludes` (by dest) given
+    before or after it: one `error: --a not allowed with argument --b` line."""
+
+    def __init__(self, *args: Any, excludes: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.excludes = excludes
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        for dest, flag in self.excludes.items():
+            if getattr(namespace, dest, None) is not None:
+                raise argparse.ArgumentError(self, f"not allowed with argument {flag}")
+        setattr(namespace, self.dest, values)
+
+
 def add_cluster_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """The flags that choose the Dask cluster, shared by every job that runs on one."""
-    parser.add_argument("--scheduler", type=non_empty, help="address of a running Dask "
+    parser.add_argument("--scheduler", type=non_empty, action=Excludes,
+                        excludes={"adapt": "--adapt"}, help="address of a running Dask "
                         "scheduler, tcp:// or tls:// (default: start a LocalCluster sized to "
                         "this machine)")
     parser.add_argument("--connect-timeout", type=positive_seconds,
@@ -256,7 +285,12 @@ def add_cluster_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGr
                         "scheduler")
     parser.add_argument("--tls-cert", type=non_empty, help="client certificate (PEM)")
     parser.add_argument("--tls-key", type=non_empty, help="client private key (PEM)")
-    parser.add_argument("--workers", type=worker_count, help="LocalCluster worker processes")
+    parser.add_argument("--workers", type=worker_count, action=Excludes,
+                        excludes={"adapt": "--adapt"}, help="LocalCluster worker processes")
+    parser.add_argument("--adapt", type=worker_range, action=Excludes, metavar="MIN:MAX",
+                        excludes={"workers": "--workers", "scheduler": "--scheduler"},
+                        help="adaptive LocalCluster: MIN worker processes, up to MAX while "
+                        "tasks wait (a cluster of your own adapts by its own means)")
     parser.add_argument("--threads-per-worker", type=worker_count,
                         default=from_setting("cluster.threads-per-worker"),
                         help="LocalCluster threads per worker (default: %(default)s)")
@@ -278,6 +312,7 @@ def cluster_spec(args: argparse.Namespace) -> ClusterSpec:
         threads_per_worker=args.threads_per_worker, connect_timeout=args.connect_timeout,
         dashboard_address=args.dashboard_address,
         tls=TlsFiles(args.tls_ca, args.tls_cert, args.tls_key) if all(tls) else None,
+        adapt=args.adapt,
     )
 
 
