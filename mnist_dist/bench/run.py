@@ -16,7 +16,7 @@ from distributed import Client
 
 import mnist_dist
 from mnist_dist.atomic import write_bytes_atomic, write_json_atomic
-from mnist_dist.bench import endtoend, fixed_cost, history, render
+from mnist_dist.bench import endtoend, fixed_cost, history, observability, render
 from mnist_dist.bench.knn_inputs import knn_inputs_on_worker
 from mnist_dist.bench.outputs import BENCH_JSON, SCHEMA, check_outputs
 from mnist_dist.bench.roofline import (
@@ -171,12 +171,11 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
                 facts["threads"], spec.repeats(), workdir,
             )
             default_run = next(r for r in end_to_end if r["partition_rows"] == default_rows)
-            memory = endtoend.memory_vs_images(
-                client, store, spec.split, ref, default_rows, ort_threads, workdir, default_run
-            )
-            peers = endtoend.peers(
-                client, store, spec.split, ref, knn_model, default_rows, ort_threads
-            )
+            overhead = observability.measure(client, spec, store, ref, ort_threads, workdir)
+            memory = endtoend.memory_vs_images(client, store, spec.split, ref, default_rows,
+                                               ort_threads, workdir, default_run)
+            peers = endtoend.peers(client, store, spec.split, ref, knn_model, default_rows,
+                                   ort_threads)
             warm, job = fixed_cost.warm(client, store, spec.split, ref, spec.quick, workdir)
             swept, tuning, hard = on_one_worker(
                 client, spec, ref, store, sweep_spec, ort_threads, cores
@@ -217,10 +216,11 @@ def run_bench(spec: BenchSpec) -> dict[str, Any]:
         "memory_vs_images": memory,
         "peers": peers,
         "scaling": scaling,
-        "fixed_cost": fixed,
+        "fixed_cost": fixed, "observability": overhead,
     }
     document["figures"] = figures(document)
-    document["targets"] = targets(document["figures"]) + fixed_cost.target_rows(fixed)
+    document["targets"] = (targets(document["figures"]) + fixed_cost.target_rows(fixed)
+                           + observability.target_rows(overhead))
     finish(document, spec, past)
     return document
 

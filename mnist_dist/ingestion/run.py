@@ -40,6 +40,7 @@ from mnist_dist.ingestion.sources import (
 )
 from mnist_dist.ingestion.spec import IngestSpec
 from mnist_dist.locations import absolute, is_url, local_path
+from mnist_dist.observability.spans import INGEST_SPAN, job_span
 from mnist_dist.publish import remove_folder, replace_folder, temporary_location
 from mnist_dist.storage import check_buckets, storage_errors
 
@@ -164,7 +165,8 @@ def build_from_arrays(spec: IngestSpec, tmp: str, split: zarr.Group, layout: Lay
     images, labels, digests = array_inputs(spec, layout)
     with client_for(spec.cluster, caller) as client:
         started = time.perf_counter()
-        content = write_array_split(client, split, images, labels, layout, digests)
+        with job_span(INGEST_SPAN, "write"):
+            content = write_array_split(client, split, images, labels, layout, digests)
         return Built(int(images.shape[0]), 0, time.perf_counter() - started, content)
 
 
@@ -189,9 +191,12 @@ def ingest_files(
     ImageInputError when no file is usable. The caller removes the staging group."""
     started = time.perf_counter()
     save_dir, names = save if save is not None else (None, None)
-    staged = stage_files(client, paths, labels, staging, partition_files, layout, save_dir,
-                         names)
-    n_ok, n_failed = compact_staged(client, staged, split, layout, labels is not None)
+    with job_span(INGEST_SPAN):
+        with job_span("stage"):
+            staged = stage_files(client, paths, labels, staging, partition_files, layout,
+                                 save_dir, names)
+        with job_span("compact"):
+            n_ok, n_failed = compact_staged(client, staged, split, layout, labels is not None)
     if n_ok == 0:
         file, reason = failure_sample(split)[0]
         raise ImageInputError(f"none of the {n_failed} image files could be read as a digit "

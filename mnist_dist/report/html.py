@@ -190,7 +190,7 @@ def speed_view(report: dict[str, Any]) -> dict[str, Any]:
     ]
     series = {m: an.throughput_series(sweep, m) for m in an.MODELS}
     if not any(s.batch_sizes for s in series.values()):
-        return {"run_rows": run_rows, "sweep_rows": None}
+        return {"run_rows": run_rows, "sweep_rows": None, "time_rows": time_rows(report)}
     cross = an.crossover(series["knn"], series["mlp"])
     indexed = sorted(enumerate(sweep), key=lambda r: (r[1]["model"], r[1]["batch_size"]))
     sweep_rows = [
@@ -203,7 +203,20 @@ def speed_view(report: dict[str, Any]) -> dict[str, Any]:
         for i, r in indexed
     ]
     return {"run_rows": run_rows, "sweep_rows": sweep_rows, "crossover": cross.summary,
-            "chart": data_uri(plots.throughput_chart(series, cross))}
+            "chart": data_uri(plots.throughput_chart(series, cross)),
+            "time_rows": time_rows(report)}
+
+
+def time_rows(report: dict[str, Any]) -> list[Row] | None:
+    """Where the time went: seconds and share of each phase (report.json's `time`), or None
+    when the report has no such section."""
+    phases = (report.get("time") or {}).get("phases")
+    if not phases:
+        return None
+    total = sum(phases.values())
+    return [Row(phase, [num(seconds, "sig", ("time", "phases", phase)),
+                        num(seconds / total if total > 0 else None, "pct")])
+            for phase, seconds in phases.items()]
 
 
 def deployment_view(report: dict[str, Any]) -> dict[str, Any]:

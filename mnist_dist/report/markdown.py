@@ -106,7 +106,7 @@ def speed(report: dict[str, Any]) -> str:
     run_rows = [[an.LABELS[m], sig(models[m].get("task_seconds")), sig(models[m].get("seconds")),
                  sig(models[m].get("images_per_second"))] for m in an.MODELS]
     text = "## Speed\n\n" + table(
-        ["model", "task time (s)", "cluster time (s)", "images / s"], run_rows)
+        ["model", "task time (s)", "cluster time (s)", "images / s"], run_rows) + time_table(report)
     sweep = sorted(report.get("throughput", []), key=lambda r: (r["model"], r["batch_size"]))
     if not sweep:
         return text + "\n\nNo throughput sweep in this run."
@@ -117,6 +117,20 @@ def speed(report: dict[str, Any]) -> str:
     return (text + "\n\n### Against batch size (one worker)\n\n"
             + table(["model", "batch size", "images / s", "ms / image"], rows)
             + f"\n\n**Crossover.** {cross.summary}")
+
+
+def time_table(report: dict[str, Any]) -> str:
+    """Where the time went: seconds and share of each phase (report.json's `time`), or ''."""
+    section = report.get("time") or {}
+    phases = section.get("phases")
+    if not phases:
+        return ""
+    total = sum(phases.values())
+    rows = [[markdown_text(phase), sig(seconds), pct(seconds / total if total > 0 else None)]
+            for phase, seconds in phases.items()]
+    return ("\n\n### Where the time went\n\n" + table(["phase", "task seconds", "share"], rows)
+            + f"\n\nSeconds the scoring graph's tasks spent in each phase, from "
+            f"{markdown_text(str(section.get('source', '')))} (all workers together).")
 
 
 def deployment(report: dict[str, Any]) -> str:

@@ -125,7 +125,10 @@ TOP_FIELDS: dict[tuple[str, ...], Kind] = {
     ("cluster", "worker_rss_bytes"): OPTIONAL_OBJECT,
     ("timing", "wall_seconds"): NUMBER, ("timing", "images_per_second"): NUMBER,
     ("throughput",): OPTIONAL_LIST, ("outputs",): OPTIONAL_OBJECT, ("versions",): OPTIONAL_OBJECT,
-    ("failed_partitions",): OPTIONAL_LIST,
+    ("failed_partitions",): OPTIONAL_LIST, ("time",): OPTIONAL_OBJECT,
+}
+TIME_FIELDS: dict[str, Kind] = {
+    "phases": ("an object", lambda v: isinstance(v, dict), False), "source": OPTIONAL_TEXT,
 }
 FAILED_FIELDS: dict[str, Kind] = {"index": INTEGER, "start": INTEGER, "stop": INTEGER,
                                   "cause": TEXT}
@@ -224,6 +227,10 @@ def check_report(report: dict[str, Any]) -> None:
         check_object(row, f"throughput.{i}", SWEEP_FIELDS)
     for i, row in enumerate(report.get("failed_partitions") or []):
         check_object(row, f"failed_partitions.{i}", FAILED_FIELDS)
+    if "time" in report:
+        check_object(report["time"], "time", TIME_FIELDS)
+        for phase, seconds in report["time"]["phases"].items():
+            check_value(seconds, f"time.phases.{phase}", FINITE)
 
 
 def is_labelled(report: dict[str, Any]) -> bool:

@@ -29,6 +29,15 @@ from mnist_dist.errors import DataError, FileSystemError, PartitionsFailedError
 from mnist_dist.models.cache import ModelPayload, validated_knn
 from mnist_dist.models.outputs import OUTPUT_ARRAYS, predict_partition
 from mnist_dist.observability.metrics import job_started, partition_done, partition_failed
+from mnist_dist.observability.spans import (
+    READ,
+    SCORE,
+    SCORE_SPAN,
+    WRITE,
+    job_span,
+    observed,
+    phase_seconds,
+)
 from mnist_dist.run_state import (
     RunRecord,
     marker_path,
@@ -75,20 +84,22 @@ def partition_tasks(
     payload: Future | ModelPayload | None, copy_ids: bool = False,
 ) -> dict[int, Any]:
     """One delayed task per partition not in `skip`, keyed by partition index; each reads its
-    own rows of the split on a worker."""
+    own rows of the split on a worker (span READ) and scores them (span SCORE), the time of each
+    model and of the writing counted under its name (see `observability.spans`)."""
     read = dask.delayed(read_rows, pure=True)
     task = dask.delayed(score_block, pure=True)
-    token = job.token
-    tasks = {}
-    for index, start in enumerate(range(0, n_images, job.partition_rows)):
-        if index in skip:
-            continue
-        stop = min(start + job.partition_rows, n_images)
-        images = read(job.store, f"{job.split}/images", start, stop)
-        labels = read(job.store, f"{job.split}/labels", start, stop) if labelled else None
-        tasks[index] = task(images, labels, index, start, job, payload, copy_ids,
-                            dask_key_name=f"score-partition-{token}-{index}")
-    return tasks
+    metered = observed()
+    ranges = {index: rows for index, rows in
+              enumerate(partition_ranges(n_images, job.partition_rows)) if index not in skip}
+    with job_span(READ, on=metered):
+        inputs = {index: (read(job.store, f"{job.split}/images", start, stop),
+                          read(job.store, f"{job.split}/labels", start, stop) if labelled
+                          else None)
+                  for index, (start, stop) in ranges.items()}
+    with job_span(SCORE, on=metered):
+        return {index: task(*inputs[index], index, start, job, payload, copy_ids, metered,
+                            dask_key_name=f"score-partition-{job.token}-{index}")
+                for index, (start, _) in ranges.items()}
 
 
 def score_graph(
@@ -111,13 +122,16 @@ def score_graph(
     # Made before any task runs, so no partition was recorded against a half-made store.
     open_prediction_store(job, n_images, run.run_id, copy_ids)
     done = checked_markers(job, run.done, labelled, copy_ids)
-    tasks = partition_tasks(job, n_images, labelled, set(done), payload, copy_ids)
+    with job_span(SCORE_SPAN) as span_id:
+        tasks = partition_tasks(job, n_images, labelled, set(done), payload, copy_ids)
     log.info("scoring %s images in %d partition%s of up to %s rows (%d already done)",
              f"{n_images:,}", len(tasks), "" if len(tasks) == 1 else "s",
              f"{job.partition_rows:,}", len(done))
     start = time.perf_counter()
     found = collect(client, job, run, ranges, tasks, done, stamp, show_progress)
     wall = time.perf_counter() - start
+    # Of the whole run only: a resumed run's earlier partitions ran in other spans.
+    phases = None if done else phase_seconds(client, span_id, (*job.model_names, WRITE))
     check_split_unchanged(job, stamp)
     failed = found.failed
     if failed and not found.markers:
@@ -129,7 +143,7 @@ def score_graph(
     to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
     result = combine(found.markers, job, n_images - failed_rows, len(tasks), wall, labelled,
                      computed=to_score - failed_rows)
-    result = replace(result, partitions=len(ranges),
+    result = replace(result, partitions=len(ranges), time_phases=phases,
                      failed=[failed[index] for index in sorted(failed)])
     pixels = found.pixels
     read = partial(pick_rows, split.pixels)  # rows no task of this run returned
@@ -161,7 +175,9 @@ def collect(
     for marker in done.values():
         found.pixels.add(marker, None)
     to_score = sum(ranges[i][1] - ranges[i][0] for i in tasks)
-    job_started(client, run.run_id, len(tasks), to_score)  # the scheduler's /metrics
+    reporting = observed()  # the scheduler's /metrics
+    if reporting:
+        job_started(client, run.run_id, len(tasks), to_score)
     rows_done, start = 0, time.perf_counter()
     try:
         for finished, future in enumerate(as_they_finish(client, futures), start=1):
@@ -169,12 +185,14 @@ def collect(
             fault = partition_fault(future) if job.keep_going else None
             if fault is not None:
                 found.failed[index] = record_failure(job, run.run_id, index, ranges[index], fault)
-                partition_failed(client, run.run_id, index)
+                if reporting:
+                    partition_failed(client, run.run_id, index)
             else:
                 marker = {**future.result(), "run_id": run.run_id}
                 candidates = marker.pop(PIXELS)
                 write_marker(job.run_dir, marker)
-                partition_done(client, run.run_id, marker)
+                if reporting:
+                    partition_done(client, run.run_id, marker)
                 found.markers[index] = marker
                 found.pixels.add(marker, candidates)
                 rows_done += marker["stop"] - marker["start"]

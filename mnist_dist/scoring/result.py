@@ -45,6 +45,9 @@ class ScoreCounts:
     images_computed: int = 0
     # The partitions that failed (--keep-going): index, start, stop, cause, run_id.
     failed: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds per phase (read, each model, write, other) from Dask's fine performance metrics;
+    # None when the scheduler could not say or the run resumed (see `observability.spans`).
+    time_phases: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

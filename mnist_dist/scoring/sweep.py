@@ -20,6 +20,7 @@ from mnist_dist.data.store import zarr_array
 from mnist_dist.errors import ClusterError, SpecError
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import ModelPayload, load_predictors
+from mnist_dist.observability.spans import SWEEP_SPAN, job_span
 from mnist_dist.settings import setting_field
 
 log = logging.getLogger(__name__)
@@ -121,12 +122,13 @@ def measure_on_one_worker(
     payload: Future | None = None,
 ) -> list[dict[str, Any]]:
     """The batch-size sweep of `split`'s images, run inside one worker so it sees what the
-    tasks see."""
+    tasks see; under its own span, apart from the scoring graph's."""
     if not sweep.batch_sizes:
         return []
-    return run_on_one_worker(
-        client, sweep.timeout, batch_sweep, ref, store, split, sweep, ort_threads, payload,
-    )
+    with job_span(SWEEP_SPAN):
+        return run_on_one_worker(
+            client, sweep.timeout, batch_sweep, ref, store, split, sweep, ort_threads, payload,
+        )
 
 
 def check_sweep_memory(client: Client, sweep: SweepSpec) -> None:

@@ -11,6 +11,7 @@ from mnist_dist.data.store import zarr_array
 from mnist_dist.metrics import confusion_matrix
 from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.models.outputs import timed_outputs
+from mnist_dist.observability.spans import WRITE, meter
 from mnist_dist.scoring.predictions import output_array
 from mnist_dist.scoring.samples import PIXELS, candidate_pixels
 from mnist_dist.scoring.spec import ScoreJob
@@ -19,19 +20,23 @@ from mnist_dist.scoring.summaries import prediction_summary
 
 def score_block(
     images: np.ndarray, labels: np.ndarray | None, index: int, start: int, job: ScoreJob,
-    payload: ModelPayload | None = None, copy_ids: bool = False,
+    payload: ModelPayload | None = None, copy_ids: bool = False, metered: bool = True,
 ) -> dict[str, Any]:
     """Task body for one partition: every model's outputs written to the predictions store
     (and the split's ids copied), then a JSON-ready summary (confusion only with labels) and,
-    under `PIXELS`, the pixels of its sample candidates (for the galleries)."""
+    under `PIXELS`, the pixels of its sample candidates (for the galleries). When `metered`,
+    Dask's fine performance metrics count each model's time and the writing under its name."""
     predictors = load_predictors(job.models, job.ort_threads, payload)
-    outputs, seconds = timed_outputs(predictors, job.model_names, images)
+    outputs: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    for name in job.model_names:
+        with meter(name, metered):
+            values, spent = timed_outputs(predictors, (name,), images)
+        outputs.update(values)
+        seconds.update(spent)
     stop = start + len(images)
-    for name, values in outputs.items():
-        output_array(job.predictions, name, job.token)[start:stop] = values
-    if copy_ids:
-        ids = zarr_array(job.store, f"{job.split}/ids")[start:stop]
-        output_array(job.predictions, "ids", job.token)[start:stop] = ids
+    with meter(WRITE, metered):
+        write_outputs(job, outputs, start, stop, copy_ids)
     summary = prediction_summary(outputs, start, job.sample_misclassified)
     if labels is not None:
         for row in summary["least_confident"] + summary["disagreements"]:
@@ -40,6 +45,17 @@ def score_block(
         summary.update(partition_summary(labels, digits, start, job.sample_misclassified))
     return {"index": index, "start": start, "stop": stop, "seconds": seconds, **summary,
             PIXELS: candidate_pixels(images, summary, start)}
+
+
+def write_outputs(job: ScoreJob, outputs: dict[str, np.ndarray], start: int, stop: int,
+                  copy_ids: bool) -> None:
+    """Rows `start`-`stop` of every output array (and of the split's ids when `copy_ids`)
+    written to the predictions store."""
+    for name, values in outputs.items():
+        output_array(job.predictions, name, job.token)[start:stop] = values
+    if copy_ids:
+        ids = zarr_array(job.store, f"{job.split}/ids")[start:stop]
+        output_array(job.predictions, "ids", job.token)[start:stop] = ids
 
 
 def misclassified_rows(
