@@ -58,10 +58,25 @@ def test_the_job_and_phase_spans_reach_the_scheduler(
     measured_run: tuple[Path, float, list[tuple[str, ...]]],
 ) -> None:
     # What the dashboard's Fine Performance Metrics page lists (this distributed's performance
-    # report has no such tab: it holds the task prefixes only).
+    # report has no such tab: the job adds the score span's phases to it, tested below).
     _, _, names = measured_run
     assert (SCORE_SPAN,) in names
     assert (SCORE_SPAN, READ) in names and (SCORE_SPAN, SCORE) in names
+
+
+@pytest.mark.cluster
+def test_the_performance_report_holds_the_score_span_and_its_phase_seconds(
+    measured_run: tuple[Path, float, list[tuple[str, ...]]],
+) -> None:
+    out, computed, _ = measured_run
+    page = (out / "dask-performance.html").read_text()
+    assert "Task Stream" in page  # still Dask's own report, with our section added
+    section = page.split('<section id="mnist-dist-spans"', 1)[1].split("</section>", 1)[0]
+    assert SCORE_SPAN in section
+    shown = dict(re.findall(r"<tr><td>(\w+)</td><td>([0-9.]+)</td></tr>", section))
+    assert tuple(shown) == PHASES
+    in_tasks = sum(float(value) for value in shown.values()) - float(shown["overhead"])
+    assert in_tasks == pytest.approx(computed, rel=0.10)  # the task stream's compute time
 
 
 @pytest.mark.cluster

@@ -3,8 +3,8 @@ to, the labels that split a score task's time, and "where the time went" read ba
 scheduler once a graph has finished.
 
 Spans are annotations given when a graph is built (`distributed.span`); the labels are
-`context_meter` calls inside the tasks. Both show in the dashboard's Fine Performance Metrics
-and in `--performance-report`. Reading them back never fails a job: a scheduler without the
+`context_meter` calls inside the tasks. Both show in the dashboard's Fine Performance Metrics;
+`--performance-report` gets the score span's seconds per phase added. Reading them back never fails a job: a scheduler without the
 spans extension (or that cannot run our code) gives None.
 
 The dask config key `SWITCH` (default on) turns spans, labels and the job's metrics reporting
@@ -14,13 +14,17 @@ off; only the bench turns it off, to measure what they cost.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 from collections.abc import Hashable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import dask.config
 from distributed import Client, span
 from distributed.metrics import context_meter
+
+from mnist_dist.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +117,18 @@ def phase_seconds(client: Client, span_id: str | None, labels: tuple[str, ...]
     if not children or SCORE not in children:
         return None
     return phase_table(children, labels)
+
+
+def add_phases_to_performance_report(path: Path, phases: Mapping[str, float]) -> None:
+    """Dask's performance report at `path` with the score span's seconds per phase added at its
+    end (Dask's report has no fine performance metrics of its own); rewritten atomically."""
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{seconds:.3f}</td></tr>"
+                   for name, seconds in phases.items())
+    section = (f'<section id="mnist-dist-spans" style="font-family: sans-serif; margin: 1em">'
+               f"<h2>Where the time went: span {SCORE_SPAN} (seconds per phase)</h2><table>"
+               f"<tr><th>phase</th><th>seconds</th></tr>{rows}</table></section>")
+    text = path.read_text(encoding="utf-8")
+    at = text.rfind("</body>")
+    text = text[:at] + section + text[at:] if at >= 0 else text + section
+    write_bytes_atomic(path, text.encode("utf-8"))
+

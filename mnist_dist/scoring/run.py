@@ -29,6 +29,7 @@ from mnist_dist.ensure import trained_models
 from mnist_dist.errors import StoreNotFoundError, file_faults
 from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.models.cache import ModelFiles
+from mnist_dist.observability.spans import add_phases_to_performance_report
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, name_samples, write_report
 from mnist_dist.report.render import render_report
@@ -144,6 +145,8 @@ def score_on(
     with optional_performance_report(spec):
         result = score_graph(client, job, spec.show_progress, payload,
                              checked=(stamp, split), files=models.files)
+    if spec.performance_report and result.time_phases:
+        add_phases_to_performance_report(spec.out / PERFORMANCE_REPORT, result.time_phases)
     log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
     throughput = []
     if sweep and result.failed:
