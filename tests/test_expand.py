@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -143,6 +144,17 @@ def test_same_bytes_whatever_workers_and_partitions(
     assert attrs["deformation"] == DeformParams().as_dict()
     assert one.group_bytes > 0 and one.store_bytes > one.group_bytes
     assert not [p.name for p in tiny_store.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.cluster
+def test_the_expand_graph_runs_under_its_own_span(tiny_store: Path, local_client: Client) -> None:
+    expand_store(local_client, ExpandSpec(store=tiny_store, n=40, seed=3, partition_rows=16,
+                                          group="spanned"))
+
+    def span_names(dask_scheduler: Any) -> list[tuple[str, ...]]:
+        return [span.name for span in dask_scheduler.extensions["spans"].spans.values()]
+
+    assert ("mnist-dist-expand", "generate-and-write") in local_client.run_on_scheduler(span_names)
 
 
 @pytest.mark.cluster

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SWITCH = "mnist-dist.observability"
 SCORE_SPAN = "mnist-dist-score"  # the score job's graph; its phases are READ and SCORE
 INGEST_SPAN = "mnist-dist-ingest"
+EXPAND_SPAN = "mnist-dist-expand"  # its tasks generate and write each partition: one phase
 SWEEP_SPAN = "sweep"  # the throughput sweep, apart from the scoring graph
 READ, SCORE = "read", "score"
 WRITE, OTHER, OVERHEAD = "write", "other", "overhead"

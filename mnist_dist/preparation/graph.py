@@ -21,6 +21,7 @@ import zarr
 from distributed import Client, progress
 
 from mnist_dist.atomic import swap_into_place, temporary_sibling
+from mnist_dist.observability.spans import EXPAND_SPAN, job_span
 from mnist_dist.preparation.plan import (
     ExpandPlan,
     directory_bytes,
@@ -103,10 +104,11 @@ def write_expanded(
         for name, shape, chunks in (("images", (spec.n, 784), (chunk_rows, 784)),
                                     ("labels", (spec.n,), (chunk_rows,)))
     ]
-    images, labels = generation_arrays(store, spec, rows)
-    stored = da.store([images, labels], targets, lock=False, compute=False)
     start = time.perf_counter()
-    futures = client.compute(stored)
+    with job_span(EXPAND_SPAN, "generate-and-write"):
+        images, labels = generation_arrays(store, spec, rows)
+        stored = da.store([images, labels], targets, lock=False, compute=False)
+        futures = client.compute(stored)
     if show_progress:
         progress(futures)
     client.gather(futures)
