@@ -225,13 +225,19 @@ def test_job_main_prints_the_table(
         score_job.parse_args(["--images", "x", "--labels", "l.csv", "--labels-from-names"])
 
 
+def labelled_scans(folder: Path, trained: Trained, count: int) -> Path:
+    """The first `count` test digits as PNG files in a new `folder`, each named
+    `<true digit>_<row>.png` (for --labels-from-names)."""
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(folder / f"{trained.y_test[i]}_{i}.png")
+    return folder
+
+
 def test_an_interrupted_image_run_resumes_without_ingesting_again(
     trained: Trained, local_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    for i in range(40):
-        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(folder / f"{trained.y_test[i]}_{i}.png")
+    folder = labelled_scans(tmp_path / "scans", trained, 40)
     write_bad_files(folder)
     run = tmp_path / "run"
     flags = ["--images", str(folder), "--labels-from-names", "--models", str(trained.models),
@@ -263,10 +269,7 @@ def test_an_interrupted_image_run_resumes_without_ingesting_again(
 def test_an_image_run_stopped_while_ingesting_resumes_by_ingesting_again(
     trained: Trained, local_client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    for i in range(20):
-        Image.fromarray(trained.x_test[i].reshape(28, 28)).save(folder / f"{trained.y_test[i]}_{i}.png")
+    folder = labelled_scans(tmp_path / "scans", trained, 20)
     run = tmp_path / "run"
     flags = ["--images", str(folder), "--labels-from-names", "--models", str(trained.models),
              "--out", str(run), "--scheduler", local_client.scheduler.address]

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import zarr
 from distributed import Client
-from PIL import Image
 
 from jobs import score as score_job
+from tests.helpers import write_digit_pngs
 from tests.test_nothing_lost import args, store
 from tests.test_output_locations import KINDS, plant, refused_in_process
 
@@ -47,11 +47,8 @@ def test_every_location_of_an_images_run_folder_is_refused_when_a_user_holds_it(
     store: Path, small_models: Path, local_client: Client, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    scans = tmp_path / "scans"
-    scans.mkdir()
     digits = zarr.open_group(str(store), mode="r")["test/images"][:4]
-    for i, digit in enumerate(digits):
-        Image.fromarray(digit.reshape(28, 28)).save(scans / f"{i}.png")
+    scans = write_digit_pngs(tmp_path / "scans", digits, len(digits))
     argv = ["--images", str(scans), "--models", str(small_models),
             "--scheduler", local_client.scheduler.address]
     finished = tmp_path / "finished"
