@@ -227,7 +227,7 @@ def test_hard_inputs_are_what_their_names_say(vendored: Any) -> None:
     test = vendored.x_test[:40]
     sets = hard_inputs(test, vendored.x_train)
     assert set(sets) == {"deformed", "salt_and_pepper", "border_ink", "single_pixel",
-                         "one_pixel_edit", "shifted"}
+                         "one_pixel_edit", "shifted", "uniform_noise", "blurred"}
     for images in sets.values():
         assert images.shape == test.shape and images.dtype == np.uint8
     changed = sets["salt_and_pepper"] != test
@@ -246,6 +246,11 @@ def test_hard_inputs_are_what_their_names_say(vendored: Any) -> None:
     moved = sets["shifted"].reshape(-1, 28, 28)
     assert np.array_equal(moved[:, 2:, 2:], square[:, :26, :26])
     assert not moved[:, :2].any() and not moved[:, :, :2].any()
+    assert np.count_nonzero(sets["uniform_noise"]) > 0.99 * sets["uniform_noise"].size
+    assert 100 < sets["uniform_noise"].mean() < 155
+    # A blur spreads ink: more pixels inked, none brighter than the brightest neighbour.
+    assert (np.count_nonzero(sets["blurred"], axis=1) > np.count_nonzero(test, axis=1)).all()
+    assert sets["blurred"].max() <= test.max()
     assert np.array_equal(hard_inputs(test, vendored.x_train)["salt_and_pepper"],
                           sets["salt_and_pepper"])
 

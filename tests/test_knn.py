@@ -647,6 +647,42 @@ def test_lower_bounds_never_exceed_the_distances(model3: KnnModel, hard_queries:
     assert np.median(exact - bounds) < 0.5 * np.median(exact)  # a bound that prunes
 
 
+@pytest.mark.parametrize("queries", ["digits", "noise"])
+def test_dense_and_sparse_rare_paths_give_identical_bounds(
+    model3: KnnModel, hard_queries: np.ndarray, queries: str
+) -> None:
+    from mnist_dist.models.knn_bound import BOUND_ERROR
+    from mnist_dist.models.knn_rare import DENSE_SHARE, fold_dense, fold_sparse, touched
+
+    index = GemmKnn(model3).index
+    assert index is not None
+    images = hard_queries if queries == "digits" else np.random.default_rng(5).integers(
+        0, 256, (20, 784), dtype=np.uint8)
+    n_tiles, _, width = index.tiles.shape
+    pixels, scores, minima, _, _ = index._scores(images, np.empty((n_tiles, len(images), width),
+                                                                  np.float32))
+    c, ink = index.n_common, index.ink
+    n_ref = len(index.reference)
+    takes_dense = []
+    for q in range(len(images)):
+        dense = (scores[:, q].copy(), minima[q].copy(), np.zeros(n_ref))
+        sparse = (scores[:, q].copy(), minima[q].copy(), np.zeros(n_ref))
+        fold_dense(pixels[q, c:], index.weights[c:], ink.row_of_entry, ink.row_pixels,
+                   ink.row_values, *dense, GROUP, BOUND_ERROR)
+        fold_sparse(pixels[q, c:], index.weights[c:], ink.pixel_offsets, ink.pixel_rows,
+                    ink.pixel_values, *sparse, np.zeros(n_ref, np.bool_), GROUP, BOUND_ERROR)
+        for got, expected in zip(dense, sparse, strict=True):
+            np.testing.assert_array_equal(got, expected)
+        if touched(pixels[q, c:], ink.pixel_offsets):
+            assert (dense[0] < scores[:, q]).any()  # the rare ink lowered some bounds
+        takes_dense.append(touched(pixels[q, c:], ink.pixel_offsets) > DENSE_SHARE * n_ref)
+    # In a search noise takes the dense path; digits the sparse one, but for an all-ink image.
+    if queries == "noise":
+        assert all(takes_dense)
+    else:
+        assert takes_dense[1] and sum(takes_dense) < len(images) / 4
+
+
 def on_bound_model(base: int) -> tuple[KnnModel, np.ndarray, np.ndarray]:
     """2,000 rows equal to `base` but 400 raised at one of 10 pixels by 10, 20 or 30 (each
     pixel in 2% of the rows: rare when base is 0, common otherwise), a query raised by 15 at

@@ -1,5 +1,6 @@
 """The exact KNN on hard inputs, on one worker thread: deformed digits, salt-and-pepper noise,
-inked border pixels, single-pixel images, one-pixel edits of training digits and shifted digits,
+inked border pixels, single-pixel images, one-pixel edits of training digits, shifted digits,
+uniform noise (every pixel inked) and blurred digits,
 each timed in paired rounds against the test split
 (the same call, the same machine load), plus the slowest single query and batch-1 latency."""
 
@@ -73,10 +74,23 @@ def shifted(images: np.ndarray) -> np.ndarray:
     return moved.reshape(-1, N_PIXELS)
 
 
+def uniform_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (n, 784) images of independent uniform pixels 0..255: every rare pixel inked."""
+    return rng.integers(0, 256, (n, N_PIXELS), dtype=np.uint8)
+
+
+def blurred(images: np.ndarray) -> np.ndarray:
+    """Copies of uint8 (n, 784) averaged over each pixel's 3x3 neighbourhood (zero outside):
+    wider strokes that ink pixels next to every stroke."""
+    padded = np.pad(images.reshape(-1, SIDE, SIDE).astype(np.uint16), ((0, 0), (1, 1), (1, 1)))
+    total = sum(padded[:, i : i + SIDE, j : j + SIDE] for i in range(3) for j in range(3))
+    return (total // 9).astype(np.uint8).reshape(-1, N_PIXELS)
+
+
 def hard_inputs(test_images: np.ndarray, training_images: np.ndarray) -> dict[str, np.ndarray]:
     """Each hard input set, uint8 (n, 784), derived from `test_images` (n, 784) (and one-pixel
     edits of the first n `training_images`) with a fixed seed: the expanded set's deformations,
-    noise, border ink, single pixels, one-pixel edits, shifts."""
+    noise, border ink, single pixels, one-pixel edits, shifts, uniform noise, blur."""
     rng = np.random.default_rng(SEED)
     n = len(test_images)
     labels = np.zeros(n, dtype=np.uint8)
@@ -84,7 +98,8 @@ def hard_inputs(test_images: np.ndarray, training_images: np.ndarray) -> dict[st
     return {"deformed": deformed, "salt_and_pepper": salt_and_pepper(test_images, rng),
             "border_ink": border_ink(test_images, rng), "single_pixel": single_pixels(n, rng),
             "one_pixel_edit": one_pixel_edits(training_images[:n], rng),
-            "shifted": shifted(test_images)}
+            "shifted": shifted(test_images), "uniform_noise": uniform_noise(n, rng),
+            "blurred": blurred(test_images)}
 
 
 def seconds(predict: Any, images: np.ndarray) -> float:

@@ -9,7 +9,8 @@ R = I − PPᵀ,
 an (m + 1)-dimensional distance: one small float32 GEMM bounds every reference per query. With
 w = 1/σ² and raw pixels a (query), b (reference), the rare part is exactly
     Σ_rare w(a − b)² = A(x) + K(y) − 2·Σ_{rare, a > 0} w·a·b,
-the last sum over the query's inked rare pixels only (the sparse index). A compiled loop then
+the last sum over the query's inked rare pixels only (`knn_rare`: the references inking them,
+or for a noise-like query every reference's rare ink in memory order). A compiled loop then
 computes exact float64 distances, early-abandoned, for the references whose bound does not
 exceed the current k-th distance. References are stored in groups of GROUP neighbours in the
 projected space (`tree_order`): the GEMM writes each group's smallest bound while its tile is in
@@ -22,7 +23,7 @@ each reference's constant is lowered by BOUND_ERROR of those terms and rounded d
 (`round_down_float32`), and the query's rare cross terms are subtracted with the same allowance and
 rounded down again (`fold_products`), so every stored value is still a lower bound. Only exact
 float64 distances decide the neighbours (ties: the lower reference index), so predictions equal
-scikit-learn's brute-force KNN. The whole index (basis, groups, sparse index) is derived from
+scikit-learn's brute-force KNN. The whole index (basis, groups, rare ink) is derived from
 `knn.npz` when the model loads, PROJECT_ROWS references at a time; the saved file does not change.
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from mnist_dist.models.knn_rare import RareInk, fold_rare, reset_rare
 from mnist_dist.models.knn_scan import abandoning_sum, insert_neighbour
 from mnist_dist.models.matmul import OrtMatmul
 
@@ -79,10 +81,8 @@ class BoundIndex:
         self.original = tree_order(projected[:, :TREE_DIMS], GROUP)
         self.reference = np.ascontiguousarray(self.reference[self.original])
         projected, residual = projected[self.original], residual[self.original]
-        rare_pixels = self.reference[:, self.n_common :]
-        self.indptr, self.indices = sparse_columns(rare_pixels)
-        self.rare_norms = square_norms(rare_pixels, self.weights[self.n_common :], self.indptr,
-                                       self.indices)
+        self.ink = RareInk.of(self.reference[:, self.n_common :])
+        self.rare_norms = self.ink.square_norms(self.weights[self.n_common :], n_ref)
         norms = np.einsum("ij,ij->i", projected, projected) + residual**2
         constants = norms + self.rare_norms
         # The GEMM's right operand (m + 2, n_padded), stored transposed (~15% faster than
@@ -99,6 +99,12 @@ class BoundIndex:
         self.tiles = np.ascontiguousarray(
             columns.reshape(len(columns), n_tiles, width).transpose(1, 0, 2))
         self.matmul = OrtMatmul(len(columns))
+
+    def _ink_arrays(self) -> tuple[np.ndarray, ...]:
+        """The rare ink's six arrays, in `fold_rare`'s order."""
+        ink = self.ink
+        return (ink.pixel_offsets, ink.pixel_rows, ink.pixel_values, ink.row_of_entry,
+                ink.row_pixels, ink.row_values)
 
     def _standardised_common(self, pixels: np.ndarray) -> np.ndarray:
         """Standardised float64 common pixels (n, n_common) of permuted raw pixels (n, 784)."""
@@ -139,8 +145,8 @@ class BoundIndex:
             rows = slice(start, start + self.block_rows)
             pixels, scores, minima, base, rare_norms = self._scores(images[rows], buffer)
             search_block(scores, minima, base, rare_norms, pixels, self.reference, self.weights,
-                         self.rare_norms, self.indptr, self.indices, self.n_common,
-                         self.original, distances[rows], indices[rows])
+                         self.rare_norms, *self._ink_arrays(), self.n_common, self.original,
+                         distances[rows], indices[rows])
         return distances, indices
 
     def _scores(self, images: np.ndarray, buffer: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -170,12 +176,11 @@ class BoundIndex:
         references' original order (for tests)."""
         buffer = np.empty((len(self.tiles), len(images), self.tiles.shape[2]), np.float32)
         pixels, scores, minima, base, _ = self._scores(images, buffer)
+        c = self.n_common
         for q, query in enumerate(pixels):
             products = np.zeros(len(self.reference))
-            rare_products(query, self.reference, self.weights, self.indptr, self.indices,
-                          self.n_common, products)
-            fold_products(scores[:, q], minima[q], products, np.zeros(len(products), np.bool_),
-                          query, self.indptr, self.indices, self.n_common)
+            fold_rare(query[c:], self.weights[c:], *self._ink_arrays(), scores[:, q], minima[q],
+                      products, np.zeros(len(products), np.bool_), GROUP, BOUND_ERROR)
         flat = scores.transpose(1, 0, 2).reshape(len(images), -1)[:, : len(self.reference)]
         bounds = np.empty((len(images), len(self.reference)))
         bounds[:, self.original] = flat + base[:, None]
@@ -215,22 +220,6 @@ def principal_basis(centred: np.ndarray, m: int) -> np.ndarray:
     return np.ascontiguousarray(vectors[:, ::-1][:, :m])
 
 
-def square_norms(rare_pixels: np.ndarray, weights: np.ndarray, indptr: np.ndarray,
-                 indices: np.ndarray) -> np.ndarray:
-    """Σ_j w_j·b_j² float64 (n,) of each row of uint8 `rare_pixels` (n, n_rare), from its inked
-    entries only, as `sparse_columns` lists them (10x faster than a dense float64 product)."""
-    columns = np.repeat(np.arange(rare_pixels.shape[1]), np.diff(indptr))
-    values = rare_pixels[indices, columns].astype(np.float64)
-    return np.bincount(indices, weights=weights[columns] * values**2,
-                       minlength=len(rare_pixels))
-
-
-def sparse_columns(rare_pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column-compressed ink of uint8 (n, n_rare): offsets (n_rare + 1,), reference rows int32."""
-    rows, columns = np.nonzero(rare_pixels.T)
-    indptr = np.zeros(rare_pixels.shape[1] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=rare_pixels.shape[1]), out=indptr[1:])
-    return indptr, columns.astype(np.int32)
 
 
 def round_down_float32(values: np.ndarray) -> np.ndarray:
@@ -248,19 +237,6 @@ def exact_distance(query: np.ndarray, row: np.ndarray, weights: np.ndarray, n_co
     return abandoning_sum(query, row, weights, n_common, rare, abandon)
 
 
-@njit(cache=True, nogil=True)
-def rare_products(query: np.ndarray, reference: np.ndarray, weights: np.ndarray,
-                  indptr: np.ndarray, indices: np.ndarray, n_common: int,
-                  products: np.ndarray) -> None:
-    """Add Σ w·a·b over the query's inked rare pixels to `products` (n_ref,) (others untouched)."""
-    for j in range(indptr.shape[0] - 1):
-        a = query[n_common + j]
-        if a == 0:
-            continue
-        wa = weights[n_common + j] * np.float64(a)
-        for p in range(indptr[j], indptr[j + 1]):
-            row = indices[p]
-            products[row] += wa * np.float64(reference[row, n_common + j])
 
 
 @njit(cache=True, nogil=True)
@@ -350,43 +326,20 @@ def consider(y: int, query: np.ndarray, reference: np.ndarray, weights: np.ndarr
 @njit(cache=True, nogil=True)
 def search_block(scores: np.ndarray, minima: np.ndarray, base: np.ndarray,
                  rare_norms: np.ndarray, pixels: np.ndarray, reference: np.ndarray,
-                 weights: np.ndarray, ref_rare: np.ndarray, indptr: np.ndarray,
-                 indices: np.ndarray, n_common: int, original: np.ndarray,
-                 distances: np.ndarray, out: np.ndarray) -> None:
+                 weights: np.ndarray, ref_rare: np.ndarray, pixel_offsets: np.ndarray,
+                 pixel_rows: np.ndarray, pixel_values: np.ndarray, row_of_entry: np.ndarray,
+                 row_pixels: np.ndarray, row_values: np.ndarray, n_common: int,
+                 original: np.ndarray, distances: np.ndarray, out: np.ndarray) -> None:
     """`search_one` for each query of `scores` (n_tiles, n, width) and `minima` (n, n_groups)
-    into `distances`, `out` (n, k)."""
+    into `distances`, `out` (n, k); the rare ink's arrays are `RareInk`'s."""
     products = np.zeros(reference.shape[0])
     folded = np.zeros(reference.shape[0], np.bool_)
+    rare_weights = weights[n_common:]
     for q in range(scores.shape[1]):
-        rare_products(pixels[q], reference, weights, indptr, indices, n_common, products)
-        fold_products(scores[:, q], minima[q], products, folded, pixels[q], indptr, indices,
-                      n_common)
+        query_rare = pixels[q, n_common:]
+        dense = fold_rare(query_rare, rare_weights, pixel_offsets, pixel_rows, pixel_values,
+                          row_of_entry, row_pixels, row_values, scores[:, q], minima[q],
+                          products, folded, GROUP, BOUND_ERROR)
         search_one(scores[:, q], minima[q], base[q], rare_norms[q], pixels[q], reference, weights,
                    ref_rare, products, n_common, original, distances[q], out[q])
-        for j in range(indptr.shape[0] - 1):  # reset only what this query touched
-            if pixels[q, n_common + j] != 0:
-                for p in range(indptr[j], indptr[j + 1]):
-                    products[indices[p]] = 0.0
-                    folded[indices[p]] = False
-
-
-@njit(cache=True, nogil=True)
-def fold_products(scores: np.ndarray, minima: np.ndarray, products: np.ndarray,
-                  folded: np.ndarray, query: np.ndarray, indptr: np.ndarray,
-                  indices: np.ndarray, n_common: int) -> None:
-    """Lower float32 `scores` (n_tiles, width) by 2(1 + BOUND_ERROR)·products once per row
-    touched, and its group's minimum in `minima` (n_groups,) with it.
-
-    The float64 value v is stored as float32(v − 1.2e-7·|v| − 1e-30) ≤ v: float32 rounding moves
-    a value by at most 6e-8 of itself, so the stored score stays a lower bound."""
-    for j in range(indptr.shape[0] - 1):
-        if query[n_common + j] == 0:
-            continue
-        for p in range(indptr[j], indptr[j + 1]):
-            y = indices[p]
-            if not folded[y]:
-                folded[y] = True
-                t, column = y // scores.shape[1], y % scores.shape[1]
-                value = np.float64(scores[t, column]) - 2.0 * (1.0 + BOUND_ERROR) * products[y]
-                scores[t, column] = np.float32(value - 1.2e-7 * abs(value) - 1e-30)
-                minima[y // GROUP] = min(minima[y // GROUP], scores[t, column])
+        reset_rare(query_rare, dense, pixel_offsets, pixel_rows, products, folded)
