@@ -97,7 +97,7 @@ def test_quick_bench_writes_every_section(quick_run: tuple[Any, Path]) -> None:
     hard = document["knn_inputs"]
     assert [row["input"] for row in hard["rows"]] == [
         "test", "deformed", "salt_and_pepper", "border_ink", "single_pixel", "one_pixel_edit",
-        "shifted"]
+        "shifted", "uniform_noise", "blurred"]
     for row in hard["rows"]:
         assert row["images_per_second"] > 0 and row["max_single_query_ms"] > 0
     assert document["figures"]["knn_worst_input_over_test"] == min(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,7 @@ from mnist_dist.models.knn import (
 )
 from mnist_dist.models.knn_bound import GROUP, tree_order
 from mnist_dist.models.knn_scan import full_scan, weighted_distance
-from mnist_dist.models.matmul import IR_VERSION, OPSET, ORT_MIN_ROWS, OrtMatmul, matmul_model
+from mnist_dist.models.matmul import BACKENDS, IR_VERSION, OPSET, TileProduct, matmul_model
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model
 
 N_REFERENCE = 5000
@@ -652,7 +653,13 @@ def test_dense_and_sparse_rare_paths_give_identical_bounds(
     model3: KnnModel, hard_queries: np.ndarray, queries: str
 ) -> None:
     from mnist_dist.models.knn_bound import BOUND_ERROR
-    from mnist_dist.models.knn_rare import DENSE_SHARE, fold_dense, fold_sparse, touched
+    from mnist_dist.models.knn_rare import (
+        DENSE_SHARE,
+        add_products,
+        fold_dense,
+        fold_sparse,
+        touched,
+    )
 
     index = GemmKnn(model3).index
     assert index is not None
@@ -665,17 +672,19 @@ def test_dense_and_sparse_rare_paths_give_identical_bounds(
     n_ref = len(index.reference)
     takes_dense = []
     for q in range(len(images)):
-        dense = (scores[:, q].copy(), minima[q].copy(), np.zeros(n_ref))
-        sparse = (scores[:, q].copy(), minima[q].copy(), np.zeros(n_ref))
-        fold_dense(pixels[q, c:], index.weights[c:], ink.row_of_entry, ink.row_pixels,
-                   ink.row_values, *dense, GROUP, BOUND_ERROR)
-        fold_sparse(pixels[q, c:], index.weights[c:], ink.pixel_offsets, ink.pixel_rows,
-                    ink.pixel_values, *sparse, np.zeros(n_ref, np.bool_), GROUP, BOUND_ERROR)
+        products = np.zeros(n_ref)
+        add_products(pixels[q, c:], index.weights[c:], ink.offsets, ink.rows, ink.values,
+                     products)
+        dense = (scores[:, q : q + 1].copy(), minima[q].copy())
+        sparse = (scores[:, q : q + 1].copy(), minima[q].copy())
+        fold_dense(dense[0], 0, dense[1], products, GROUP, BOUND_ERROR)
+        fold_sparse(pixels[q, c:], ink.offsets, ink.rows, sparse[0], 0, sparse[1], products,
+                    np.zeros(n_ref, np.bool_), GROUP, BOUND_ERROR)
         for got, expected in zip(dense, sparse, strict=True):
             np.testing.assert_array_equal(got, expected)
-        if touched(pixels[q, c:], ink.pixel_offsets):
-            assert (dense[0] < scores[:, q]).any()  # the rare ink lowered some bounds
-        takes_dense.append(touched(pixels[q, c:], ink.pixel_offsets) > DENSE_SHARE * n_ref)
+        if touched(pixels[q, c:], ink.offsets):
+            assert (dense[0] < scores[:, q : q + 1]).any()  # the rare ink lowered some bounds
+        takes_dense.append(touched(pixels[q, c:], ink.offsets) > DENSE_SHARE * n_ref)
     # In a search noise takes the dense path; digits the sparse one, but for an all-ink image.
     if queries == "noise":
         assert all(takes_dense)
@@ -762,14 +771,19 @@ def test_ties_spread_over_several_groups_go_to_the_lowest_indices(subset: Subset
     np.testing.assert_array_equal(gemm.predict(query), predict_sklearn(model, query))
 
 
-@pytest.mark.parametrize("rows", [1, ORT_MIN_ROWS - 1, ORT_MIN_ROWS, 70])  # numpy, then MLAS
-def test_ort_matmul_is_a_float32_product_within_its_error_bound(rows: int) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("rows", [1, 23, 24, 70])
+def test_each_matmul_backend_is_a_float32_product_within_its_error_bound(
+    rows: int, backend: str
+) -> None:
     # The bound's proof allows γ_k·Σ|terms| per entry: a product in lower precision (bf16, tf32)
     # would break it by orders of magnitude.
     rng = np.random.default_rng(5)
     a = rng.normal(size=(rows, 98)).astype(np.float32)
     b = rng.normal(size=(98, 640)).astype(np.float32)
-    out = OrtMatmul(98)(a, b, np.empty((rows, 640), np.float32))
+    product = TileProduct(98, backend)
+    assert product.backend_for(rows) == backend
+    out = product(a, b, np.empty((rows, 640), np.float32))
     exact = a.astype(np.float64) @ b.astype(np.float64)
     terms = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
     gamma = 98 * 2.0**-24 / (1 - 98 * 2.0**-24)
@@ -777,8 +791,38 @@ def test_ort_matmul_is_a_float32_product_within_its_error_bound(rows: int) -> No
     assert np.abs(out - exact).max() > 0  # really float32, not a float64 pass
 
 
+def test_calibration_keeps_the_kernel_measured_faster_per_row_count(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Make each kernel slow where the other should win: numpy from 32 rows, MLAS below.
+    product = TileProduct(98)
+    real_run = TileProduct.run
+
+    def slowed(self: TileProduct, backend: str, a: np.ndarray, b: np.ndarray,
+               out: np.ndarray) -> np.ndarray:
+        if (backend == "numpy") == (len(a) >= 32):
+            time.sleep(0.002)
+        return real_run(self, backend, a, b, out)
+
+    monkeypatch.setattr(TileProduct, "run", slowed)
+    choices = product.calibrate(np.ones((98, 640), np.float32), 100)
+    assert [c.rows for c in choices] == [1, 8, 32, 100]
+    assert [c.backend for c in choices] == ["numpy", "numpy", "onnxruntime", "onnxruntime"]
+    assert all(set(c.gflops) == set(BACKENDS) and min(c.gflops.values()) > 0 for c in choices)
+    assert [product.backend_for(n) for n in (0, 1, 7, 8, 31, 32, 99, 100, 5000)] == [
+        "numpy"] * 5 + ["onnxruntime"] * 4
+
+
+def test_the_knn_index_is_calibrated_when_built(model3: KnnModel) -> None:
+    index = GemmKnn(model3, block_rows=64).index
+    assert index is not None
+    assert [c.rows for c in index.matmul.choices] == [1, 8, 32, 64]
+    for choice in index.matmul.choices:
+        assert choice.backend == max(choice.gflops, key=choice.gflops.__getitem__)
+
+
 @pytest.mark.parametrize("case", ["float64 a", "wrong k", "strided b", "wrong out shape"])
-def test_ort_matmul_refuses_what_it_cannot_bind(case: str) -> None:
+def test_matmul_refuses_what_it_cannot_bind(case: str) -> None:
     a, b = np.ones((4, 8), np.float32), np.ones((8, 16), np.float32)
     out = np.empty((4, 16), np.float32)
     if case == "float64 a":
@@ -790,7 +834,7 @@ def test_ort_matmul_refuses_what_it_cannot_bind(case: str) -> None:
     else:
         out = np.empty((4, 15), np.float32)
     with pytest.raises(ValueError, match="C-contiguous float32"):
-        OrtMatmul(8)(a, b, out)
+        TileProduct(8)(a, b, out)
 
 
 def test_one_gemm_knn_shared_by_threads_answers_each_as_alone(model3: KnnModel,

@@ -17,11 +17,12 @@ projected space (`tree_order`): the GEMM writes each group's smallest bound whil
 cache, the search seeds the k-th distance from the group with the smallest one, then visits only
 the groups whose smallest bound does not exceed it, in increasing order (~16 of 875 for MNIST).
 
-Why the answer stays exact in float32: the bound GEMM (an ONNX MatMul run by onnxruntime's matrix
-kernels, `matmul`, on blocks of queries) errs by at most γ·Σ|terms| however its sums are ordered;
+Why the answer stays exact in float32: the bound GEMM (numpy's BLAS or onnxruntime's MLAS, the
+faster on this machine, `matmul`, on blocks of queries) errs by at most γ·Σ|terms| however its
+sums are ordered;
 each reference's constant is lowered by BOUND_ERROR of those terms and rounded down to float32
 (`round_down_float32`), and the query's rare cross terms are subtracted with the same allowance and
-rounded down again (`fold_products`), so every stored value is still a lower bound. Only exact
+rounded down again (`knn_rare.lowered`), so every stored value is still a lower bound. Only exact
 float64 distances decide the neighbours (ties: the lower reference index), so predictions equal
 scikit-learn's brute-force KNN. The whole index (basis, groups, rare ink) is derived from
 `knn.npz` when the model loads, PROJECT_ROWS references at a time; the saved file does not change.
@@ -34,7 +35,7 @@ from numba import njit
 
 from mnist_dist.models.knn_rare import RareInk, fold_rare, reset_rare
 from mnist_dist.models.knn_scan import abandoning_sum, insert_neighbour
-from mnist_dist.models.matmul import OrtMatmul
+from mnist_dist.models.matmul import TileProduct
 
 RARE_SHARE = 0.02
 COMPONENTS = 96  # bench: as fast as 64 on the test split, 2x faster on shifted digits
@@ -98,13 +99,13 @@ class BoundIndex:
         columns[-1, :n_ref] = -2.0 * residual
         self.tiles = np.ascontiguousarray(
             columns.reshape(len(columns), n_tiles, width).transpose(1, 0, 2))
-        self.matmul = OrtMatmul(len(columns))
+        self.matmul = TileProduct(len(columns))
+        self.matmul.calibrate(self.tiles[0], block_rows)
 
     def _ink_arrays(self) -> tuple[np.ndarray, ...]:
-        """The rare ink's six arrays, in `fold_rare`'s order."""
+        """The rare ink's arrays, in `fold_rare`'s order."""
         ink = self.ink
-        return (ink.pixel_offsets, ink.pixel_rows, ink.pixel_values, ink.row_of_entry,
-                ink.row_pixels, ink.row_values)
+        return ink.offsets, ink.rows, ink.values
 
     def _standardised_common(self, pixels: np.ndarray) -> np.ndarray:
         """Standardised float64 common pixels (n, n_common) of permuted raw pixels (n, 784)."""
@@ -163,7 +164,11 @@ class BoundIndex:
         queries[:, 1:-1] = projected
         queries[:, -1] = residual
         base = (1.0 - BOUND_ERROR) * (norms + rare_norms)
-        scores = buffer[:, : len(images)]
+        # A C-contiguous (n_tiles, n, width) view of the buffer's start (a slice [:, :n] would
+        # not be): the rare pass's loops vectorise only on contiguous rows.
+        n_tiles, _, width = self.tiles.shape
+        scores = buffer.reshape(-1)[: n_tiles * len(images) * width].reshape(
+            n_tiles, len(images), width)
         per_tile = self.tiles.shape[2] // GROUP
         minima = np.empty((len(images), len(self.tiles) * per_tile), np.float32)
         for t, tile in enumerate(self.tiles):
@@ -179,7 +184,7 @@ class BoundIndex:
         c = self.n_common
         for q, query in enumerate(pixels):
             products = np.zeros(len(self.reference))
-            fold_rare(query[c:], self.weights[c:], *self._ink_arrays(), scores[:, q], minima[q],
+            fold_rare(query[c:], self.weights[c:], *self._ink_arrays(), scores, q, minima[q],
                       products, np.zeros(len(products), np.bool_), GROUP, BOUND_ERROR)
         flat = scores.transpose(1, 0, 2).reshape(len(images), -1)[:, : len(self.reference)]
         bounds = np.empty((len(images), len(self.reference)))
@@ -326,9 +331,8 @@ def consider(y: int, query: np.ndarray, reference: np.ndarray, weights: np.ndarr
 @njit(cache=True, nogil=True)
 def search_block(scores: np.ndarray, minima: np.ndarray, base: np.ndarray,
                  rare_norms: np.ndarray, pixels: np.ndarray, reference: np.ndarray,
-                 weights: np.ndarray, ref_rare: np.ndarray, pixel_offsets: np.ndarray,
-                 pixel_rows: np.ndarray, pixel_values: np.ndarray, row_of_entry: np.ndarray,
-                 row_pixels: np.ndarray, row_values: np.ndarray, n_common: int,
+                 weights: np.ndarray, ref_rare: np.ndarray, ink_offsets: np.ndarray,
+                 ink_rows: np.ndarray, ink_values: np.ndarray, n_common: int,
                  original: np.ndarray, distances: np.ndarray, out: np.ndarray) -> None:
     """`search_one` for each query of `scores` (n_tiles, n, width) and `minima` (n, n_groups)
     into `distances`, `out` (n, k); the rare ink's arrays are `RareInk`'s."""
@@ -337,9 +341,8 @@ def search_block(scores: np.ndarray, minima: np.ndarray, base: np.ndarray,
     rare_weights = weights[n_common:]
     for q in range(scores.shape[1]):
         query_rare = pixels[q, n_common:]
-        dense = fold_rare(query_rare, rare_weights, pixel_offsets, pixel_rows, pixel_values,
-                          row_of_entry, row_pixels, row_values, scores[:, q], minima[q],
-                          products, folded, GROUP, BOUND_ERROR)
+        dense = fold_rare(query_rare, rare_weights, ink_offsets, ink_rows, ink_values, scores,
+                          q, minima[q], products, folded, GROUP, BOUND_ERROR)
         search_one(scores[:, q], minima[q], base[q], rare_norms[q], pixels[q], reference, weights,
                    ref_rare, products, n_common, original, distances[q], out[q])
-        reset_rare(query_rare, dense, pixel_offsets, pixel_rows, products, folded)
+        reset_rare(query_rare, dense, ink_offsets, ink_rows, products, folded)

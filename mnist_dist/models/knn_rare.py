@@ -1,11 +1,12 @@
 """The rare pixels of the bound search (`knn_bound`): their ink, indexed both ways, and how a
 query's rare cross terms Σ_{rare, a > 0} w·a·b lower the float32 bounds.
 
-A digit inks few rare pixels, and those touch few references: the *sparse* path visits only the
-references inking them (column-compressed ink). A noise-like query inks most of them, touching
-most references several times; the *dense* path then walks every reference's own rare ink once
-(row-compressed ink), in memory order. Both compute the same float64 products in the same order
-per reference and lower the same float32 scores the same way, so they give identical bounds.
+The products come from the ink stored pixel by pixel (each reference's terms added in ascending
+pixel order). A digit inks few rare pixels, and those touch few references: the *sparse* path
+then lowers only the scores of the references they touch. A noise-like query touches most
+references, in random order; the *dense* path then lowers every touched score in one pass in
+memory order. Both lower the same float32 scores by the same products the same way, so they give
+identical bounds.
 """
 
 from __future__ import annotations
@@ -16,53 +17,42 @@ import numpy as np
 from numba import njit
 
 # A query takes the dense path when the references its rare ink touches (with repeats) exceed
-# this share of all references: scattered updates cost a few times a sequential one.
+# this share of all references: a scattered update costs a few times a sequential one.
 DENSE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
 class RareInk:
-    """The references' ink on the rare pixels, uint8 values with their positions.
+    """The references' ink on the rare pixels, pixel by pixel: offsets (n_rare + 1,), the
+    inking reference rows int32 (nnz,) and their values uint8 (nnz,)."""
 
-    by_pixel : offsets (n_rare + 1,), reference rows int32 (nnz,), values uint8 (nnz,);
-    by_row : reference rows int32 (nnz,) ascending, rare pixel numbers int32 (nnz,),
-    values uint8 (nnz,)
-    """
-
-    pixel_offsets: np.ndarray
-    pixel_rows: np.ndarray
-    pixel_values: np.ndarray
-    row_of_entry: np.ndarray
-    row_pixels: np.ndarray
-    row_values: np.ndarray
+    offsets: np.ndarray
+    rows: np.ndarray
+    values: np.ndarray
 
     @classmethod
     def of(cls, rare_pixels: np.ndarray) -> RareInk:
-        """Both compressions of uint8 `rare_pixels` (n_ref, n_rare)."""
+        """The ink of uint8 `rare_pixels` (n_ref, n_rare)."""
         n_rare = rare_pixels.shape[1]
         pixels, rows = np.nonzero(rare_pixels.T)
-        pixel_offsets = np.zeros(n_rare + 1, dtype=np.int64)
-        np.cumsum(np.bincount(pixels, minlength=n_rare), out=pixel_offsets[1:])
-        by_row = np.lexsort((pixels, rows))
-        values = rare_pixels[rows, pixels]
-        return cls(pixel_offsets, rows.astype(np.int32), values, rows[by_row].astype(np.int32),
-                   pixels[by_row].astype(np.int32), values[by_row])
+        offsets = np.zeros(n_rare + 1, dtype=np.int64)
+        np.cumsum(np.bincount(pixels, minlength=n_rare), out=offsets[1:])
+        return cls(offsets, rows.astype(np.int32), rare_pixels[rows, pixels])
 
     def square_norms(self, weights: np.ndarray, n_ref: int) -> np.ndarray:
         """K(y) = Σ_j w_j·b_j² float64 (n_ref,) over each reference's rare ink."""
-        columns = np.repeat(np.arange(len(self.pixel_offsets) - 1),
-                            np.diff(self.pixel_offsets))
-        terms = weights[columns] * self.pixel_values.astype(np.float64) ** 2
-        return np.bincount(self.pixel_rows, weights=terms, minlength=n_ref)
+        columns = np.repeat(np.arange(len(self.offsets) - 1), np.diff(self.offsets))
+        terms = weights[columns] * self.values.astype(np.float64) ** 2
+        return np.bincount(self.rows, weights=terms, minlength=n_ref)
 
 
 @njit(cache=True, nogil=True)
-def touched(query_rare: np.ndarray, pixel_offsets: np.ndarray) -> int:
+def touched(query_rare: np.ndarray, offsets: np.ndarray) -> int:
     """References (with repeats) that the inked pixels of `query_rare` (n_rare,) touch."""
     count = 0
     for j in range(query_rare.shape[0]):
         if query_rare[j] != 0:
-            count += pixel_offsets[j + 1] - pixel_offsets[j]
+            count += offsets[j + 1] - offsets[j]
     return count
 
 
@@ -75,87 +65,106 @@ def lowered(score: np.float32, product: float, allowance: float) -> np.float32:
 
 
 @njit(cache=True, nogil=True)
-def fold_sparse(query_rare: np.ndarray, weights: np.ndarray, pixel_offsets: np.ndarray,
-                pixel_rows: np.ndarray, pixel_values: np.ndarray, scores: np.ndarray,
-                minima: np.ndarray, products: np.ndarray, folded: np.ndarray, group: int,
-                allowance: float) -> None:
-    """The sparse path: `products` (n_ref,) += Σ w·a·b over the query's inked rare pixels, then
-    each touched row's score in `scores` (n_tiles, width) lowered once (`lowered`) and the
-    minimum of its `group` rows in `minima` (n_groups,) with it. `weights`: the rare w (n_rare,)."""
+def add_products(query_rare: np.ndarray, weights: np.ndarray, offsets: np.ndarray,
+                 rows: np.ndarray, values: np.ndarray, products: np.ndarray) -> None:
+    """`products` (n_ref,) += Σ w·a·b over the inked pixels of `query_rare` (n_rare,), in
+    ascending pixel order; `weights` are the rare pixels' w (n_rare,)."""
     for j in range(query_rare.shape[0]):
         if query_rare[j] == 0:
             continue
         wa = weights[j] * np.float64(query_rare[j])
-        for p in range(pixel_offsets[j], pixel_offsets[j + 1]):
-            products[pixel_rows[p]] += wa * np.float64(pixel_values[p])
-    width = scores.shape[1]
+        for p in range(offsets[j], offsets[j + 1]):
+            products[rows[p]] += wa * np.float64(values[p])
+
+
+@njit(cache=True, nogil=True)
+def fold_sparse(query_rare: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+                scores: np.ndarray, q: int, minima: np.ndarray, products: np.ndarray,
+                folded: np.ndarray, group: int, allowance: float) -> None:
+    """The sparse path: query q's score in `scores` (n_tiles, n, width) of each row its rare
+    ink touches lowered once (`lowered`), and the minimum of its `group` rows in `minima`
+    (n_groups,) with it."""
+    width = scores.shape[2]
     for j in range(query_rare.shape[0]):
         if query_rare[j] == 0:
             continue
-        for p in range(pixel_offsets[j], pixel_offsets[j + 1]):
-            y = pixel_rows[p]
+        for p in range(offsets[j], offsets[j + 1]):
+            y = rows[p]
             if not folded[y]:
                 folded[y] = True
                 t, column = y // width, y % width
-                scores[t, column] = lowered(scores[t, column], products[y], allowance)
-                minima[y // group] = min(minima[y // group], scores[t, column])
+                scores[t, q, column] = lowered(scores[t, q, column], products[y], allowance)
+                minima[y // group] = min(minima[y // group], scores[t, q, column])
 
 
 @njit(cache=True, nogil=True)
-def fold_dense(query_rare: np.ndarray, weights: np.ndarray, row_of_entry: np.ndarray,
-               row_pixels: np.ndarray, row_values: np.ndarray, scores: np.ndarray,
-               minima: np.ndarray, products: np.ndarray, group: int, allowance: float) -> None:
-    """The dense path, same result as `fold_sparse`: every reference's rare ink in memory order
-    (entries by row, then by ascending rare pixel: `fold_sparse`'s order of terms; a pixel the
-    query leaves blank adds +0.0, which changes no sum), then every score in one pass. Neither
-    loop branches on the data: a branch per reference, taken at random, costs more than both."""
-    wa = weights * query_rare.astype(np.float64)
-    for p in range(row_of_entry.shape[0]):
-        products[row_of_entry[p]] += wa[row_pixels[p]] * np.float64(row_values[p])
+def fold_dense(scores: np.ndarray, q: int, minima: np.ndarray, products: np.ndarray,
+               group: int, allowance: float) -> None:
+    """The dense path, same result as `fold_sparse`: every score, then every group minimum,
+    in one pass each. No loop branches on the data: a branch per reference, taken at random,
+    costs more than both passes."""
     n_ref = products.shape[0]
-    n_tiles, width = scores.shape
-    for t in range(n_tiles):  # a tile holds whole groups
-        for g in range(t * (width // group), (t + 1) * (width // group)):
-            smallest = minima[g]
-            for y in range(g * group, min(n_ref, (g + 1) * group)):
-                column = y - t * width
-                score = scores[t, column]
-                # Only rows the query's rare ink touches have a product (> 0), as in fold_sparse;
-                # an untouched row keeps its score, which is ≥ its group's minimum already.
-                if products[y] > 0.0:
-                    score = lowered(score, products[y], allowance)
-                scores[t, column] = score
-                smallest = min(smallest, score)
-            minima[g] = smallest
+    n_tiles, _, width = scores.shape
+    for t in range(n_tiles):
+        stop = min(width, n_ref - t * width)
+        fold_row(scores[t, q, :stop], products[t * width : t * width + stop], allowance)
+    tile_minima(scores, q, minima, group)
 
 
 @njit(cache=True, nogil=True)
-def fold_rare(query_rare: np.ndarray, weights: np.ndarray, ink_pixel_offsets: np.ndarray,
-              ink_pixel_rows: np.ndarray, ink_pixel_values: np.ndarray,
-              ink_row_of_entry: np.ndarray, ink_row_pixels: np.ndarray,
-              ink_row_values: np.ndarray, scores: np.ndarray, minima: np.ndarray,
-              products: np.ndarray, folded: np.ndarray, group: int, allowance: float) -> bool:
-    """Fold the query's rare cross terms into its `scores` and `minima` by the cheaper path
+def fold_row(scores: np.ndarray, products: np.ndarray, allowance: float) -> None:
+    """`lowered` for each score (w,) whose product (w,) is > 0 (a row the query's rare ink
+    touches, as in fold_sparse); the others keep theirs. Both computed, then selected: no
+    branch, so the loop vectorises."""
+    for i in range(scores.shape[0]):
+        kept = scores[i]
+        folded = lowered(kept, products[i], allowance)
+        scores[i] = folded if products[i] > 0.0 else kept
+
+
+# `nnan` lets the minimum vectorise: scores are never NaN (padding is +inf).
+@njit(cache=True, nogil=True, fastmath={"nnan"})
+def tile_minima(scores: np.ndarray, q: int, minima: np.ndarray, group: int) -> None:
+    """Lower each group's minimum in `minima` (n_groups,) to query q's smallest score in
+    `scores` (n_tiles, n, width), `group` columns per group (a tile holds whole groups)."""
+    n_tiles, _, width = scores.shape
+    per_tile = width // group
+    for t in range(n_tiles):
+        for i in range(per_tile):
+            part = scores[t, q, i * group : (i + 1) * group]
+            smallest = minima[t * per_tile + i]
+            for score in part:
+                smallest = min(smallest, score)
+            minima[t * per_tile + i] = smallest
+
+
+@njit(cache=True, nogil=True)
+def fold_rare(query_rare: np.ndarray, weights: np.ndarray, offsets: np.ndarray,
+              rows: np.ndarray, values: np.ndarray, scores: np.ndarray, q: int,
+              minima: np.ndarray, products: np.ndarray, folded: np.ndarray, group: int,
+              allowance: float) -> bool:
+    """Fold query q's rare cross terms into its `scores` (n_tiles, n, width), C-contiguous so
+    that the dense passes vectorise, and `minima` (n_groups,) by the cheaper path
     (DENSE_SHARE); `products` then holds them. Returns whether the dense path ran."""
-    if touched(query_rare, ink_pixel_offsets) > DENSE_SHARE * products.shape[0]:
-        fold_dense(query_rare, weights, ink_row_of_entry, ink_row_pixels, ink_row_values,
-                   scores, minima, products, group, allowance)
+    add_products(query_rare, weights, offsets, rows, values, products)
+    if touched(query_rare, offsets) > DENSE_SHARE * products.shape[0]:
+        fold_dense(scores, q, minima, products, group, allowance)
         return True
-    fold_sparse(query_rare, weights, ink_pixel_offsets, ink_pixel_rows, ink_pixel_values,
-                scores, minima, products, folded, group, allowance)
+    fold_sparse(query_rare, offsets, rows, scores, q, minima, products, folded, group,
+                allowance)
     return False
 
 
 @njit(cache=True, nogil=True)
-def reset_rare(query_rare: np.ndarray, dense: bool, pixel_offsets: np.ndarray,
-               pixel_rows: np.ndarray, products: np.ndarray, folded: np.ndarray) -> None:
-    """Zero what `fold_rare` wrote for this query: everything after the dense path, else only
-    the touched rows."""
+def reset_rare(query_rare: np.ndarray, dense: bool, offsets: np.ndarray, rows: np.ndarray,
+               products: np.ndarray, folded: np.ndarray) -> None:
+    """Zero what `fold_rare` wrote for this query: all of `products` after the dense path,
+    else only the touched rows."""
     if dense:
         products[:] = 0.0
         return
     for j in range(query_rare.shape[0]):
         if query_rare[j] != 0:
-            for p in range(pixel_offsets[j], pixel_offsets[j + 1]):
-                products[pixel_rows[p]] = 0.0
-                folded[pixel_rows[p]] = False
+            for p in range(offsets[j], offsets[j + 1]):
+                products[rows[p]] = 0.0
+                folded[rows[p]] = False

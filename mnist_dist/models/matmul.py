@@ -1,12 +1,17 @@
-"""Float32 matrix products through onnxruntime's matrix kernels, one intra-op thread.
+"""Float32 matrix products by the faster of two kernels on the machine it runs on.
 
-The bound search's products run here rather than through numpy's BLAS where onnxruntime's
-kernels are the faster of the two (which one is depends on the CPU: `jobs.bench` measures
-both); either way each entry is a float32 dot product, its error within γ_k·Σ|terms| whatever
-the order of the sums (tests/test_knn.py).
+The bound search's products (small depth, wide) run through numpy's BLAS (OpenBLAS) or
+onnxruntime's MLAS. Which one is faster depends on the CPU (its vector width, its caches) and
+on the number of rows, so `TileProduct` times both on the real operands when the index is built
+and keeps the faster per row count.
+Either way each entry is a float32 dot product, its error within γ_k·Σ|terms| whatever the
+order of the sums (tests/test_knn.py).
 """
 
 from __future__ import annotations
+
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -17,23 +22,68 @@ from mnist_dist.models.mlp import OrtSettings, session_options
 IR_VERSION = 8
 OPSET = 17
 FLOAT = 1  # onnx.TensorProto.FLOAT
-# Below this many rows numpy does the product: a session run's fixed cost outweighs any
-# faster kernel for a few rows.
-ORT_MIN_ROWS = 24
+BACKENDS = ("numpy", "onnxruntime")
+# Row counts timed at calibration (up to the search's block): a product of n rows uses the
+# choice made for the largest of them ≤ n.
+CALIBRATION_ROWS = (1, 8, 32, 128, 256)
+CALIBRATION_SECONDS = 0.1  # rounds go on until then
+MIN_ROUNDS = 2
 
 
-class OrtMatmul:
-    """out (n, w) = a (n, k) @ b (k, w), all float32 and C-contiguous, for any n and w; fewer
-    than ORT_MIN_ROWS rows go to numpy (the same float32 arithmetic).
+@dataclass(frozen=True)
+class Choice:
+    """The kernel chosen for products of at least `rows` rows, and each kernel's GFLOP/s."""
+
+    rows: int
+    backend: str
+    gflops: dict[str, float]
+
+
+class TileProduct:
+    """out (n, w) = a (n, k) @ b (k, w), all float32 and C-contiguous, by the kernel chosen for
+    n rows (`calibrate`; numpy until then, or the one `backend` names).
 
     Runs on the calling thread (one intra-op thread, no spinning). Thread-safe; not picklable
     (an onnxruntime session): build one per process.
     """
 
-    def __init__(self, k: int) -> None:
+    def __init__(self, k: int, backend: str | None = None) -> None:
+        if backend is not None and backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         self.k = k
         self.session = ort.InferenceSession(matmul_model(k), session_options(OrtSettings()),
                                             providers=["CPUExecutionProvider"])
+        self.choices = [Choice(1, backend or "numpy", {})]
+
+    def calibrate(self, b: np.ndarray, max_rows: int) -> list[Choice]:
+        """Time both kernels on `b` (k, w) for each of CALIBRATION_ROWS up to `max_rows`, in
+        interleaved rounds for CALIBRATION_SECONDS, and keep the faster per row count (its
+        fastest round: other work on the machine only ever slows a round). Returns the choices."""
+        sizes = [r for r in CALIBRATION_ROWS if r < max_rows] + [max_rows]
+        a = np.ones((max_rows, self.k), np.float32)
+        out = np.empty((max_rows, b.shape[1]), np.float32)
+        fastest = {(rows, name): np.inf for rows in sizes for name in BACKENDS}
+        for name in BACKENDS:  # warm-up: first runs allocate and page in
+            self.run(name, a, b, out)
+        deadline = time.perf_counter() + CALIBRATION_SECONDS
+        rounds = 0
+        while rounds < MIN_ROUNDS or time.perf_counter() < deadline:
+            for rows, name in list(fastest):
+                start = time.perf_counter()
+                self.run(name, a[:rows], b, out[:rows])
+                fastest[rows, name] = min(fastest[rows, name], time.perf_counter() - start)
+            rounds += 1
+        choices = []
+        for rows in sizes:
+            flops = 2.0 * rows * self.k * b.shape[1]
+            gflops = {name: flops / fastest[rows, name] / 1e9 for name in BACKENDS}
+            choices.append(Choice(rows, max(gflops, key=gflops.__getitem__), gflops))
+        self.choices = choices
+        return choices
+
+    def backend_for(self, rows: int) -> str:
+        """The kernel that products of `rows` rows use."""
+        return next(c.backend for c in reversed(self.choices) if c.rows <= max(rows, 1))
 
     def __call__(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Write a @ b into `out` and return it."""
@@ -44,7 +94,11 @@ class OrtMatmul:
                     or not array.flags.c_contiguous:
                 raise ValueError(f"{name} must be C-contiguous float32 of shape {shape}; "
                                  f"got {array.dtype} {array.shape} instead")
-        if n < ORT_MIN_ROWS:
+        return self.run(self.backend_for(n), a, b, out)
+
+    def run(self, backend: str, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """a @ b into `out` by `backend`, unchecked."""
+        if backend == "numpy" or len(a) == 0:
             return np.matmul(a, b, out=out)
         binding = self.session.io_binding()
         binding.bind_cpu_input("a", a)
