@@ -1,26 +1,32 @@
 """The project's Dask worker plugins, installed on every worker present and future: workers
 that stay silent on Ctrl-C (the job handles it), do not log failures the client reports as one
-line, and use the client's object-storage options."""
+line, use the client's object-storage options, and (during a score job) load its models as
+they join."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import fsspec
 from distributed import Client, WorkerPlugin
 
 from mnist_dist.errors import DISK_FULL, REFUSED, MnistDistError
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import ModelPayload, load_predictors
 from mnist_dist.storage_options import (
     PROTOCOL,
     apply_storage_options,
     uploads_without_expect_continue,
     without_secrets,
 )
+
+log = logging.getLogger(__name__)
 
 
 class IgnoreInterrupts(WorkerPlugin):
@@ -113,3 +119,54 @@ def share_storage_options(client: Client) -> None:
     options = without_secrets(fsspec.config.conf.get(PROTOCOL, {}))
     if options:
         client.register_plugin(StorageOptionsPlugin(options), name=STORAGE_PLUGIN)
+
+
+class ModelLoader(WorkerPlugin):
+    """Loads a job's predictors on each worker as it joins, in a background thread: a worker
+    added while the job runs starts loading before any task reaches it (a task that arrives
+    meanwhile waits for that load). A failure here is only kept (`error`): the task's own load
+    raises it as the job's error."""
+
+    name = "mnist-dist-model-loader"
+
+    def __init__(self, ref: ModelRef, ort_threads: int, payload: ModelPayload | None) -> None:
+        self.ref, self.ort_threads, self.payload = ref, ort_threads, payload
+        self.error: str | None = None
+        self.thread: threading.Thread | None = None
+
+    def setup(self, worker: Any) -> None:
+        # A thread: loading takes seconds and would stall the worker's event loop (heartbeats).
+        self.thread = threading.Thread(target=self.load, name=self.name, daemon=True)
+        self.thread.start()
+
+    def load(self) -> None:
+        """Load the predictors into the process's cache; a failure is kept, not raised."""
+        try:
+            load_predictors(self.ref, self.ort_threads, self.payload)
+        except Exception as exc:  # noqa: BLE001 - the first task raises it, typed
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.debug("models not loaded as the worker joined (%s); its first task loads them",
+                      self.error)
+
+
+@contextlib.contextmanager
+def models_loaded_on_join(client: Client, ref: ModelRef, ort_threads: int,
+                          payload: ModelPayload | None) -> Iterator[None]:
+    """Inside the block, every worker that joins loads the predictors of `ref` as it joins
+    (from `payload` when the models were shipped); afterwards no worker does."""
+    client.register_plugin(ModelLoader(ref, ort_threads, payload), name=ModelLoader.name)
+    try:
+        yield
+    finally:
+        forget_model_loader(client)
+
+
+def forget_model_loader(client: Client) -> None:
+    """Unregister ModelLoader, unless the client lost its scheduler (the call would only wait
+    for a connection timeout)."""
+    if client.status != "running":
+        return
+    try:
+        client.unregister_worker_plugin(ModelLoader.name)
+    except Exception as exc:  # noqa: BLE001 - cleanup never hides the job's own outcome
+        log.debug("could not unregister %s: %r", ModelLoader.name, exc)

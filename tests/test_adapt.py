@@ -116,6 +116,10 @@ def test_adapt_1_2_grows_to_two_workers_under_the_job_shrinks_after_it_same_pred
     assert len(plugin.workers) == 2, f"partitions scored by {plugin.workers}, not two workers"
     assert list(loads.values()) == [1], f"models loaded {loads} times on the remaining worker"
     assert report["cluster"]["adapt"] == [1, 2]
+    # The worker that joined under load is counted in the start-up, apart from the scoring.
+    startup = report["startup"]
+    assert startup["workers"] == len(startup["worker_seconds"]) == report["cluster"]["workers"]
+    assert startup["max_seconds"] == max(startup["worker_seconds"].values()) > 0
 
     fixed = md.score(score_spec(small_store, small_models, tmp_path / "fixed", "--workers", "2"))
     fixed_report = fixed.report

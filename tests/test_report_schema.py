@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from mnist_dist.errors import ReportError
-from mnist_dist.report import document, schema
+from mnist_dist.report import document, render, schema
 
 SAMPLE = Path(__file__).parent / "data" / "report-sample.json"
 
@@ -56,3 +56,38 @@ def test_a_field_of_the_wrong_type_is_refused_and_nothing_is_written(
 def test_a_valid_report_is_written(sample: dict[str, Any], tmp_path: Path) -> None:
     path = document.write_report(sample, tmp_path)
     assert json.loads(path.read_text()) == sample
+
+
+def test_worker_start_up_is_in_the_report_apart_from_scoring(
+    sample: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each worker's seconds to load the models, their max and count: checked by the schema and
+    the renderer's reader, shown in report.html and report.md beside the scoring time."""
+    seconds = {"tcp://127.0.0.1:40001": 0.412, "tcp://127.0.0.1:40000": 1.83}
+    sample["startup"] = document.startup_section(seconds)
+    assert sample["startup"] == {"worker_seconds": dict(sorted(seconds.items())),
+                                 "max_seconds": 1.83, "workers": 2}
+    schema.check_document(sample)
+    schema.check_report(sample)
+    html, md = (p.read_text() for p in render.render_report(sample, tmp_path))
+    wall = sample["timing"]["wall_seconds"]
+    line = f"Worker start-up (models loaded): max 1.83 s over 2 workers; scoring {wall:.3g} s."
+    assert line in md
+    shown = re.sub(r"<[^>]+>", "", html)
+    assert line in shown
+    assert '<span data-key="[&quot;startup&quot;, &quot;max_seconds&quot;]" data-fmt="sig">1.83' \
+        in html
+
+
+@pytest.mark.parametrize(("edit", "field"), [
+    (lambda s: s["worker_seconds"].update({"tcp://127.0.0.1:40000": -1.0}),
+     "startup.worker_seconds.tcp://127.0.0.1:40000"),
+    (lambda s: s.update(workers=0), "startup.workers"),
+    (lambda s: s.pop("max_seconds"), "startup"),
+])
+def test_a_bad_start_up_section_is_refused(sample: dict[str, Any], edit: Any, field: str
+                                           ) -> None:
+    sample["startup"] = document.startup_section({"tcp://127.0.0.1:40000": 1.0})
+    edit(sample["startup"])
+    with pytest.raises(ReportError, match=rf"^report field {re.escape(field)} does not match"):
+        schema.check_document(sample)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,8 @@ class Predictors:
 _cache: dict[tuple[ModelRef, int], Predictors] = {}
 _cache_lock = threading.Lock()
 load_count = 0  # loads performed by this process; lets tests prove "once per worker"
+# Seconds each cached load took (read, verify, build), for the report's worker start-up.
+_load_seconds: dict[tuple[ModelRef, int], float] = {}
 
 
 def load_predictors(
@@ -68,6 +71,7 @@ def load_predictors(
     key = (ref, ort_threads)
     with _cache_lock:
         if key not in _cache:
+            started = time.perf_counter()
             log.info("loading models from %s (ORT threads %d)",
                      "the broadcast payload" if payload else ref.directory, ort_threads)
             shipped = dict(payload.artifacts) if payload else {}
@@ -79,9 +83,17 @@ def load_predictors(
             settings = OrtSettings(intra_op_threads=ort_threads)
             mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings, ref.location("mlp.onnx"))
             _cache.clear()  # a process serves one model set at a time; free the previous one
+            _load_seconds.clear()
             _cache[key] = Predictors(knn, mlp)
+            _load_seconds[key] = time.perf_counter() - started
             load_count += 1
         return _cache[key]
+
+
+def load_seconds(ref: ModelRef, ort_threads: int = 1) -> float | None:
+    """Seconds this process took to load the predictors of `ref` (None until they are
+    loaded); never waits for a load in progress."""
+    return _load_seconds.get((ref, ort_threads))
 
 
 def read_knn(ref: ModelRef, artifact: Callable[[str], bytes] | None = None) -> KnnModel:

@@ -153,6 +153,11 @@ def model_bytes(model: dict[str, Any]) -> int:
     return sum(int(a["bytes"]) for a in model.get("artifacts", {}).values())
 
 
+def plural(count: int, word: str) -> str:
+    """`word`, with an s unless `count` is 1."""
+    return word if count == 1 else f"{word}s"
+
+
 def worker_rss(cluster: dict[str, Any]) -> list[tuple[str, int]]:
     """(worker address, resident bytes), sorted by address."""
     return sorted((str(k), int(v)) for k, v in cluster.get("worker_rss_bytes", {}).items())

@@ -126,10 +126,12 @@ def build_report(
     outputs: dict[str, str],
     gallery: dict[str, np.ndarray],
     settings: dict[str, Any] | None = None,
+    startup: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The whole report.json document of one run; `gallery` holds the misclassified pixels
     (the prediction samples' are in `result.samples`), `settings` what the run ran with
-    (default: the effective settings). Schema 2 when the split has no labels."""
+    (default: the effective settings), `startup` each worker's seconds to load the models.
+    Schema 2 when the split has no labels."""
     report = {
         "schema": SCHEMA if result.labelled else SCHEMA_UNLABELLED,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -163,7 +165,16 @@ def build_report(
                                                     result.labelled, result.samples)
     if result.time_phases:
         report["time"] = {"phases": dict(result.time_phases), "source": TIME_SOURCE}
+    if startup:
+        report["startup"] = startup_section(startup)
     return report
+
+
+def startup_section(seconds: dict[str, float]) -> dict[str, Any]:
+    """Worker start-up apart from scoring: each worker's seconds to load the models (by
+    address), their maximum and the number of workers."""
+    return {"worker_seconds": dict(sorted(seconds.items())), "max_seconds": max(seconds.values()),
+            "workers": len(seconds)}
 
 
 def sample_items(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -190,7 +190,8 @@ def speed_view(report: dict[str, Any]) -> dict[str, Any]:
     ]
     series = {m: an.throughput_series(sweep, m) for m in an.MODELS}
     if not any(s.batch_sizes for s in series.values()):
-        return {"run_rows": run_rows, "sweep_rows": None, "time_rows": time_rows(report)}
+        return {"run_rows": run_rows, "sweep_rows": None, "time_rows": time_rows(report),
+                "startup": startup_view(report)}
     cross = an.crossover(series["knn"], series["mlp"])
     indexed = sorted(enumerate(sweep), key=lambda r: (r[1]["model"], r[1]["batch_size"]))
     sweep_rows = [
@@ -204,7 +205,19 @@ def speed_view(report: dict[str, Any]) -> dict[str, Any]:
     ]
     return {"run_rows": run_rows, "sweep_rows": sweep_rows, "crossover": cross.summary,
             "chart": data_uri(plots.throughput_chart(series, cross)),
-            "time_rows": time_rows(report)}
+            "time_rows": time_rows(report), "startup": startup_view(report)}
+
+
+def startup_view(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The slowest worker's start-up (models loaded), the workers counted and the scoring
+    time, or None when the report has no `startup` section."""
+    section = report.get("startup")
+    if not section:
+        return None
+    return {"max": num(section["max_seconds"], "sig", ("startup", "max_seconds")),
+            "workers": num(section["workers"], "int", ("startup", "workers")),
+            "noun": an.plural(section["workers"], "worker"),
+            "scoring": num(report["timing"]["wall_seconds"], "sig", ("timing", "wall_seconds"))}
 
 
 def time_rows(report: dict[str, Any]) -> list[Row] | None:

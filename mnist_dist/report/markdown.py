@@ -106,7 +106,8 @@ def speed(report: dict[str, Any]) -> str:
     run_rows = [[an.LABELS[m], sig(models[m].get("task_seconds")), sig(models[m].get("seconds")),
                  sig(models[m].get("images_per_second"))] for m in an.MODELS]
     text = "## Speed\n\n" + table(
-        ["model", "task time (s)", "cluster time (s)", "images / s"], run_rows) + time_table(report)
+        ["model", "task time (s)", "cluster time (s)", "images / s"], run_rows)
+    text += startup_line(report) + time_table(report)
     sweep = sorted(report.get("throughput", []), key=lambda r: (r["model"], r["batch_size"]))
     if not sweep:
         return text + "\n\nNo throughput sweep in this run."
@@ -117,6 +118,16 @@ def speed(report: dict[str, Any]) -> str:
     return (text + "\n\n### Against batch size (one worker)\n\n"
             + table(["model", "batch size", "images / s", "ms / image"], rows)
             + f"\n\n**Crossover.** {cross.summary}")
+
+
+def startup_line(report: dict[str, Any]) -> str:
+    """The slowest worker's start-up (models loaded) next to the scoring time, or ''."""
+    section = report.get("startup")
+    if not section:
+        return ""
+    return (f"\n\nWorker start-up (models loaded): max {sig(section['max_seconds'])} s over "
+            f"{section['workers']:,} {an.plural(section['workers'], 'worker')}; scoring "
+            f"{sig(report['timing']['wall_seconds'])} s.")
 
 
 def time_table(report: dict[str, Any]) -> str:

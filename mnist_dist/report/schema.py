@@ -126,9 +126,14 @@ TOP_FIELDS: dict[tuple[str, ...], Kind] = {
     ("timing", "wall_seconds"): NUMBER, ("timing", "images_per_second"): NUMBER,
     ("throughput",): OPTIONAL_LIST, ("outputs",): OPTIONAL_OBJECT, ("versions",): OPTIONAL_OBJECT,
     ("failed_partitions",): OPTIONAL_LIST, ("time",): OPTIONAL_OBJECT,
+    ("startup",): OPTIONAL_OBJECT,
 }
 TIME_FIELDS: dict[str, Kind] = {
     "phases": ("an object", lambda v: isinstance(v, dict), False), "source": OPTIONAL_TEXT,
+}
+STARTUP_FIELDS: dict[str, Kind] = {
+    "worker_seconds": ("an object", lambda v: isinstance(v, dict), False),
+    "max_seconds": FINITE, "workers": INTEGER,
 }
 FAILED_FIELDS: dict[str, Kind] = {"index": INTEGER, "start": INTEGER, "stop": INTEGER,
                                   "cause": TEXT}
@@ -231,6 +236,10 @@ def check_report(report: dict[str, Any]) -> None:
         check_object(report["time"], "time", TIME_FIELDS)
         for phase, seconds in report["time"]["phases"].items():
             check_value(seconds, f"time.phases.{phase}", FINITE)
+    if "startup" in report:
+        check_object(report["startup"], "startup", STARTUP_FIELDS)
+        for worker, seconds in report["startup"]["worker_seconds"].items():
+            check_value(seconds, f"startup.worker_seconds.{worker}", FINITE)
 
 
 def is_labelled(report: dict[str, Any]) -> bool:

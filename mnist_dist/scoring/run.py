@@ -28,7 +28,8 @@ from mnist_dist.data.store import ROOT_METADATA, STORE_GROUPS
 from mnist_dist.ensure import trained_models
 from mnist_dist.errors import StoreNotFoundError, file_faults
 from mnist_dist.locations import absolute, is_url, local_path
-from mnist_dist.models.cache import ModelFiles
+from mnist_dist.models.artifacts import ModelRef
+from mnist_dist.models.cache import ModelFiles, load_seconds
 from mnist_dist.observability.spans import add_phases_to_performance_report
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, name_samples, write_report
@@ -42,6 +43,7 @@ from mnist_dist.scoring.sweep import check_sweep_memory, measure_on_one_worker
 from mnist_dist.settings import effective_settings
 from mnist_dist.storage import check_buckets, storage_errors
 from mnist_dist.worker_memory import rss
+from mnist_dist.worker_plugins import models_loaded_on_join
 
 log = logging.getLogger(__name__)
 
@@ -141,30 +143,33 @@ def score_on(
         split=spec.split, partition_rows=rows, ort_threads=ort_threads,
         model_names=spec.model_names, resume=spec.resume, keep_going=spec.keep_going,
     )
-    started = time.perf_counter()
-    with optional_performance_report(spec):
-        result = score_graph(client, job, spec.show_progress, payload,
-                             checked=(stamp, split), files=models.files)
-    if spec.performance_report and result.time_phases:
-        add_phases_to_performance_report(spec.out / PERFORMANCE_REPORT, result.time_phases)
-    log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
-    throughput = []
-    if sweep and result.failed:
-        log.warning("no throughput sweep: %d partition(s) could not be scored",
-                    len(result.failed))
-    elif sweep:
-        log.info("measuring throughput vs batch size %s", list(spec.sweep.batch_sizes))
-        throughput = measure_on_one_worker(client, ref, store, spec.split, spec.sweep,
-                                           ort_threads, payload)
-    cluster = {**cluster_facts(client), "ort_threads": ort_threads,
-               "models_shipped": payload is not None, "worker_rss_bytes": worker_memory(client)}
+    with models_loaded_on_join(client, ref, ort_threads, models.files if payload is not None else None):
+        started = time.perf_counter()
+        with optional_performance_report(spec):
+            result = score_graph(client, job, spec.show_progress, payload,
+                                 checked=(stamp, split), files=models.files)
+        if spec.performance_report and result.time_phases:
+            add_phases_to_performance_report(spec.out / PERFORMANCE_REPORT, result.time_phases)
+        log.info("scored %d images in %.1f s", result.n_images, time.perf_counter() - started)
+        throughput = []
+        if sweep and result.failed:
+            log.warning("no throughput sweep: %d partition(s) could not be scored",
+                        len(result.failed))
+        elif sweep:
+            log.info("measuring throughput vs batch size %s", list(spec.sweep.batch_sizes))
+            throughput = measure_on_one_worker(client, ref, store, spec.split, spec.sweep,
+                                               ort_threads, payload)
+        cluster = {**cluster_facts(client), "ort_threads": ort_threads,
+                   "models_shipped": payload is not None,
+                   "worker_rss_bytes": worker_memory(client)}
+        startup = models_load_seconds(client, ref, ort_threads)
     dataset = {"store": store, "split": spec.split, "partition_rows": rows,
                "store_split": split.store_attrs.get("split")}
     outputs = {"predictions": job.predictions, "models": ref.directory}
     if spec.performance_report:
         outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
     report = build_report(result, dataset, cluster, models.manifest, throughput, outputs,
-                          result.gallery, settings=settings_of(spec))
+                          result.gallery, settings=settings_of(spec), startup=startup)
     if split.ids is not None:
         name_samples(report, split.ids)
     return report
@@ -212,6 +217,13 @@ def optional_performance_report(spec: ScoreSpec) -> Iterator[None]:
         os.replace(tmp, spec.out / PERFORMANCE_REPORT)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def models_load_seconds(client: Client, ref: ModelRef, ort_threads: int) -> dict[str, float]:
+    """Seconds each worker that answers took to load the models of `ref` (on joining, at the
+    job's start or in its first task); a worker still loading them is left out."""
+    seconds = client.run(load_seconds, ref, ort_threads, on_error="return")
+    return {w: s for w, s in seconds.items() if isinstance(s, float)}
 
 
 def worker_memory(client: Client) -> dict[str, int]:
