@@ -813,6 +813,19 @@ def test_calibration_keeps_the_kernel_measured_faster_per_row_count(
         "numpy"] * 5 + ["onnxruntime"] * 4
 
 
+def test_phase_seconds_cover_the_search(model3: KnnModel, subset: Subset) -> None:
+    from mnist_dist.models.knn_bound import PHASES
+
+    gemm = GemmKnn(model3)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
+    _, timed = gemm.kneighbors(subset.queries[:300], phases)
+    wall = time.perf_counter() - started
+    assert set(phases) == set(PHASES) and min(phases.values()) > 0
+    assert sum(phases.values()) <= wall
+    np.testing.assert_array_equal(timed, gemm.kneighbors(subset.queries[:300])[1])
+
+
 def test_the_knn_index_is_calibrated_when_built(model3: KnnModel) -> None:
     index = GemmKnn(model3, block_rows=64).index
     assert index is not None

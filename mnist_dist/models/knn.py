@@ -207,12 +207,14 @@ class GemmKnn:
         """Standardised reference rows in float64, computed from the uint8 pixels on demand."""
         return self.model.scaler.transform(self.model.reference[rows], np.float64)
 
-    def kneighbors(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def kneighbors(self, images: np.ndarray, phases: dict[str, float] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest reference rows of raw uint8 `images` (n, 784): standardised Euclidean
-        distances float32 (n, k) ascending and row indices int64 (n, k), nearest first."""
+        distances float32 (n, k) ascending and row indices int64 (n, k), nearest first.
+        `phases`, when given, gains the bound search's seconds per phase (`knn_bound.PHASES`)."""
         images = check_images(images)
         if self.index is not None:
-            squared, indices = self.index.kneighbors(images, self.model.n_neighbors)
+            squared, indices = self.index.kneighbors(images, self.model.n_neighbors, phases)
         else:
             indices = self._kneighbors_shortlist(images)
             squared = self._squared_distances(images, indices)

@@ -30,6 +30,8 @@ scikit-learn's brute-force KNN. The whole index (basis, groups, rare ink) is der
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from numba import njit
 
@@ -52,6 +54,9 @@ TILE_GROUPS = 64  # groups per GEMM tile (at most): a (128, 4096) float32 tile s
 # norms add ≤ 1.5e-6 of the same norms (`_project`), the projections (‖PᵀP − I‖ ≲ 1e-14) and
 # sums < 1e-12: 1e-5 covers all three with m ≤ 128 (γ₁₃₀ ≈ 7.8e-6).
 BOUND_ERROR = 1e-5
+# The search's phases, as `kneighbors` times them: the query's projection and constants, the
+# bound GEMM, the groups' minima, then the rare pixels' fold and the exact distances.
+PHASES = ("project", "gemm", "group_minima", "rare_and_exact")
 # Relative float64 allowance of exact distances (a few 1e-16 per term, 784 terms).
 EXACT_SLACK = 1e-12
 
@@ -134,9 +139,11 @@ class BoundIndex:
             "ij,ij->i", projected, projected)
         return projected, np.sqrt(np.maximum(squared, 0.0))
 
-    def kneighbors(self, images: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def kneighbors(self, images: np.ndarray, k: int, phases: dict[str, float] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
         """Squared distances float64 (n, k) ascending and indices int64 (n, k) of the k nearest
-        references to raw uint8 `images` (n, 784); equal distances rank the lower index first."""
+        references to raw uint8 `images` (n, 784); equal distances rank the lower index first.
+        `phases`, when given, gains the seconds of each of PHASES."""
         distances = np.empty((len(images), k))
         indices = np.empty((len(images), k), dtype=np.int64)
         # One score buffer per call, not per block (page faults), nor shared between threads.
@@ -144,16 +151,20 @@ class BoundIndex:
         buffer = np.empty((n_tiles, min(self.block_rows, len(images)), width), np.float32)
         for start in range(0, len(images), self.block_rows):
             rows = slice(start, start + self.block_rows)
-            pixels, scores, minima, base, rare_norms = self._scores(images[rows], buffer)
+            pixels, scores, minima, base, rare_norms = self._scores(images[rows], buffer, phases)
+            started = time.perf_counter()
             search_block(scores, minima, base, rare_norms, pixels, self.reference, self.weights,
                          self.rare_norms, *self._ink_arrays(), self.n_common, self.original,
                          distances[rows], indices[rows])
+            add_seconds(phases, "rare_and_exact", started)
         return distances, indices
 
-    def _scores(self, images: np.ndarray, buffer: np.ndarray) -> tuple[np.ndarray, ...]:
+    def _scores(self, images: np.ndarray, buffer: np.ndarray,
+                phases: dict[str, float] | None = None) -> tuple[np.ndarray, ...]:
         """Permuted pixels (n, 784), the GEMM's scores float32 (n_tiles, n, width) (in
         `buffer`; reference y is at [y // width, :, y % width]) and their group minima
         (n, n_groups), and per query the bound's constant part (n,) and A(x) (n,) (module doc)."""
+        started = time.perf_counter()
         pixels = np.ascontiguousarray(images[:, self.order])
         c = self.n_common
         projected, residual = self._project(self._standardised_common(pixels))
@@ -171,9 +182,13 @@ class BoundIndex:
             n_tiles, len(images), width)
         per_tile = self.tiles.shape[2] // GROUP
         minima = np.empty((len(images), len(self.tiles) * per_tile), np.float32)
+        add_seconds(phases, "project", started)
         for t, tile in enumerate(self.tiles):
+            started = time.perf_counter()
             self.matmul(queries, tile, out=scores[t])
+            multiplied = add_seconds(phases, "gemm", started)
             group_minima(scores[t], minima[:, t * per_tile : (t + 1) * per_tile])
+            add_seconds(phases, "group_minima", multiplied)
         return pixels, scores, minima, base, rare_norms
 
     def lower_bounds(self, images: np.ndarray) -> np.ndarray:
@@ -190,6 +205,14 @@ class BoundIndex:
         bounds = np.empty((len(images), len(self.reference)))
         bounds[:, self.original] = flat + base[:, None]
         return bounds
+
+
+def add_seconds(phases: dict[str, float] | None, name: str, started: float) -> float:
+    """Add the seconds since `started` to `phases[name]` (when timing); returns now."""
+    now = time.perf_counter()
+    if phases is not None:
+        phases[name] = phases.get(name, 0.0) + now - started
+    return now
 
 
 def tree_order(points: np.ndarray, leaf: int) -> np.ndarray:
