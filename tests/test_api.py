@@ -247,6 +247,7 @@ def test_the_client_reads_each_model_file_once_and_metadata_a_bounded_number_of_
         md.score(md.ScoreSpec(store=str(small_store), models=str(small_models),
                               out=tmp_path / str(rows), partition_rows=rows,
                               show_progress=False, throughput=False), client=local_client)
-        assert files == {name: 1 for name in artifacts.ARTIFACTS}  # read and verified once
+        # Every artifact, the saved KNN index included, read and verified once.
+        assert files == {name: 1 for name in (*artifacts.ARTIFACTS, "knn_index.npz")}
         reads.append(sum(metadata.values()))
     assert reads[0] == reads[1] <= MAX_METADATA_READS, (reads, metadata)

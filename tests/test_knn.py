@@ -32,7 +32,8 @@ from mnist_dist.models.knn import (
     sklearn_classifier,
     vote,
 )
-from mnist_dist.models.knn_bound import GROUP, tree_order
+from mnist_dist.models.knn_bound import GROUP
+from mnist_dist.models.knn_layout import tree_order
 from mnist_dist.models.knn_scan import full_scan, weighted_distance
 from mnist_dist.models.matmul import BACKENDS, IR_VERSION, OPSET, TileProduct, matmul_model
 from tests.helpers import fitted_scaler, identity_scaler, small_knn_model

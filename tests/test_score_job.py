@@ -111,7 +111,8 @@ def test_train_job_writes_verified_models(
     assert train_job.main(["--store", str(small_store), "--models", str(models),
                            "--epochs", "1", "--train-limit", "1000"]) == 0
     manifest = json.loads((models / "manifest.json").read_text())
-    assert set(manifest["artifacts"]) == {"knn.npz", "knn.json", "mlp.onnx", "mlp.json"}
+    assert set(manifest["artifacts"]) == {"knn.npz", "knn.json", "mlp.onnx", "mlp.json",
+                                          "knn_index.npz"}
     assert manifest["n_train"] == 1000
     assert manifest["effective_settings"]["train"] == {"epochs": 1, "seed": 42}
     # The recorded accuracy is the exported model's, measured here by a plain onnxruntime session.

@@ -1,7 +1,9 @@
 """Model artifacts: the checksummed manifest, model references and verified reads.
 
 A model directory holds `knn.npz`, `knn.json`, `mlp.onnx`, `mlp.json` and `manifest.json`,
-which lists every artifact with its SHA-256. Nothing is ever unpickled.
+which lists every artifact with its SHA-256, and, from models trained since it exists, the KNN's
+saved search index `knn_index.npz` (optional: without it the index is built at load). Nothing
+is ever unpickled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from mnist_dist.locations import is_url, local_path, read_location
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "mnist-dist-models/1"
 ARTIFACTS = ("knn.npz", "knn.json", "mlp.onnx", "mlp.json")
+# Artifacts a model directory may hold: checksummed like the others when the manifest lists them.
+OPTIONAL_ARTIFACTS = ("knn_index.npz",)
 # Each model's manifest entry, as training writes it and the reports read it.
 MODEL_ARTIFACTS = {"knn": ("knn.npz", "knn.json"), "mlp": ("mlp.onnx", "mlp.json")}
 
@@ -35,9 +39,10 @@ def file_sha256(path: Path) -> str:
 
 def write_manifest(directory: Path, body: dict[str, Any]) -> dict[str, Any]:
     """Checksum every artifact in `directory` and write `manifest.json` with `body` merged in."""
+    present = [*ARTIFACTS, *(n for n in OPTIONAL_ARTIFACTS if (directory / n).is_file())]
     artifacts = {
         name: {"sha256": file_sha256(directory / name), "bytes": (directory / name).stat().st_size}
-        for name in ARTIFACTS
+        for name in present
     }
     manifest = {"format": MANIFEST_FORMAT, **body, "artifacts": artifacts}
     write_json_atomic(directory / MANIFEST, manifest)
@@ -71,6 +76,10 @@ def check_manifest(manifest: Any, where: str) -> dict[str, Any]:
         name for name in ARTIFACTS
         if not isinstance(listed, dict) or not isinstance(listed.get(name), dict)
         or not isinstance(listed[name].get("sha256"), str)
+    ] + [
+        name for name in OPTIONAL_ARTIFACTS
+        if isinstance(listed, dict) and name in listed and (
+            not isinstance(listed[name], dict) or not isinstance(listed[name].get("sha256"), str))
     ]
     if missing:
         raise ModelFormatError(
@@ -125,9 +134,17 @@ class ModelRef:
     def from_location(cls, location: str) -> ModelRef:
         """Reference the models at a path or fsspec URL after verifying every checksum."""
         ref, _ = reference_at(location)
-        for name in ARTIFACTS:
+        for name in ref.artifacts():
             read_artifact(ref, name)
         return ref
+
+    def artifacts(self) -> list[str]:
+        """Every artifact the manifest lists: ARTIFACTS, then the optional ones present."""
+        return [name for name, _ in self.checksums]
+
+    def has(self, name: str) -> bool:
+        """Whether the manifest lists artifact `name` (an optional one may be absent)."""
+        return name in self.artifacts()
 
     def sha256(self, name: str) -> str:
         """Expected SHA-256 of artifact `name`."""
@@ -143,7 +160,8 @@ def reference_at(location: str) -> tuple[ModelRef, dict[str, Any]]:
     manifest is read (no artifact is verified yet)."""
     location = local_path(location).rstrip("/")
     manifest = read_manifest_at(location)
-    checksums = tuple((name, manifest["artifacts"][name]["sha256"]) for name in ARTIFACTS)
+    listed = [*ARTIFACTS, *(n for n in OPTIONAL_ARTIFACTS if n in manifest["artifacts"])]
+    checksums = tuple((name, manifest["artifacts"][name]["sha256"]) for name in listed)
     return ModelRef(location, checksums), manifest
 
 

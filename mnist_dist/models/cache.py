@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnist_dist.models.artifacts import (
-    ARTIFACTS,
     MANIFEST,
     ModelRef,
     check_manifest_models,
@@ -24,6 +23,7 @@ from mnist_dist.models.artifacts import (
     verified,
 )
 from mnist_dist.models.knn import GemmKnn, KnnModel, knn_from_bytes
+from mnist_dist.models.knn_index import KNN_INDEX, read_index
 from mnist_dist.models.mlp import OnnxMlp, OrtSettings, check_mlp_params
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class ModelPayload:
     @classmethod
     def read(cls, ref: ModelRef) -> ModelPayload:
         """Read and verify every artifact on this (the client's) side."""
-        return cls(tuple((name, read_artifact(ref, name)) for name in ARTIFACTS))
+        return cls(tuple((name, read_artifact(ref, name)) for name in ref.artifacts()))
 
     def get(self, name: str) -> bytes:
         """The verified bytes of artifact `name`."""
@@ -79,7 +79,8 @@ def load_predictors(
             def artifact(name: str) -> bytes:
                 return verified(ref, name, shipped[name]) if payload else read_artifact(ref, name)
 
-            knn = GemmKnn(read_knn(ref, artifact))
+            model = read_knn(ref, artifact)
+            knn = GemmKnn(model, saved_index=read_saved_index(ref, artifact, len(model.reference)))
             settings = OrtSettings(intra_op_threads=ort_threads)
             mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings, ref.location("mlp.onnx"))
             _cache.clear()  # a process serves one model set at a time; free the previous one
@@ -94,6 +95,15 @@ def load_seconds(ref: ModelRef, ort_threads: int = 1) -> float | None:
     """Seconds this process took to load the predictors of `ref` (None until they are
     loaded); never waits for a load in progress."""
     return _load_seconds.get((ref, ort_threads))
+
+
+def read_saved_index(ref: ModelRef, artifact: Callable[[str], bytes], n_ref: int
+                     ) -> dict[str, Any] | None:
+    """The KNN's search index as training saved it, checked (`knn_index.read_index`); None
+    for models saved without one (the index is then built at load)."""
+    if not ref.has(KNN_INDEX):
+        return None
+    return read_index(artifact(KNN_INDEX), ref.location(KNN_INDEX), ref.sha256("knn.npz"), n_ref)
 
 
 def read_knn(ref: ModelRef, artifact: Callable[[str], bytes] | None = None) -> KnnModel:
@@ -127,8 +137,8 @@ def validate_models(
     ref: ModelRef, files: ModelPayload | None = None, manifest: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Check on the client everything a worker will load, before any work is submitted: the
-    manifest's `models` section, both KNN files (arrays, dtypes, shapes, parameters; no GEMM
-    build), the ONNX contract (one session) and `mlp.json`. Returns the manifest. `files`
+    manifest's `models` section, the KNN files (arrays, dtypes, shapes, parameters, the saved
+    index when there is one; no GEMM build), the ONNX contract (one session) and `mlp.json`. Returns the manifest. `files`
     and `manifest`, when given, are what was already read (nothing is read again).
 
     Raises ModelFormatError naming the file and what is wrong (ArtifactChecksumError and
@@ -137,7 +147,8 @@ def validate_models(
     manifest = check_manifest_models(manifest or read_manifest_at(ref.directory),
                                      ref.location(MANIFEST))
     artifact = files.get if files else (lambda name: read_artifact(ref, name))
-    validated_knn(ref, artifact)
+    knn = validated_knn(ref, artifact)
+    read_saved_index(ref, artifact, len(knn.reference))
     OnnxMlp.load_bytes(artifact("mlp.onnx"), source=ref.location("mlp.onnx"))
     check_mlp_params(artifact("mlp.json"), ref.location("mlp.json"))
     return manifest

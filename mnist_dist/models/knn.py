@@ -141,11 +141,13 @@ class GemmKnn:
 
     search : "bound" (default; `knn_bound`) or "shortlist" (the float32 GEMM over every pixel,
     kept for comparison); block_rows : queries per GEMM (default per search); shortlist : rows
-    the shortlist search re-ranks exactly.
+    the shortlist search re-ranks exactly; saved_index : the bound search's arrays as training
+    saved them (`knn_index.read_index`), which skips their build.
     """
 
     def __init__(self, model: KnnModel, block_rows: int | None = None, shortlist: int = 8,
-                 search: str = "bound") -> None:
+                 search: str = "bound", saved_index: dict[str, np.ndarray] | None = None
+                 ) -> None:
         if search not in BLOCK_ROWS:
             raise ValueError(f"search must be one of {', '.join(BLOCK_ROWS)}; got {search!r}")
         block_rows = BLOCK_ROWS[search] if block_rows is None else block_rows
@@ -162,7 +164,7 @@ class GemmKnn:
         self.inverse_variance = 1.0 / model.scaler.scale**2
         self.reference = np.ascontiguousarray(model.reference)  # the full scan's rows
         self.index = (BoundIndex(model.reference, model.scaler.mean, model.scaler.scale,
-                                 block_rows) if search == "bound" else None)
+                                 block_rows, saved_index) if search == "bound" else None)
         if self.index is None:
             self._build_shortlist()
 

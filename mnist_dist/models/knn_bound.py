@@ -25,7 +25,8 @@ each reference's constant is lowered by BOUND_ERROR of those terms and rounded d
 rounded down again (`knn_rare.lowered`), so every stored value is still a lower bound. Only exact
 float64 distances decide the neighbours (ties: the lower reference index), so predictions equal
 scikit-learn's brute-force KNN. The whole index (basis, groups, rare ink) is derived from
-`knn.npz` when the model loads, PROJECT_ROWS references at a time; the saved file does not change.
+`knn.npz`, PROJECT_ROWS references at a time, when the model is trained (saved beside it,
+`knn_index`) or, for models saved without it, when it loads.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import time
 import numpy as np
 from numba import njit
 
+from mnist_dist.models.knn_layout import principal_basis, tree_order
 from mnist_dist.models.knn_rare import RareInk, fold_rare, reset_rare
 from mnist_dist.models.knn_scan import abandoning_sum, insert_neighbour
 from mnist_dist.models.matmul import TileProduct
@@ -62,11 +64,46 @@ EXACT_SLACK = 1e-12
 
 
 class BoundIndex:
-    """Precomputed arrays of the bound search over `reference` uint8 (n, 784), built at load."""
+    """Precomputed arrays of the bound search over `reference` uint8 (n, 784): built from it, or
+    from the arrays a previous build saved (`arrays`, `knn_index`), then calibrated."""
 
     def __init__(self, reference: np.ndarray, mean: np.ndarray, scale: np.ndarray,
-                 block_rows: int = 32) -> None:
+                 block_rows: int = 32, saved: dict[str, np.ndarray] | None = None) -> None:
         self.block_rows = block_rows
+        if saved is None:
+            self._build(reference, mean, scale)
+        else:
+            self._restore(reference, mean, scale, saved)
+        self.matmul = TileProduct(self.tiles.shape[1])
+        self.matmul.calibrate(self.tiles[0], block_rows)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What `BoundIndex(..., saved=)` needs to skip the build: every derived array."""
+        return {"order": self.order, "n_common": np.array(self.n_common),
+                "original": self.original, "centre": self.centre, "basis": self.basis,
+                "tiles": self.tiles, "rare_norms": self.rare_norms,
+                "ink_offsets": self.ink.offsets, "ink_rows": self.ink.rows,
+                "ink_values": self.ink.values}
+
+    def _restore(self, reference: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                 saved: dict[str, np.ndarray]) -> None:
+        """Take the saved arrays (checked by `knn_index.read_index`); permute `reference`."""
+        self.order, self.original, self.n_common = saved["order"], saved["original"], int(
+            saved["n_common"])
+        self._permute_pixels(reference, mean, scale)
+        self.reference = np.ascontiguousarray(self.reference[self.original])
+        self.centre, self.basis, self.tiles, self.rare_norms = (
+            saved["centre"], saved["basis"], saved["tiles"], saved["rare_norms"])
+        self.ink = RareInk(saved["ink_offsets"], saved["ink_rows"], saved["ink_values"])
+
+    def _permute_pixels(self, reference: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        """The reference, weights, mean and scale with their pixels in `self.order`."""
+        self.reference = np.take(reference, self.order, axis=1)  # 6x faster than [:, order]
+        self.weights = (1.0 / scale**2)[self.order]
+        self.mean, self.scale = mean[self.order], scale[self.order]
+
+    def _build(self, reference: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
+        """Derive every array of the search from the reference (see the module doc)."""
         n_ref = len(reference)
         inked = np.count_nonzero(reference, axis=0)
         rare = inked <= RARE_SHARE * n_ref
@@ -74,9 +111,7 @@ class BoundIndex:
         self.order = np.concatenate([np.flatnonzero(~rare)[np.argsort(-inked[~rare], kind="stable")],
                                      np.flatnonzero(rare)[np.argsort(-inked[rare], kind="stable")]])
         self.n_common = int((~rare).sum())
-        self.reference = np.take(reference, self.order, axis=1)  # 6x faster than [:, order]
-        self.weights = (1.0 / scale**2)[self.order]
-        self.mean, self.scale = mean[self.order], scale[self.order]
+        self._permute_pixels(reference, mean, scale)
         c = self.n_common
         self.centre = (self.reference[:, :c].mean(axis=0, dtype=np.float64) - self.mean[:c]) \
             / self.scale[:c]
@@ -104,8 +139,6 @@ class BoundIndex:
         columns[-1, :n_ref] = -2.0 * residual
         self.tiles = np.ascontiguousarray(
             columns.reshape(len(columns), n_tiles, width).transpose(1, 0, 2))
-        self.matmul = TileProduct(len(columns))
-        self.matmul.calibrate(self.tiles[0], block_rows)
 
     def _ink_arrays(self) -> tuple[np.ndarray, ...]:
         """The rare ink's arrays, in `fold_rare`'s order."""
@@ -213,41 +246,6 @@ def add_seconds(phases: dict[str, float] | None, name: str, started: float) -> f
     if phases is not None:
         phases[name] = phases.get(name, 0.0) + now - started
     return now
-
-
-def tree_order(points: np.ndarray, leaf: int) -> np.ndarray:
-    """A row order of `points` (n, d) that puts neighbours together: recursive splits at the
-    median of the coordinate of largest spread, into runs of `leaf` rows. Every left part is a
-    multiple of `leaf` long, so the runs start at multiples of `leaf` (the last may be short).
-    Returns int64 (n,)."""
-    if points.shape[1] == 0:  # nothing to split on (no common pixels)
-        return np.arange(len(points), dtype=np.int64)
-    runs = []
-    stack = [np.arange(len(points))]
-    while stack:
-        rows = stack.pop()
-        if len(rows) <= leaf:
-            runs.append(rows)
-            continue
-        coordinates = points[rows]
-        spread = coordinates.max(axis=0) - coordinates.min(axis=0)
-        values = coordinates[:, int(np.argmax(spread))]
-        left = (len(rows) // leaf + 1) // 2 * leaf
-        split = np.argpartition(values, left - 1)
-        stack.append(rows[split[left:]])
-        stack.append(rows[split[:left]])
-    return np.concatenate(runs).astype(np.int64)
-
-
-def principal_basis(centred: np.ndarray, m: int) -> np.ndarray:
-    """The top-m principal directions (n_features, m) of centred float64 rows, orthonormal."""
-    if m == 0:
-        return np.zeros((centred.shape[1], 0))
-    covariance = centred.astype(np.float32).T @ centred.astype(np.float32)
-    _, vectors = np.linalg.eigh(covariance.astype(np.float64))
-    return np.ascontiguousarray(vectors[:, ::-1][:, :m])
-
-
 
 
 def round_down_float32(values: np.ndarray) -> np.ndarray:

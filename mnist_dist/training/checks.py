@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mnist_dist.errors import SpecError, StoreExistsError
 from mnist_dist.locations import is_url, local_path
-from mnist_dist.models.artifacts import ARTIFACTS, MANIFEST
+from mnist_dist.models.artifacts import ARTIFACTS, MANIFEST, OPTIONAL_ARTIFACTS
 from mnist_dist.publish import exists
 from mnist_dist.settings import IN_DATA_HOME, data_home, package_default
 from mnist_dist.training.spec import TrainSpec
@@ -54,7 +54,8 @@ def foreign_reason(folder: Path) -> str | None:
         return "it is a link"
     if not folder.is_dir():
         return "it is a file"
-    foreign = sorted(p.name for p in folder.iterdir() if p.name not in (MANIFEST, *ARTIFACTS))
+    ours = (MANIFEST, *ARTIFACTS, *OPTIONAL_ARTIFACTS)
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in ours)
     return f"it holds {', '.join(foreign[:3])}" if foreign else None
 
 
