@@ -638,10 +638,29 @@ def test_bound_search_equals_sklearn_on_hard_inputs(
                                   predict_sklearn(model3, hard_queries))
 
 
-def test_lower_bounds_never_exceed_the_distances(model3: KnnModel, hard_queries: np.ndarray) -> None:
+def test_small_blocks_take_the_narrow_bound_and_equal_sklearn(
+    model3: KnnModel, hard_queries: np.ndarray
+) -> None:
+    from mnist_dist.models.knn_bound import NARROW_ROWS
+
     gemm = GemmKnn(model3)
     assert gemm.index is not None
-    bounds = gemm.index.lower_bounds(hard_queries)
+    wide, narrow = gemm.index.lower_bounds(hard_queries), gemm.index.lower_bounds(hard_queries,
+                                                                                   True)
+    # Looser (up to the bounds' float allowance, a fraction of the norms) on most references.
+    assert (narrow <= wide + 1e-4 * np.abs(wide).max()).all() and (narrow < wide).mean() > 0.5
+    one_by_one = np.concatenate([gemm.kneighbors(hard_queries[i : i + NARROW_ROWS])[1]
+                                 for i in range(0, len(hard_queries), NARROW_ROWS)])
+    np.testing.assert_array_equal(one_by_one, sklearn_kneighbors(model3, hard_queries))
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+def test_lower_bounds_never_exceed_the_distances(
+    model3: KnnModel, hard_queries: np.ndarray, narrow: bool
+) -> None:
+    gemm = GemmKnn(model3)
+    assert gemm.index is not None
+    bounds = gemm.index.lower_bounds(hard_queries, narrow)
     exact = direct_distances(model3, hard_queries)
     assert (bounds <= exact).all()
     # Tight where the query is a reference row: the bound of that row is (about) 0.

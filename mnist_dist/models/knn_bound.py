@@ -46,6 +46,12 @@ COMPONENTS = 96  # bench: as fast as 64 on the test split, 2x faster on shifted 
 COVARIANCE_STRIDE = 8  # the PCA basis is fitted on every 8th reference (any orthonormal P is exact)
 PROJECT_ROWS = 4096  # references standardised and projected at a time while the index is built
 TREE_DIMS = 16  # projected coordinates the grouping splits on (the largest spread first)
+# Blocks of at most NARROW_ROWS queries use a narrower bound: the first NARROW components and
+# the residual of the rest. Its GEMM reads a third of the bytes (one query's product is bound by
+# memory, not arithmetic) at the cost of a looser bound (more exact distances): worth it only for
+# a few queries, where the GEMM dominates.
+NARROW = 32
+NARROW_ROWS = 4
 TILE_GROUPS = 64  # groups per GEMM tile (at most): a (128, 4096) float32 tile stays in cache for its minima
 # Relative allowance of the float32 bound. A float32 dot product of m + 2 = 98 terms, summed in
 # any order (MLAS's blocked FMAs included), errs by at most γ₉₈·Σ|terms| ≈ 5.9e-6·Σ|terms|; the
@@ -70,14 +76,18 @@ class BoundIndex:
             self._build(reference, mean, scale)
         else:
             self._restore(reference, mean, scale, saved)
+        self.narrow = narrow_tiles(self.tiles, self.narrow_residual)
         self.matmul = TileProduct(self.tiles.shape[1])
         self.matmul.calibrate(self.tiles[0], block_rows)
+        self.narrow_matmul = TileProduct(self.narrow.shape[1])
+        self.narrow_matmul.calibrate(self.narrow[0], NARROW_ROWS)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What `BoundIndex(..., saved=)` needs to skip the build: every derived array."""
         return {"order": self.order, "n_common": np.array(self.n_common),
                 "original": self.original, "centre": self.centre, "basis": self.basis,
-                "tiles": self.tiles, "rare_norms": self.rare_norms,
+                "tiles": self.tiles, "narrow_residual": self.narrow_residual,
+                "rare_norms": self.rare_norms,
                 "ink_offsets": self.ink.offsets, "ink_rows": self.ink.rows,
                 "ink_values": self.ink.values}
 
@@ -90,6 +100,7 @@ class BoundIndex:
         self.reference = np.ascontiguousarray(self.reference[self.original])
         self.centre, self.basis, self.tiles, self.rare_norms = (
             saved["centre"], saved["basis"], saved["tiles"], saved["rare_norms"])
+        self.narrow_residual = saved["narrow_residual"]
         self.ink = RareInk(saved["ink_offsets"], saved["ink_rows"], saved["ink_values"])
 
     def _permute_pixels(self, reference: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> None:
@@ -118,6 +129,7 @@ class BoundIndex:
         self.original = tree_order(projected[:, :TREE_DIMS], GROUP)
         self.reference = np.ascontiguousarray(self.reference[self.original])
         projected, residual = projected[self.original], residual[self.original]
+        self.narrow_residual = narrow_residual(projected, residual)
         self.ink = RareInk.of(self.reference[:, self.n_common :])
         self.rare_norms = self.ink.square_norms(self.weights[self.n_common :], n_ref)
         norms = np.einsum("ij,ij->i", projected, projected) + residual**2
@@ -176,11 +188,12 @@ class BoundIndex:
         distances = np.empty((len(images), k))
         indices = np.empty((len(images), k), dtype=np.int64)
         # One score buffer per call, not per block (page faults), nor shared between threads.
-        n_tiles, _, width = self.tiles.shape
-        buffer = np.empty((n_tiles, min(self.block_rows, len(images)), width), np.float32)
+        buffer = np.empty(min(self.block_rows, len(images)) * self.tiles[:, 0].size, np.float32)
         for start in range(0, len(images), self.block_rows):
             rows = slice(start, start + self.block_rows)
-            pixels, scores, minima, base, rare_norms = self._scores(images[rows], buffer, phases)
+            narrow = len(images[rows]) <= NARROW_ROWS
+            pixels, scores, minima, base, rare_norms = self._scores(images[rows], buffer, narrow,
+                                                                    phases)
             started = time.perf_counter()
             search_block(scores, minima, base, rare_norms, pixels, self.reference, self.weights,
                          self.rare_norms, *self._ink_arrays(), self.n_common, self.original,
@@ -188,43 +201,44 @@ class BoundIndex:
             add_seconds(phases, "rare_and_exact", started)
         return distances, indices
 
-    def _scores(self, images: np.ndarray, buffer: np.ndarray,
+    def _scores(self, images: np.ndarray, buffer: np.ndarray, narrow: bool = False,
                 phases: dict[str, float] | None = None) -> tuple[np.ndarray, ...]:
-        """Permuted pixels (n, 784), the GEMM's scores float32 (n_tiles, n, width) (in
-        `buffer`; reference y is at [y // width, :, y % width]) and their group minima
-        (n, n_groups), and per query the bound's constant part (n,) and A(x) (n,) (module doc)."""
+        """Permuted pixels (n, 784), the GEMM's scores float32 (n_tiles, n, width) (in the flat
+        `buffer`; reference y is at [y // width, :, y % width]; one tile of every reference
+        when `narrow`) and their group minima (n, n_groups), and per query the bound's
+        constant part (n,) and A(x) (n,) (module doc)."""
         started = time.perf_counter()
         pixels = np.ascontiguousarray(images[:, self.order])
         c = self.n_common
         projected, residual = self._project(self._standardised_common(pixels))
         norms = np.einsum("ij,ij->i", projected, projected) + residual**2
         rare_norms = np.square(pixels[:, c:], dtype=np.float64) @ self.weights[c:]
-        queries = np.empty((len(images), self.tiles.shape[1]), dtype=np.float32)
+        tiles, product = (self.narrow, self.narrow_matmul) if narrow else (self.tiles, self.matmul)
+        queries = np.empty((len(images), tiles.shape[1]), dtype=np.float32)
         queries[:, 0] = 1.0
-        queries[:, 1:-1] = projected
-        queries[:, -1] = residual
+        queries[:, 1:-1] = projected[:, : tiles.shape[1] - 2]
+        queries[:, -1] = narrow_residual(projected, residual) if narrow else residual
         base = (1.0 - BOUND_ERROR) * (norms + rare_norms)
-        # A C-contiguous (n_tiles, n, width) view of the buffer's start (a slice [:, :n] would
-        # not be): the rare pass's loops vectorise only on contiguous rows.
-        n_tiles, _, width = self.tiles.shape
-        scores = buffer.reshape(-1)[: n_tiles * len(images) * width].reshape(
-            n_tiles, len(images), width)
-        per_tile = self.tiles.shape[2] // GROUP
-        minima = np.empty((len(images), len(self.tiles) * per_tile), np.float32)
+        # A C-contiguous (n_tiles, n, width) view of the buffer's start: the rare pass's loops
+        # vectorise only on contiguous rows.
+        n_tiles, _, width = tiles.shape
+        scores = buffer[: n_tiles * len(images) * width].reshape(n_tiles, len(images), width)
+        per_tile = width // GROUP
+        minima = np.empty((len(images), n_tiles * per_tile), np.float32)
         add_seconds(phases, "project", started)
-        for t, tile in enumerate(self.tiles):
+        for t, tile in enumerate(tiles):
             started = time.perf_counter()
-            self.matmul(queries, tile, out=scores[t])
+            product(queries, tile, out=scores[t])
             multiplied = add_seconds(phases, "gemm", started)
             group_minima(scores[t], minima[:, t * per_tile : (t + 1) * per_tile])
             add_seconds(phases, "group_minima", multiplied)
         return pixels, scores, minima, base, rare_norms
 
-    def lower_bounds(self, images: np.ndarray) -> np.ndarray:
+    def lower_bounds(self, images: np.ndarray, narrow: bool = False) -> np.ndarray:
         """The search's lower bounds float64 (n, n_ref) of the squared distances, in the
-        references' original order (for tests)."""
-        buffer = np.empty((len(self.tiles), len(images), self.tiles.shape[2]), np.float32)
-        pixels, scores, minima, base, _ = self._scores(images, buffer)
+        references' original order (for tests); the narrow ones when `narrow`."""
+        buffer = np.empty(len(images) * self.tiles[:, 0].size, np.float32)
+        pixels, scores, minima, base, _ = self._scores(images, buffer, narrow)
         c = self.n_common
         for q, query in enumerate(pixels):
             products = np.zeros(len(self.reference))
@@ -242,6 +256,28 @@ def add_seconds(phases: dict[str, float] | None, name: str, started: float) -> f
     if phases is not None:
         phases[name] = phases.get(name, 0.0) + now - started
     return now
+
+
+def narrow_residual(projected: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """‖R'(x − c)‖ float64 (n,) for the basis cut to its first NARROW columns, from the
+    projections (n, m) and residual norms (n,) on the whole basis: the residual's square plus
+    the dropped projections' squares (float64: its error adds ~1e-16 of ‖x − c‖² to `_project`'s,
+    inside BOUND_ERROR)."""
+    dropped = projected[:, NARROW:]
+    return np.sqrt(residual**2 + np.einsum("ij,ij->i", dropped, dropped))
+
+
+def narrow_tiles(tiles: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """The narrow bound's GEMM operand (1, m' + 2, n_padded) from the wide `tiles`
+    (n_tiles, m + 2, width): the constant and first m' = min(NARROW, m) projection columns
+    (‖u'‖ = ‖u‖, so the constants are the same) and −2·`residual` (n_ref,); padding bounds
+    +inf as before."""
+    n_tiles, depth, width = tiles.shape
+    kept = min(NARROW, depth - 2)
+    columns = np.zeros((kept + 2, n_tiles * width), np.float32)
+    columns[:-1] = tiles[:, : kept + 1].transpose(1, 0, 2).reshape(kept + 1, -1)
+    columns[-1, : len(residual)] = -2.0 * residual
+    return columns[None]
 
 
 def round_down_float32(values: np.ndarray) -> np.ndarray:

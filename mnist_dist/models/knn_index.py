@@ -23,8 +23,8 @@ KNN_INDEX = "knn_index.npz"
 FORMAT = 1
 # Besides BoundIndex.arrays(): what the file says about itself.
 STAMPS = ("format", "bound_error", "knn_sha256")
-ARRAYS = ("order", "n_common", "original", "centre", "basis", "tiles", "rare_norms",
-          "ink_offsets", "ink_rows", "ink_values")
+ARRAYS = ("order", "n_common", "original", "centre", "basis", "tiles", "narrow_residual",
+          "rare_norms", "ink_offsets", "ink_rows", "ink_values")
 
 
 def save_index(index: BoundIndex, knn_sha256: str, path: Path) -> Path:
@@ -81,8 +81,9 @@ def index_problem(a: dict[str, np.ndarray], n_ref: int) -> str | None:
             or tiles.shape[2] % GROUP or tiles.shape[0] * tiles.shape[2] < n_ref:
         return (f"tiles must be float32 (n_tiles, {m + 2}, width), width a multiple of "
                 f"{GROUP}, covering {n_ref} references")
-    if a["rare_norms"].dtype != np.float64 or a["rare_norms"].shape != (n_ref,):
-        return f"rare_norms must be float64 of shape ({n_ref},)"
+    for name in ("narrow_residual", "rare_norms"):
+        if a[name].dtype != np.float64 or a[name].shape != (n_ref,):
+            return f"{name} must be float64 of shape ({n_ref},)"
     offsets, rows, values = a["ink_offsets"], a["ink_rows"], a["ink_values"]
     if offsets.dtype != np.int64 or offsets.shape != (n_rare + 1,) or offsets[0] != 0 \
             or (np.diff(offsets) < 0).any() or rows.dtype != np.int32 \
