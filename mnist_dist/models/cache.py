@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from mnist_dist.models.artifacts import (
     MANIFEST,
     ModelRef,
@@ -22,6 +24,7 @@ from mnist_dist.models.artifacts import (
     reference_at,
     verified,
 )
+from mnist_dist.models.inputs import N_PIXELS
 from mnist_dist.models.knn import GemmKnn, KnnModel, knn_from_bytes
 from mnist_dist.models.knn_index import KNN_INDEX, read_index
 from mnist_dist.models.mlp import OnnxMlp, OrtSettings, check_mlp_params
@@ -83,12 +86,22 @@ def load_predictors(
             knn = GemmKnn(model, saved_index=read_saved_index(ref, artifact, len(model.reference)))
             settings = OrtSettings(intra_op_threads=ort_threads)
             mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings, ref.location("mlp.onnx"))
+            warm_up(knn, mlp)
             _cache.clear()  # a process serves one model set at a time; free the previous one
             _load_seconds.clear()
             _cache[key] = Predictors(knn, mlp)
             _load_seconds[key] = time.perf_counter() - started
             load_count += 1
         return _cache[key]
+
+
+def warm_up(knn: GemmKnn, mlp: OnnxMlp) -> None:
+    """Predict one blank image with each model: the first call of each compiled kernel loads it
+    from numba's cache and onnxruntime's first run allocates, so loading here (when a worker
+    joins) spares the first partition."""
+    blank = np.zeros((1, N_PIXELS), np.uint8)
+    knn.predict(blank)
+    mlp.predict(blank)
 
 
 def load_seconds(ref: ModelRef, ort_threads: int = 1) -> float | None:

@@ -26,7 +26,7 @@ BACKENDS = ("numpy", "onnxruntime")
 # Row counts timed at calibration (up to the search's block): a product of n rows uses the
 # choice made for the largest of them ≤ n.
 CALIBRATION_ROWS = (1, 8, 32, 128, 256)
-CALIBRATION_SECONDS = 0.1  # rounds go on until then
+CALIBRATION_SECONDS = 0.05  # rounds go on until then (the index calibrates two products)
 MIN_ROUNDS = 2
 
 
