@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -120,6 +121,11 @@ def test_adapt_1_2_grows_to_two_workers_under_the_job_shrinks_after_it_same_pred
     startup = report["startup"]
     assert startup["workers"] == len(startup["worker_seconds"]) == report["cluster"]["workers"]
     assert startup["max_seconds"] == max(startup["worker_seconds"].values()) > 0
+    # Each worker measured its KNN GEMM kernels when it loaded the models.
+    assert set(startup["knn_kernels"]) == set(startup["worker_seconds"])
+    for kernels in startup["knn_kernels"].values():
+        assert re.fullmatch(r"(numpy|onnxruntime) from 1 row(, (numpy|onnxruntime) from \d+ rows)*",
+                            kernels["bound"]), kernels
 
     fixed = md.score(score_spec(small_store, small_models, tmp_path / "fixed", "--workers", "2"))
     fixed_report = fixed.report

@@ -79,6 +79,29 @@ def test_worker_start_up_is_in_the_report_apart_from_scoring(
         in html
 
 
+def test_the_knn_kernels_chosen_at_load_are_in_the_report(
+    sample: dict[str, Any], tmp_path: Path
+) -> None:
+    kernels = {"bound": "numpy from 1 row, onnxruntime from 32 rows", "narrow": "numpy from 1 row"}
+    other = {**kernels, "bound": "numpy from 1 row"}
+    for workers, who in (({"tcp://127.0.0.1:40000": kernels, "tcp://127.0.0.1:40001": kernels},
+                          "every worker"),
+                         ({"tcp://127.0.0.1:40000": kernels, "tcp://127.0.0.1:40001": other},
+                          "tcp://127.0.0.1:40000 (others differ: see report.json)")):
+        sample["startup"] = document.startup_section(
+            {"tcp://127.0.0.1:40000": 1.0, "tcp://127.0.0.1:40001": 1.1}, workers)
+        assert sample["startup"]["knn_kernels"] == workers
+        schema.check_document(sample)
+        schema.check_report(sample)
+        html, md = (p.read_text() for p in render.render_report(sample, tmp_path))
+        line = (f"KNN GEMM kernels measured at load on {who}: {kernels['bound']}; "
+                f"narrow bound {kernels['narrow']}.")
+        assert line in md and line in re.sub(r"<[^>]+>", "", html)
+    sample["startup"]["knn_kernels"]["tcp://127.0.0.1:40000"] = {"bound": 3}
+    with pytest.raises(ReportError, match=r"startup"):
+        schema.check_document(sample)
+
+
 @pytest.mark.parametrize(("edit", "field"), [
     (lambda s: s["worker_seconds"].update({"tcp://127.0.0.1:40000": -1.0}),
      "startup.worker_seconds.tcp://127.0.0.1:40000"),

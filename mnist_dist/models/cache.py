@@ -27,6 +27,7 @@ from mnist_dist.models.artifacts import (
 from mnist_dist.models.inputs import N_PIXELS
 from mnist_dist.models.knn import GemmKnn, KnnModel, knn_from_bytes
 from mnist_dist.models.knn_index import KNN_INDEX, read_index
+from mnist_dist.models.matmul import Choice
 from mnist_dist.models.mlp import OnnxMlp, OrtSettings, check_mlp_params
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,31 @@ def warm_up(knn: GemmKnn, mlp: OnnxMlp) -> None:
     blank = np.zeros((1, N_PIXELS), np.uint8)
     knn.predict(blank)
     mlp.predict(blank)
+
+
+def kernel_choices(ref: ModelRef, ort_threads: int = 1) -> dict[str, str] | None:
+    """The KNN's GEMM kernels this process chose when it loaded the predictors of `ref`, as
+    text per product (`knn_bound`: "bound", the narrow bound of small blocks "narrow"); None
+    until they are loaded. Never waits for a load in progress."""
+    predictors = _cache.get((ref, ort_threads))
+    index = predictors.knn.index if predictors else None
+    if index is None:
+        return None
+    return {"bound": describe_choices(index.matmul.choices),
+            "narrow": describe_choices(index.narrow_matmul.choices)}
+
+
+def describe_choices(choices: list[Choice]) -> str:
+    """"numpy from 1 row, onnxruntime from 32 rows": each kernel from the row count it starts
+    at (consecutive equal choices merged)."""
+    parts: list[str] = []
+    last = None
+    for choice in choices:
+        if choice.backend != last:
+            parts.append(f"{choice.backend} from {choice.rows} "
+                         f"{'row' if choice.rows == 1 else 'rows'}")
+            last = choice.backend
+    return ", ".join(parts)
 
 
 def load_seconds(ref: ModelRef, ort_threads: int = 1) -> float | None:

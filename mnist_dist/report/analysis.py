@@ -158,6 +158,19 @@ def plural(count: int, word: str) -> str:
     return word if count == 1 else f"{word}s"
 
 
+def kernels_summary(startup: dict[str, Any]) -> str | None:
+    """One sentence on the KNN GEMM kernels the workers chose at load (`startup.knn_kernels`):
+    the first worker's, and whether the others chose alike; None when not recorded."""
+    kernels = startup.get("knn_kernels") or {}
+    if not kernels:
+        return None
+    first = next(iter(kernels.values()))
+    alike = all(k == first for k in kernels.values())
+    who = "every worker" if alike else f"{next(iter(kernels))} (others differ: see report.json)"
+    return (f"KNN GEMM kernels measured at load on {who}: {first['bound']}; "
+            f"narrow bound {first['narrow']}.")
+
+
 def worker_rss(cluster: dict[str, Any]) -> list[tuple[str, int]]:
     """(worker address, resident bytes), sorted by address."""
     return sorted((str(k), int(v)) for k, v in cluster.get("worker_rss_bytes", {}).items())

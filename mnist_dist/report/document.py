@@ -127,10 +127,12 @@ def build_report(
     gallery: dict[str, np.ndarray],
     settings: dict[str, Any] | None = None,
     startup: dict[str, float] | None = None,
+    kernels: dict[str, dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The whole report.json document of one run; `gallery` holds the misclassified pixels
     (the prediction samples' are in `result.samples`), `settings` what the run ran with
-    (default: the effective settings), `startup` each worker's seconds to load the models.
+    (default: the effective settings), `startup` each worker's seconds to load the models and
+    `kernels` the KNN GEMM kernels it chose then.
     Schema 2 when the split has no labels."""
     report = {
         "schema": SCHEMA if result.labelled else SCHEMA_UNLABELLED,
@@ -166,15 +168,20 @@ def build_report(
     if result.time_phases:
         report["time"] = {"phases": dict(result.time_phases), "source": TIME_SOURCE}
     if startup:
-        report["startup"] = startup_section(startup)
+        report["startup"] = startup_section(startup, kernels)
     return report
 
 
-def startup_section(seconds: dict[str, float]) -> dict[str, Any]:
+def startup_section(seconds: dict[str, float], kernels: dict[str, dict[str, str]] | None = None
+                    ) -> dict[str, Any]:
     """Worker start-up apart from scoring: each worker's seconds to load the models (by
-    address), their maximum and the number of workers."""
-    return {"worker_seconds": dict(sorted(seconds.items())), "max_seconds": max(seconds.values()),
-            "workers": len(seconds)}
+    address), their maximum and the number of workers, and (when known) the KNN GEMM kernels
+    each chose by measurement as it loaded them."""
+    section = {"worker_seconds": dict(sorted(seconds.items())),
+               "max_seconds": max(seconds.values()), "workers": len(seconds)}
+    if kernels:
+        section["knn_kernels"] = dict(sorted(kernels.items()))
+    return section
 
 
 def sample_items(report: dict[str, Any]) -> list[dict[str, Any]]:

@@ -217,7 +217,8 @@ def startup_view(report: dict[str, Any]) -> dict[str, Any] | None:
     return {"max": num(section["max_seconds"], "sig", ("startup", "max_seconds")),
             "workers": num(section["workers"], "int", ("startup", "workers")),
             "noun": an.plural(section["workers"], "worker"),
-            "scoring": num(report["timing"]["wall_seconds"], "sig", ("timing", "wall_seconds"))}
+            "scoring": num(report["timing"]["wall_seconds"], "sig", ("timing", "wall_seconds")),
+            "kernels": an.kernels_summary(section)}
 
 
 def time_rows(report: dict[str, Any]) -> list[Row] | None:

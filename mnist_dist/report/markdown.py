@@ -125,9 +125,11 @@ def startup_line(report: dict[str, Any]) -> str:
     section = report.get("startup")
     if not section:
         return ""
-    return (f"\n\nWorker start-up (models loaded): max {sig(section['max_seconds'])} s over "
+    line = (f"\n\nWorker start-up (models loaded): max {sig(section['max_seconds'])} s over "
             f"{section['workers']:,} {an.plural(section['workers'], 'worker')}; scoring "
             f"{sig(report['timing']['wall_seconds'])} s.")
+    kernels = an.kernels_summary(section)
+    return line + (f" {kernels}" if kernels else "")
 
 
 def time_table(report: dict[str, Any]) -> str:

@@ -133,7 +133,7 @@ TIME_FIELDS: dict[str, Kind] = {
 }
 STARTUP_FIELDS: dict[str, Kind] = {
     "worker_seconds": ("an object", lambda v: isinstance(v, dict), False),
-    "max_seconds": FINITE, "workers": INTEGER,
+    "max_seconds": FINITE, "workers": INTEGER, "knn_kernels": OPTIONAL_OBJECT,
 }
 FAILED_FIELDS: dict[str, Kind] = {"index": INTEGER, "start": INTEGER, "stop": INTEGER,
                                   "cause": TEXT}

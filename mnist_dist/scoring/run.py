@@ -29,7 +29,7 @@ from mnist_dist.ensure import trained_models
 from mnist_dist.errors import StoreNotFoundError, file_faults
 from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.models.cache import ModelFiles, load_seconds
+from mnist_dist.models.cache import ModelFiles, kernel_choices, load_seconds
 from mnist_dist.observability.spans import add_phases_to_performance_report
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, name_samples, write_report
@@ -163,13 +163,15 @@ def score_on(
                    "models_shipped": payload is not None,
                    "worker_rss_bytes": worker_memory(client)}
         startup = models_load_seconds(client, ref, ort_threads)
+        kernels = knn_kernels(client, ref, ort_threads)
     dataset = {"store": store, "split": spec.split, "partition_rows": rows,
                "store_split": split.store_attrs.get("split")}
     outputs = {"predictions": job.predictions, "models": ref.directory}
     if spec.performance_report:
         outputs["performance_report"] = str((spec.out / PERFORMANCE_REPORT).resolve())
     report = build_report(result, dataset, cluster, models.manifest, throughput, outputs,
-                          result.gallery, settings=settings_of(spec), startup=startup)
+                          result.gallery, settings=settings_of(spec), startup=startup,
+                          kernels=kernels)
     if split.ids is not None:
         name_samples(report, split.ids)
     return report
@@ -224,6 +226,12 @@ def models_load_seconds(client: Client, ref: ModelRef, ort_threads: int) -> dict
     job's start or in its first task); a worker still loading them is left out."""
     seconds = client.run(load_seconds, ref, ort_threads, on_error="return")
     return {w: s for w, s in seconds.items() if isinstance(s, float)}
+
+
+def knn_kernels(client: Client, ref: ModelRef, ort_threads: int) -> dict[str, dict[str, str]]:
+    """The KNN GEMM kernels each worker that answers chose when it loaded the models."""
+    choices = client.run(kernel_choices, ref, ort_threads, on_error="return")
+    return {w: c for w, c in choices.items() if isinstance(c, dict)}
 
 
 def worker_memory(client: Client) -> dict[str, int]:
