@@ -75,15 +75,18 @@ def dask_run(
 
 def in_process_run(
     store: str, split: str, ref: ModelRef, rows: int, ort_threads: int, threads: int,
-    workdir: Path,
+    workdir: Path, load_inside: bool = False,
 ) -> dict[str, Any]:
     """The same work without Dask: the same per-partition task body (read Zarr, both models,
-    write Zarr, confusion) on a pool of `threads` threads, BLAS single-threaded per call."""
+    write Zarr, confusion) on a pool of `threads` threads, BLAS single-threaded per call.
+    The models are loaded before the timing, or inside it when `load_inside` (run it in a
+    fresh process then: a process loads them once)."""
     job = job_for(store, split, ref, rows, ort_threads, workdir, "inproc")
     images = zarr_array(store, f"{split}/images")
     labels = zarr_array(store, f"{split}/labels")
     n_images = int(images.shape[0])
-    load_predictors(ref, ort_threads)
+    if not load_inside:
+        load_predictors(ref, ort_threads)
 
     def one(index: int) -> dict[str, Any]:
         start = index * rows
@@ -93,6 +96,8 @@ def in_process_run(
     try:
         create_prediction_store(job, n_images, run_id="bench-inproc")
         started = time.perf_counter()
+        if load_inside:
+            load_predictors(ref, ort_threads)
         with threadpool_limits(1), ThreadPoolExecutor(threads) as pool:
             markers = list(pool.map(one, range(-(-n_images // rows))))
         confusion = {name: np.sum([m["confusion"][name] for m in markers], axis=0)

@@ -20,6 +20,8 @@ KEY_FIGURES: dict[str, bool] = {
     "figures.knn_fraction_of_roofline": True,
     "figures.knn_over_sklearn": True,
     "figures.knn_worst_input_over_test": True,
+    "figures.knn_over_faiss": True,
+    "figures.knn_gemm_over_best_sgemm": True,
     "figures.knn_latency_p50_ms_batch1": False,
     "figures.knn_max_query_ms": False,
     "figures.mlp_images_per_second_batch1000": True,

@@ -1,8 +1,8 @@
 """The exact KNN on hard inputs, on one worker thread: deformed digits, salt-and-pepper noise,
 inked border pixels, single-pixel images, one-pixel edits of training digits, shifted digits,
 uniform noise (every pixel inked) and blurred digits,
-each timed in paired rounds against the test split
-(the same call, the same machine load), plus the slowest single query and batch-1 latency."""
+each timed in paired rounds against the test split and FAISS's exact IndexFlatL2 (the same
+call, the same machine load), plus the slowest single query and batch-1 latency."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from mnist_dist.bench.tuning import faiss_predictor
 from mnist_dist.data.expand import DeformParams
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors
@@ -113,30 +114,60 @@ def knn_inputs_on_worker(
     ref: ModelRef, store: str, split: str, n_images: int, rounds: int, n_single: int
 ) -> dict[str, Any]:
     """Per input set: median over `rounds` paired rounds of its images/s over the test split's
-    (one worker thread, batch `n_images`), and the slowest of `n_single` batch-1 queries."""
+    and over FAISS's (one worker thread, batch `n_images`), the slowest of `n_single` batch-1
+    queries, and whether FAISS predicts the same digits."""
     knn = load_predictors(ref).knn
+    faiss = faiss_predictor(knn)
     test = sample_images(store, split, n_images)
-    sets = hard_inputs(test, knn.model.reference)
+    sets = {"test": test, **hard_inputs(test, knn.model.reference)}
     ratios: dict[str, list[float]] = {name: [] for name in sets}
-    rates: dict[str, list[float]] = {name: [] for name in ("test", *sets)}
+    over_faiss: dict[str, list[float]] = {name: [] for name in sets}
+    rates: dict[str, list[float]] = {name: [] for name in sets}
+    faiss_rates: list[float] = []
     single: dict[str, float] = {}
     with threadpool_limits(1):
         knn.predict(test[:8])
+        if faiss is not None:
+            faiss(test[:8])
         for _ in range(rounds):
             test_rate = n_images / seconds(knn.predict, test)
-            rates["test"].append(test_rate)
+            # FAISS's flat index scans every reference row whatever the query: its speed barely
+            # depends on the input, so one timing per round (on the test split) serves each set.
+            faiss_rate = None if faiss is None else n_images / seconds(faiss, test)
+            if faiss_rate is not None:
+                faiss_rates.append(faiss_rate)
             for name, images in sets.items():
-                rate = n_images / seconds(knn.predict, images)
+                rate = test_rate if name == "test" else n_images / seconds(knn.predict, images)
                 rates[name].append(rate)
                 ratios[name].append(rate / test_rate)
-        for name, images in {"test": test, **sets}.items():
+                if faiss_rate is not None:
+                    over_faiss[name].append(rate / faiss_rate)
+        for name, images in sets.items():
             single[name] = max(seconds(knn.predict, images[i : i + 1])
                                for i in range(min(n_single, len(images))))
-    over = {name: statistics.median(values) for name, values in ratios.items()}
+        agree = {name: None if faiss is None else float((faiss(images) == knn.predict(images))
+                                                        .mean()) for name, images in sets.items()}
+    over = {name: statistics.median(values) for name, values in ratios.items() if name != "test"}
     worst = min(over, key=over.__getitem__)
+    faiss_over = {name: statistics.median(v) if v else None for name, v in over_faiss.items()}
     rows = [{"input": name, "images_per_second": statistics.median(rates[name]),
-             "over_test": over.get(name), "max_single_query_ms": 1e3 * single[name]}
-            for name in rates]
+             "over_test": over.get(name), "over_faiss": faiss_over[name],
+             "faiss_agrees": agree[name], "max_single_query_ms": 1e3 * single[name]}
+            for name in sets]
     return {"images": n_images, "rounds": rounds, "single_queries": n_single, "rows": rows,
             "worst_input": worst, "worst_over_test": over[worst],
-            "max_single_query_ms": 1e3 * max(single.values())}
+            "max_single_query_ms": 1e3 * max(single.values()),
+            "faiss": faiss_section(faiss is not None, faiss_rates, faiss_over, agree["test"])}
+
+
+def faiss_section(installed: bool, rates: list[float], over: dict[str, float | None],
+                  agree: float | None) -> dict[str, Any]:
+    """The FAISS comparison: its images/s on the test split, ours over it there and on the
+    worst hard set (the lowest ratio), and the share of test-split predictions that agree."""
+    hard = {name: value for name, value in over.items() if name != "test" and value is not None}
+    worst = min(hard, key=hard.__getitem__) if hard else None
+    return {"installed": installed, "index": "IndexFlatL2 (1 thread)",
+            "images_per_second": statistics.median(rates) if rates else None,
+            "knn_over_faiss": over["test"], "worst_input": worst,
+            "worst_over_faiss": None if worst is None else hard[worst],
+            "predictions_agree": agree}

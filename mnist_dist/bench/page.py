@@ -120,11 +120,13 @@ def cards(doc: dict[str, Any]) -> list[tuple[Num, str]]:
 
 def sections(doc: dict[str, Any]) -> list[Section]:
     """Every section of the page, the targets first."""
+    from mnist_dist.bench.page_sections import fresh_section, speed_section  # they import this
+
     return [
         targets_section(doc), regressions_section(doc), roofline_section(doc),
-        throughput_section(doc), paired_section(doc), knn_section(doc),
+        throughput_section(doc), paired_section(doc), knn_section(doc), speed_section(doc),
         end_to_end_section(doc), peers_section(doc), scaling_section(doc),
-        memory_section(doc), fixed_cost_section(doc),
+        memory_section(doc), fixed_cost_section(doc), fresh_section(doc),
     ]
 
 

@@ -23,8 +23,9 @@ STYLE: dict[Any, Any] = {}  # matplotlib's own defaults, not the score report's 
 def table_text(doc: dict[str, Any]) -> str:
     """The short human table printed by `jobs.bench` and saved as bench.txt."""
     lines = [
-        *roofline_lines(doc), "", *throughput_lines(doc), "", *tuning_lines(doc), "",
-        *end_to_end_lines(doc), *memory_lines(doc), "", *fixed_cost_lines(doc), "",
+        *roofline_lines(doc), "", *throughput_lines(doc), "", *tuning_lines(doc),
+        *speed_lines(doc), "", *end_to_end_lines(doc), *memory_lines(doc), "",
+        *fixed_cost_lines(doc), *fresh_lines(doc), "",
         *target_lines(doc),
     ]
     fig = doc["figures"]
@@ -96,6 +97,35 @@ def tuning_lines(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def speed_lines(doc: dict[str, Any]) -> list[str]:
+    """Ours against FAISS, the search's GEMM against each kernel's sgemm peak, its seconds per
+    phase, and the kernel chosen per row count when the worker loaded the model."""
+    faiss, gemm = doc["knn_inputs"]["faiss"], doc["knn_gemm"]
+    lines = [
+        f"KNN vs FAISS {faiss['index']}, paired rounds: x{faiss['knn_over_faiss']:.2f} on the "
+        f"test split, x{faiss['worst_over_faiss']:.2f} on its worst set ({faiss['worst_input']});"
+        f" FAISS {fixed(faiss['images_per_second'])} images/s, predictions agree "
+        f"{faiss['predictions_agree']:.4f}" if faiss["installed"] else
+        "KNN vs FAISS: not installed"]
+    if gemm["skipped"]:
+        return [*lines, f"KNN GEMM: {gemm['skipped']}"]
+    peaks = ", ".join(f"{name} {fixed(rate, 1)}" for name, rate in gemm["sgemm_gflops"].items())
+    load = gemm["load_seconds"]
+    return [
+        *lines,
+        (f"sgemm peak, 1 thread, {gemm['sgemm_size']}²: {peaks} GFLOP/s; the search's GEMM "
+         f"{fixed(gemm['gemm_gflops'], 1)} GFLOP/s, {gemm['gemm_over_best_sgemm']:.2f} of the "
+         "best"),
+        f"KNN search phases ({gemm['images']:,} test images, ms): " + ", ".join(
+            f"{name} {1e3 * seconds:.2f}" for name, seconds in gemm["phases"].items())
+        + f" of {1e3 * gemm['wall_seconds']:.2f} wall",
+        "KNN kernel chosen at load: " + ", ".join(
+            f"≥{c['rows']} rows {c['backend']}" for c in gemm["choices"])
+        + f" (calibration {gemm['calibration_seconds']:.3f} s; whole model load "
+        + (HYPHEN if load is None else f"{load:.2f}") + " s)",
+    ]
+
+
 def end_to_end_lines(doc: dict[str, Any]) -> list[str]:
     """Dask against one process per partition size, the dask-ml peers, and scaling."""
     lines = [(f"{'end to end: partition':<24} {'Dask img/s':>11} {'1 process':>11} "
@@ -153,6 +183,19 @@ def fixed_cost_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"{label:<42} {run['n_images']:>7,} {run['wall_seconds']:>8.2f} "
                      f"{run['task_seconds']:>8.2f} {run['fixed_seconds']:>8.2f}")
     return lines
+
+
+def fresh_lines(doc: dict[str, Any]) -> list[str]:
+    """The main job on fresh workers against one fresh process, both loading the models inside
+    their timing, and a joining worker's seconds until its models are usable."""
+    fresh = doc["fresh_workers"]
+    if fresh["skipped"]:
+        return [f"fresh workers: {fresh['skipped']}"]
+    return [(f"fresh workers, models loaded inside the timing: Dask "
+             f"{fixed(fresh['dask_images_per_second'])} images/s vs one fresh process "
+             f"{fixed(fresh['in_process_images_per_second'])} "
+             f"(x{fresh['score_over_in_process_with_load']:.2f}); a joining worker's models "
+             f"ready in {fresh['worker_ready_seconds']:.2f} s")]
 
 
 QUICK_TARGETS = ("targets: not checked (--quick runs smoke-test sizes whose figures mean nothing; "
@@ -224,8 +267,11 @@ def trend_plot(records: list[dict[str, Any]]) -> str | None:
     if len(records) < 2:
         return None
     same = [r for r in records if machine_key(r) == machine_key(records[-1])]
-    with plots.figure(14, 8, dpi=DPI, style=STYLE) as figure:
-        axes = figure.subplots(3, 4)
+    rows = -(-len(KEY_FIGURES) // 4)
+    with plots.figure(14, 2.7 * rows, dpi=DPI, style=STYLE) as figure:
+        axes = figure.subplots(rows, 4)
+        for axis in axes.ravel()[len(KEY_FIGURES):]:
+            axis.set_visible(False)
         for axis, figure_path in zip(axes.ravel(), KEY_FIGURES):
             points = [(r.get("created", "")[:16], lookup(r, figure_path)) for r in same]
             points = [(when, value) for when, value in points if value is not None]
