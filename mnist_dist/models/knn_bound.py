@@ -36,7 +36,7 @@ import time
 import numpy as np
 from numba import njit
 
-from mnist_dist.models.knn_layout import principal_basis, tree_order
+from mnist_dist.models.knn_layout import principal_basis, run_minima, tree_order
 from mnist_dist.models.knn_rare import RareInk, fold_rare
 from mnist_dist.models.knn_search import GROUP, search_block
 from mnist_dist.models.matmul import TileProduct
@@ -291,10 +291,4 @@ def round_down_float32(values: np.ndarray) -> np.ndarray:
 def group_minima(tile: np.ndarray, out: np.ndarray) -> None:
     """Smallest score of each run of GROUP columns of `tile` (n, w) into `out` (n, w / GROUP)."""
     for q in range(tile.shape[0]):
-        row = tile[q]
-        for g in range(out.shape[1]):
-            part = row[g * GROUP : (g + 1) * GROUP]
-            smallest = part[0]
-            for y in range(1, GROUP):
-                smallest = min(smallest, part[y])
-            out[q, g] = smallest
+        run_minima(tile[q], out[q], GROUP)

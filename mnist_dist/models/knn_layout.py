@@ -1,9 +1,11 @@
-"""How the bound search lays out the references: the principal basis it projects on, and the
-order that puts neighbours in the projected space together (`knn_bound`)."""
+"""How the bound search lays out the references: the principal basis it projects on, the
+order that puts neighbours in the projected space together (`knn_bound`), and the smallest
+bound of each such group."""
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 
 def tree_order(points: np.ndarray, leaf: int) -> np.ndarray:
@@ -37,3 +39,16 @@ def principal_basis(centred: np.ndarray, m: int) -> np.ndarray:
     covariance = centred.astype(np.float32).T @ centred.astype(np.float32)
     _, vectors = np.linalg.eigh(covariance.astype(np.float64))
     return np.ascontiguousarray(vectors[:, ::-1][:, :m])
+
+
+# `nnan` lets the minimum vectorise: scores are never NaN (padding is +inf).
+@njit(cache=True, nogil=True, fastmath={"nnan"})
+def run_minima(row: np.ndarray, out: np.ndarray, group: int) -> None:
+    """Smallest score of each run of `group` columns of one query's scores `row` (w,) into
+    `out` (w / group,)."""
+    for i in range(out.shape[0]):
+        part = row[i * group : (i + 1) * group]
+        smallest = part[0]
+        for score in part[1:]:
+            smallest = min(smallest, score)
+        out[i] = smallest

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from mnist_dist.models.knn_layout import run_minima
+
 # A query takes the dense path when the references its rare ink touches (with repeats) exceed
 # this share of all references: a scattered update costs a few times a sequential one.
 DENSE_SHARE = 0.25
@@ -100,15 +102,17 @@ def fold_sparse(query_rare: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
 @njit(cache=True, nogil=True)
 def fold_dense(scores: np.ndarray, q: int, minima: np.ndarray, products: np.ndarray,
                group: int, allowance: float) -> None:
-    """The dense path, same result as `fold_sparse`: every score, then every group minimum,
-    in one pass each. No loop branches on the data: a branch per reference, taken at random,
+    """The dense path, same result as `fold_sparse`: every score, then every group minimum
+    (`knn_layout.run_minima`), in one pass each per tile. No loop branches on the data: a branch per reference, taken at random,
     costs more than both passes."""
     n_ref = products.shape[0]
     n_tiles, _, width = scores.shape
+    per_tile = width // group  # a tile holds whole groups
     for t in range(n_tiles):
         stop = min(width, n_ref - t * width)
         fold_row(scores[t, q, :stop], products[t * width : t * width + stop], allowance)
-    tile_minima(scores, q, minima, group)
+        # Every score only went down: each group's minimum, taken afresh, is its new one.
+        run_minima(scores[t, q], minima[t * per_tile : (t + 1) * per_tile], group)
 
 
 @njit(cache=True, nogil=True)
@@ -120,22 +124,6 @@ def fold_row(scores: np.ndarray, products: np.ndarray, allowance: float) -> None
         kept = scores[i]
         folded = lowered(kept, products[i], allowance)
         scores[i] = folded if products[i] > 0.0 else kept
-
-
-# `nnan` lets the minimum vectorise: scores are never NaN (padding is +inf).
-@njit(cache=True, nogil=True, fastmath={"nnan"})
-def tile_minima(scores: np.ndarray, q: int, minima: np.ndarray, group: int) -> None:
-    """Lower each group's minimum in `minima` (n_groups,) to query q's smallest score in
-    `scores` (n_tiles, n, width), `group` columns per group (a tile holds whole groups)."""
-    n_tiles, _, width = scores.shape
-    per_tile = width // group
-    for t in range(n_tiles):
-        for i in range(per_tile):
-            part = scores[t, q, i * group : (i + 1) * group]
-            smallest = minima[t * per_tile + i]
-            for score in part:
-                smallest = min(smallest, score)
-            minima[t * per_tile + i] = smallest
 
 
 @njit(cache=True, nogil=True)
