@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from mnist_dist.models.artifacts import ModelRef
 from mnist_dist.models.cache import load_predictors, load_seconds
-from mnist_dist.models.knn_bound import PHASES, BoundIndex
+from mnist_dist.models.knn_bound import PHASES
 from mnist_dist.models.matmul import BACKENDS, TileProduct
 from mnist_dist.scoring.sweep import sample_images
 
@@ -42,14 +42,6 @@ def sgemm_peaks(products: dict[str, TileProduct], size: int, repeats: int = SGEM
             fastest = min(fastest, time.perf_counter() - start)
         peaks[name] = 2.0 * size**3 / fastest / 1e9
     return peaks
-
-
-def calibration_seconds(index: BoundIndex) -> float:
-    """Wall seconds of the load's kernel choice made again on the same operands: the product's
-    onnxruntime session built, then `calibrate` on the first tile up to the search's block."""
-    started = time.perf_counter()
-    TileProduct(index.tiles.shape[1]).calibrate(index.tiles[0], index.block_rows)
-    return time.perf_counter() - started
 
 
 def gemm_on_worker(ref: ModelRef, store: str, split: str, n_images: int, rounds: int,
@@ -77,7 +69,6 @@ def gemm_on_worker(ref: ModelRef, store: str, split: str, n_images: int, rounds:
             measured.append({"sgemm_gflops": peaks, "wall_seconds": wall, "phases": phases,
                              "gemm_gflops": rate, "gemm_over_best_sgemm": rate / max(
                                  peaks.values())})
-        calibration = calibration_seconds(index)
     middle = sorted(measured, key=lambda r: r["wall_seconds"])[len(measured) // 2]
     sgemm = {name: statistics.median(r["sgemm_gflops"][name] for r in measured)
              for name in BACKENDS}
@@ -89,5 +80,6 @@ def gemm_on_worker(ref: ModelRef, store: str, split: str, n_images: int, rounds:
         "gemm_over_best_sgemm": statistics.median(r["gemm_over_best_sgemm"] for r in measured),
         "wall_seconds": middle["wall_seconds"], "phases": middle["phases"],
         "choices": [asdict(choice) for choice in index.matmul.choices],
-        "calibration_seconds": calibration, "load_seconds": load_seconds(ref),
+        "calibration_seconds": index.matmul.calibration_seconds
+        + index.narrow_matmul.calibration_seconds, "load_seconds": load_seconds(ref),
     }

@@ -52,7 +52,7 @@ def speed_section(doc: dict[str, Any]) -> Section:
               choices, "Kernel chosen when the worker loaded the model"),
     ]
     load = gemm["load_seconds"]
-    notes.append(f"Calibration (the choice made again, timed): {sig(gemm['calibration_seconds'])}"
+    notes.append(f"Calibration at load (both products): {sig(gemm['calibration_seconds'])}"
                  f" s; the worker's whole model load: {sig(load) if load else HYPHEN} s.")
     return Section("knn-speed", "KNN against FAISS and the matmul peak", tables, notes)
 

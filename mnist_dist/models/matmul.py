@@ -54,11 +54,13 @@ class TileProduct:
         self.session = ort.InferenceSession(matmul_model(k), session_options(OrtSettings()),
                                             providers=["CPUExecutionProvider"])
         self.choices = [Choice(1, backend or "numpy", {})]
+        self.calibration_seconds = 0.0  # how long `calibrate` took, warm-up included
 
     def calibrate(self, b: np.ndarray, max_rows: int) -> list[Choice]:
         """Time both kernels on `b` (k, w) for each of CALIBRATION_ROWS up to `max_rows`, in
         interleaved rounds for CALIBRATION_SECONDS, and keep the faster per row count (its
         fastest round: other work on the machine only ever slows a round). Returns the choices."""
+        started = time.perf_counter()
         sizes = [r for r in CALIBRATION_ROWS if r < max_rows] + [max_rows]
         a = np.ones((max_rows, self.k), np.float32)
         out = np.empty((max_rows, b.shape[1]), np.float32)
@@ -79,6 +81,7 @@ class TileProduct:
             gflops = {name: flops / fastest[rows, name] / 1e9 for name in BACKENDS}
             choices.append(Choice(rows, max(gflops, key=gflops.__getitem__), gflops))
         self.choices = choices
+        self.calibration_seconds = time.perf_counter() - started
         return choices
 
     def backend_for(self, rows: int) -> str:
