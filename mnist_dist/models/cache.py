@@ -55,13 +55,12 @@ class Predictors:
 
     knn: GemmKnn
     mlp: OnnxMlp
+    load_seconds: float  # read, verify, build and warm up both (the report's worker start-up)
 
 
 _cache: dict[tuple[ModelRef, int], Predictors] = {}
 _cache_lock = threading.Lock()
 load_count = 0  # loads performed by this process; lets tests prove "once per worker"
-# Seconds each cached load took (read, verify, build), for the report's worker start-up.
-_load_seconds: dict[tuple[ModelRef, int], float] = {}
 
 
 def load_predictors(
@@ -89,9 +88,7 @@ def load_predictors(
             mlp = OnnxMlp.load_bytes(artifact("mlp.onnx"), settings, ref.location("mlp.onnx"))
             warm_up(knn, mlp)
             _cache.clear()  # a process serves one model set at a time; free the previous one
-            _load_seconds.clear()
-            _cache[key] = Predictors(knn, mlp)
-            _load_seconds[key] = time.perf_counter() - started
+            _cache[key] = Predictors(knn, mlp, time.perf_counter() - started)
             load_count += 1
         return _cache[key]
 
@@ -105,16 +102,18 @@ def warm_up(knn: GemmKnn, mlp: OnnxMlp) -> None:
     mlp.predict(blank)
 
 
-def kernel_choices(ref: ModelRef, ort_threads: int = 1) -> dict[str, str] | None:
-    """The KNN's GEMM kernels this process chose when it loaded the predictors of `ref`, as
-    text per product (`knn_bound`: "bound", the narrow bound of small blocks "narrow"); None
-    until they are loaded. Never waits for a load in progress."""
+def startup_facts(ref: ModelRef, ort_threads: int = 1) -> dict[str, Any] | None:
+    """What this process's load of the predictors of `ref` took: `seconds`, and the KNN's GEMM
+    `kernels` it chose, as text per product (`knn_bound`: "bound", the narrow bound of small
+    blocks "narrow"; None for a search without the bound). None until they are loaded; never
+    waits for a load in progress."""
     predictors = _cache.get((ref, ort_threads))
-    index = predictors.knn.index if predictors else None
-    if index is None:
+    if predictors is None:
         return None
-    return {"bound": describe_choices(index.matmul.choices),
-            "narrow": describe_choices(index.narrow_matmul.choices)}
+    index = predictors.knn.index
+    kernels = None if index is None else {"bound": describe_choices(index.matmul.choices),
+                                          "narrow": describe_choices(index.narrow_matmul.choices)}
+    return {"seconds": predictors.load_seconds, "kernels": kernels}
 
 
 def describe_choices(choices: list[Choice]) -> str:
@@ -133,7 +132,8 @@ def describe_choices(choices: list[Choice]) -> str:
 def load_seconds(ref: ModelRef, ort_threads: int = 1) -> float | None:
     """Seconds this process took to load the predictors of `ref` (None until they are
     loaded); never waits for a load in progress."""
-    return _load_seconds.get((ref, ort_threads))
+    predictors = _cache.get((ref, ort_threads))
+    return predictors.load_seconds if predictors else None
 
 
 def read_saved_index(ref: ModelRef, artifact: Callable[[str], bytes], n_ref: int

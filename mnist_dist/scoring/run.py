@@ -29,7 +29,7 @@ from mnist_dist.ensure import trained_models
 from mnist_dist.errors import StoreNotFoundError, file_faults
 from mnist_dist.locations import absolute, is_url, local_path
 from mnist_dist.models.artifacts import ModelRef
-from mnist_dist.models.cache import ModelFiles, kernel_choices, load_seconds
+from mnist_dist.models.cache import ModelFiles, startup_facts
 from mnist_dist.observability.spans import add_phases_to_performance_report
 from mnist_dist.preparation.store import ensure_store
 from mnist_dist.report.document import build_report, name_samples, write_report
@@ -162,8 +162,7 @@ def score_on(
         cluster = {**cluster_facts(client), "ort_threads": ort_threads,
                    "models_shipped": payload is not None,
                    "worker_rss_bytes": worker_memory(client)}
-        startup = models_load_seconds(client, ref, ort_threads)
-        kernels = knn_kernels(client, ref, ort_threads)
+        startup, kernels = worker_startup(client, ref, ort_threads)
     dataset = {"store": store, "split": spec.split, "partition_rows": rows,
                "store_split": split.store_attrs.get("split")}
     outputs = {"predictions": job.predictions, "models": ref.directory}
@@ -221,17 +220,15 @@ def optional_performance_report(spec: ScoreSpec) -> Iterator[None]:
         tmp.unlink(missing_ok=True)
 
 
-def models_load_seconds(client: Client, ref: ModelRef, ort_threads: int) -> dict[str, float]:
+def worker_startup(client: Client, ref: ModelRef, ort_threads: int
+                   ) -> tuple[dict[str, float], dict[str, dict[str, str]]]:
     """Seconds each worker that answers took to load the models of `ref` (on joining, at the
-    job's start or in its first task); a worker still loading them is left out."""
-    seconds = client.run(load_seconds, ref, ort_threads, on_error="return")
-    return {w: s for w, s in seconds.items() if isinstance(s, float)}
-
-
-def knn_kernels(client: Client, ref: ModelRef, ort_threads: int) -> dict[str, dict[str, str]]:
-    """The KNN GEMM kernels each worker that answers chose when it loaded the models."""
-    choices = client.run(kernel_choices, ref, ort_threads, on_error="return")
-    return {w: c for w, c in choices.items() if isinstance(c, dict)}
+    job's start or in its first task), and the KNN GEMM kernels it chose then; a worker still
+    loading them is left out."""
+    facts = client.run(startup_facts, ref, ort_threads, on_error="return")
+    loaded = {w: f for w, f in facts.items() if isinstance(f, dict)}
+    return ({w: f["seconds"] for w, f in loaded.items()},
+            {w: f["kernels"] for w, f in loaded.items() if f["kernels"]})
 
 
 def worker_memory(client: Client) -> dict[str, int]:
