@@ -177,8 +177,9 @@ def validate_models(
 ) -> dict[str, Any]:
     """Check on the client everything a worker will load, before any work is submitted: the
     manifest's `models` section, the KNN files (arrays, dtypes, shapes, parameters, the saved
-    index when there is one; no GEMM build), the ONNX contract (one session) and `mlp.json`. Returns the manifest. `files`
-    and `manifest`, when given, are what was already read (nothing is read again).
+    index when there is one; no GEMM build), the ONNX contract (one session) and `mlp.json`.
+    Returns the manifest. `files` and `manifest`, when given, are what was already read
+    (nothing is read again).
 
     Raises ModelFormatError naming the file and what is wrong (ArtifactChecksumError and
     ModelNotFoundError as reading does).
